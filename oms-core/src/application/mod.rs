@@ -1,0 +1,11 @@
+//! Application services: the inbound ports implemented on the outbound ones.
+
+mod order;
+mod product;
+mod query;
+mod request;
+
+pub use order::{OrderService, RetryPolicy};
+pub use product::ProductService;
+pub use query::QueryService;
+pub use request::RequestOrderService;

@@ -1,0 +1,190 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::warn;
+
+use crate::domain::{Caller, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId};
+use crate::port::inbound::RequestOrderUseCase;
+use crate::port::outbound::{OrderRequestPublisher, TraceStore};
+
+/// Accepts orders: validates, records PROCESSING, queues, returns the trace id.
+///
+/// PROCESSING is written *before* the command is queued, so the consumer's
+/// final write can never be overwritten by it. When the queue does not take
+/// the command, the trace (and the idempotency key) are removed again and the
+/// error is returned: no trace is left PROCESSING for an order that was never
+/// queued.
+pub struct RequestOrderService {
+    publisher: Arc<dyn OrderRequestPublisher>,
+    traces: Arc<dyn TraceStore>,
+}
+
+impl RequestOrderService {
+    /// A service on these ports.
+    pub fn new(publisher: Arc<dyn OrderRequestPublisher>, traces: Arc<dyn TraceStore>) -> Self {
+        Self { publisher, traces }
+    }
+
+    async fn undo(&self, trace_id: TraceId, caller: Caller, key: Option<&str>) {
+        if let Err(e) = self.traces.remove(trace_id).await {
+            warn!(%trace_id, error = %e, "could not remove the trace of an order that was not queued");
+        }
+        if let Some(key) = key {
+            if let Err(e) = self.traces.release_key(caller.member_id, key).await {
+                warn!(%trace_id, error = %e, "could not release an idempotency key");
+            }
+        }
+    }
+}
+
+/// Checks an `Idempotency-Key`: 1–64 visible ASCII characters.
+pub(crate) fn validate_idempotency_key(key: &str) -> OmsResult<()> {
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OmsError::Invalid(
+            "Idempotency-Key must be 1 to 64 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RequestOrderUseCase for RequestOrderService {
+    async fn request_order(
+        &self,
+        caller: Caller,
+        request: OrderRequest,
+        idempotency_key: Option<String>,
+    ) -> OmsResult<TraceId> {
+        request.validate()?;
+        let trace_id = TraceId::new();
+        if let Some(key) = idempotency_key.as_deref() {
+            validate_idempotency_key(key)?;
+            if let Some(existing) = self
+                .traces
+                .claim_key(caller.member_id, key, trace_id)
+                .await?
+            {
+                return Ok(existing);
+            }
+        }
+        let command = OrderCommand::new(trace_id, caller.member_id, request);
+        if let Err(e) = self
+            .traces
+            .save(&OrderTrace::processing(trace_id, caller.member_id))
+            .await
+        {
+            self.undo(trace_id, caller, idempotency_key.as_deref())
+                .await;
+            return Err(e);
+        }
+        if let Err(e) = self.publisher.send(&command).await {
+            self.undo(trace_id, caller, idempotency_key.as_deref())
+                .await;
+            return Err(e);
+        }
+        Ok(trace_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo, TraceState};
+    use crate::memory::InMemoryTraceStore;
+    use crate::port::outbound::MockOrderRequestPublisher;
+
+    fn request() -> OrderRequest {
+        OrderRequest {
+            items: vec![OrderLine {
+                product_id: ProductId(1),
+                quantity: 1,
+            }],
+            receiver_info: ReceiverInfo {
+                name: "Kim".into(),
+                phone: "010-0000-0000".into(),
+                address: "Seoul".into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queued_order_is_processing() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher.expect_send().times(1).returning(|_| Ok(()));
+        let service = RequestOrderService::new(Arc::new(publisher), traces.clone());
+        let id = service
+            .request_order(Caller::user(7), request(), None)
+            .await
+            .unwrap();
+        let trace = traces.get(id).await.unwrap().unwrap();
+        assert_eq!(trace.state, TraceState::Processing);
+        assert_eq!(trace.member_id, MemberId(7));
+    }
+
+    #[tokio::test]
+    async fn a_broker_failure_leaves_no_processing_trace_and_frees_the_key() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher
+            .expect_send()
+            .times(2)
+            .returning(|_| Err(OmsError::unavailable("kafka", "down")));
+        let service = RequestOrderService::new(Arc::new(publisher), traces.clone());
+        let err = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, OmsError::Unavailable { .. }));
+        assert!(traces.is_empty());
+        // The key was released, so a retry tries to queue again.
+        let again = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await;
+        assert!(again.is_err());
+    }
+
+    #[tokio::test]
+    async fn same_member_and_key_get_the_same_trace_and_one_message() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher.expect_send().times(2).returning(|_| Ok(()));
+        let service = RequestOrderService::new(Arc::new(publisher), traces);
+        let a = service
+            .request_order(Caller::user(7), request(), Some("key".into()))
+            .await
+            .unwrap();
+        let b = service
+            .request_order(Caller::user(7), request(), Some("key".into()))
+            .await
+            .unwrap();
+        assert_eq!(a, b);
+        // Another member with the same key is another order.
+        let c = service
+            .request_order(Caller::user(8), request(), Some("key".into()))
+            .await
+            .unwrap();
+        assert_ne!(a, c);
+    }
+
+    #[tokio::test]
+    async fn invalid_requests_and_keys_are_refused_before_anything_is_queued() {
+        let publisher = MockOrderRequestPublisher::new(); // no call expected
+        let service =
+            RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()));
+        let mut empty = request();
+        empty.items.clear();
+        assert!(matches!(
+            service.request_order(Caller::user(1), empty, None).await,
+            Err(OmsError::Invalid(_))
+        ));
+        for key in ["", "has space", &"x".repeat(65)] {
+            assert!(matches!(
+                service
+                    .request_order(Caller::user(1), request(), Some(key.to_string()))
+                    .await,
+                Err(OmsError::Invalid(_))
+            ));
+        }
+    }
+}

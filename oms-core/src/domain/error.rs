@@ -1,0 +1,82 @@
+//! The one error type of the core.
+
+use std::error::Error as StdError;
+
+use super::{OrderId, ProductId, TraceId};
+
+/// A boxed source error from an adapter.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Every failure a port or a use case can report.
+///
+/// Adapters keep their own error types private and convert into this one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OmsError {
+    /// Not enough stock of a product for an order.
+    #[error("product {product_id} is out of stock")]
+    OutOfStock {
+        /// The product that ran out.
+        product_id: ProductId,
+    },
+    /// An order names a product that does not exist.
+    #[error("product {product_id} does not exist")]
+    ProductNotFound {
+        /// The unknown product.
+        product_id: ProductId,
+    },
+    /// A product with this id exists already.
+    #[error("product {product_id} exists already")]
+    ProductExists {
+        /// The taken id.
+        product_id: ProductId,
+    },
+    /// No order with this id (or not visible to the caller).
+    #[error("order {order_id} not found")]
+    OrderNotFound {
+        /// The requested order.
+        order_id: OrderId,
+    },
+    /// No trace with this id (or not visible to the caller).
+    #[error("trace {trace_id} not found")]
+    TraceNotFound {
+        /// The requested trace.
+        trace_id: TraceId,
+    },
+    /// A concurrent writer changed the data first (optimistic lock lost); retry.
+    #[error("concurrent update conflict: {0}")]
+    Conflict(String),
+    /// The input breaks a rule of the domain.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// The caller may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A dependency (broker, cache, database) did not answer.
+    #[error("{what} is unavailable: {source}")]
+    Unavailable {
+        /// Which dependency.
+        what: &'static str,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl OmsError {
+    /// Wraps a dependency failure.
+    pub fn unavailable(what: &'static str, source: impl Into<BoxError>) -> Self {
+        Self::Unavailable {
+            what,
+            source: source.into(),
+        }
+    }
+
+    /// Whether trying the same operation again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Conflict(_) | Self::Unavailable { .. })
+    }
+}
+
+/// Result with [`OmsError`].
+pub type OmsResult<T> = Result<T, OmsError>;

@@ -1,0 +1,215 @@
+//! Orders, order lines and the command that carries an accepted request.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{MemberId, OmsError, OmsResult, OrderId, ProductId, TraceId};
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 100;
+/// Largest quantity of one line.
+pub const MAX_QUANTITY: u32 = 1000;
+/// Longest receiver field, in characters.
+pub const MAX_RECEIVER_FIELD: usize = 255;
+
+/// One line of an order request: a product and how many units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLine {
+    /// The product ordered.
+    pub product_id: ProductId,
+    /// Units, 1..=1000.
+    pub quantity: u32,
+}
+
+/// Where the order goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverInfo {
+    /// Receiver's name.
+    pub name: String,
+    /// Receiver's phone number.
+    pub phone: String,
+    /// Delivery address.
+    pub address: String,
+}
+
+impl ReceiverInfo {
+    fn validate(&self) -> OmsResult<()> {
+        for (field, value) in [
+            ("name", &self.name),
+            ("phone", &self.phone),
+            ("address", &self.address),
+        ] {
+            if value.trim().is_empty() {
+                return Err(OmsError::Invalid(format!(
+                    "receiverInfo.{field} must not be empty"
+                )));
+            }
+            if value.chars().count() > MAX_RECEIVER_FIELD {
+                return Err(OmsError::Invalid(format!(
+                    "receiverInfo.{field} must be at most {MAX_RECEIVER_FIELD} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a member asks for: the lines and the receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderRequest {
+    /// The lines, 1..=100.
+    pub items: Vec<OrderLine>,
+    /// Where it goes.
+    pub receiver_info: ReceiverInfo,
+}
+
+impl OrderRequest {
+    /// Checks the request against the rules of API.md: 1–100 lines, quantities
+    /// 1–1000, every receiver field present.
+    pub fn validate(&self) -> OmsResult<()> {
+        if self.items.is_empty() {
+            return Err(OmsError::Invalid("items must not be empty".into()));
+        }
+        if self.items.len() > MAX_LINES {
+            return Err(OmsError::Invalid(format!(
+                "items must have at most {MAX_LINES} lines"
+            )));
+        }
+        for (i, line) in self.items.iter().enumerate() {
+            if line.quantity < 1 || line.quantity > MAX_QUANTITY {
+                return Err(OmsError::Invalid(format!(
+                    "items[{i}].quantity must be between 1 and {MAX_QUANTITY}"
+                )));
+            }
+            if line.product_id.0 == 0 {
+                return Err(OmsError::Invalid(format!(
+                    "items[{i}].productId must be a positive integer"
+                )));
+            }
+        }
+        self.receiver_info.validate()
+    }
+}
+
+/// An accepted order request on its way to processing: the record on the
+/// order topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderCommand {
+    /// The trace the client polls.
+    pub trace_id: TraceId,
+    /// Who ordered.
+    pub member_id: MemberId,
+    /// What was ordered.
+    pub items: Vec<OrderLine>,
+    /// Where it goes.
+    pub receiver_info: ReceiverInfo,
+    /// When the API accepted it.
+    pub requested_at: DateTime<Utc>,
+}
+
+impl OrderCommand {
+    /// A command for a request accepted now.
+    pub fn new(trace_id: TraceId, member_id: MemberId, request: OrderRequest) -> Self {
+        Self {
+            trace_id,
+            member_id,
+            items: request.items,
+            receiver_info: request.receiver_info,
+            requested_at: Utc::now(),
+        }
+    }
+
+    /// Checks the command as the consumer receives it (the same rules as intake).
+    pub fn validate(&self) -> OmsResult<()> {
+        if self.member_id.0 == 0 {
+            return Err(OmsError::Invalid("memberId must be positive".into()));
+        }
+        OrderRequest {
+            items: self.items.clone(),
+            receiver_info: self.receiver_info.clone(),
+        }
+        .validate()
+    }
+
+    /// The partition key of the command: the smallest product id it orders,
+    /// so that every order whose lowest product is the same lands on the same
+    /// partition and keeps its order there.
+    pub fn partition_key(&self) -> Option<ProductId> {
+        self.items.iter().map(|l| l.product_id).min()
+    }
+}
+
+/// Life-cycle state of a placed order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum OrderStatus {
+    /// Stock is reserved and the order recorded.
+    Ordered,
+    /// Paid.
+    Paid,
+    /// Cancelled; its stock went back.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// The wire name (`ORDERED`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ordered => "ORDERED",
+            Self::Paid => "PAID",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> OmsResult<Self> {
+        match s {
+            "ORDERED" => Ok(Self::Ordered),
+            "PAID" => Ok(Self::Paid),
+            "CANCELLED" => Ok(Self::Cancelled),
+            other => Err(OmsError::Invalid(format!("unknown order status `{other}`"))),
+        }
+    }
+}
+
+/// One line of a placed order, with the name and price at the time of order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    /// The product.
+    pub product_id: ProductId,
+    /// Its name when ordered.
+    pub product_name: String,
+    /// Its unit price when ordered.
+    pub price: i64,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// A placed order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Id assigned at placement.
+    pub order_id: OrderId,
+    /// The trace that created it (unique).
+    #[serde(skip)]
+    pub trace_id: Option<TraceId>,
+    /// Owner.
+    pub member_id: MemberId,
+    /// State.
+    pub status: OrderStatus,
+    /// When it was placed.
+    pub order_date: DateTime<Utc>,
+    /// Sum of price × quantity.
+    pub total_price: i64,
+    /// Lines, one per product.
+    pub items: Vec<OrderItem>,
+    /// Receiver.
+    pub receiver_info: ReceiverInfo,
+}

@@ -1,0 +1,275 @@
+//! Planning a batch of orders against a snapshot of stock.
+//!
+//! Every persistence adapter places a batch the same way: read the outcomes
+//! already recorded for the batch's trace ids and the products it names, run
+//! [`plan_batch`] on that snapshot, then apply the plan atomically: one
+//! conditional, versioned decrement per product
+//! (`stock = stock - total, version = version + 1 WHERE version = seen AND
+//! stock >= total`), the new orders, and an outcome for every new trace. If any
+//! decrement finds the version moved, the whole batch is rolled back and
+//! reported as [`OmsError::Conflict`](super::OmsError::Conflict).
+
+use std::collections::HashMap;
+
+use super::{
+    FailureReason, OmsError, OrderCommand, OrderPriceCalculator, OrderTrace, PricedOrder, Product,
+    ProductId, TraceId, TraceState,
+};
+
+/// One aggregated, versioned stock decrement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockDecrement {
+    /// The product.
+    pub product_id: ProductId,
+    /// Units taken by the whole batch.
+    pub quantity: i64,
+    /// The version the snapshot saw.
+    pub expected_version: i64,
+}
+
+/// What happens to one command of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// The trace has an outcome already (an earlier delivery): return it.
+    Replay(OrderTrace),
+    /// The same trace appears earlier in this batch: return that one's outcome.
+    SameAs(usize),
+    /// Place the order.
+    Place(PricedOrder),
+    /// Record a failure.
+    Fail(FailureReason),
+}
+
+/// The plan of a batch: steps in input order and the decrements to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPlan {
+    /// One step per command, same order as the input.
+    pub steps: Vec<Step>,
+    /// One decrement per product that loses stock.
+    pub decrements: Vec<StockDecrement>,
+}
+
+/// The outcome of one command of a placed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The trace's final state.
+    pub trace: OrderTrace,
+    /// `true` when the outcome was recorded before (a redelivery): nothing was
+    /// changed and the caller must not act on it again (e.g. no second DLQ record).
+    pub replayed: bool,
+}
+
+/// Plans `commands` in order against `products` (the current rows of every
+/// product the batch names) and `known` (outcomes already recorded).
+pub fn plan_batch(
+    commands: &[OrderCommand],
+    products: &HashMap<ProductId, Product>,
+    known: &HashMap<TraceId, OrderTrace>,
+) -> BatchPlan {
+    let mut taken: HashMap<ProductId, i64> = HashMap::new();
+    let mut first_seen: HashMap<TraceId, usize> = HashMap::new();
+    let mut steps = Vec::with_capacity(commands.len());
+    for (i, command) in commands.iter().enumerate() {
+        if let Some(trace) = known.get(&command.trace_id) {
+            steps.push(Step::Replay(*trace));
+            continue;
+        }
+        if let Some(&first) = first_seen.get(&command.trace_id) {
+            steps.push(Step::SameAs(first));
+            continue;
+        }
+        first_seen.insert(command.trace_id, i);
+        if command.validate().is_err() {
+            steps.push(Step::Fail(FailureReason::Invalid));
+            continue;
+        }
+        let priced = OrderPriceCalculator::price(
+            &command.items,
+            |id| products.get(&id),
+            |p| p.stock - taken.get(&p.id).copied().unwrap_or(0),
+        );
+        match priced {
+            Ok(priced) => {
+                for item in &priced.items {
+                    *taken.entry(item.product_id).or_insert(0) += i64::from(item.quantity);
+                }
+                steps.push(Step::Place(priced));
+            }
+            Err(e) => steps.push(Step::Fail(
+                FailureReason::of(&e).unwrap_or(FailureReason::Invalid),
+            )),
+        }
+    }
+    let mut decrements: Vec<StockDecrement> = taken
+        .into_iter()
+        .filter_map(|(product_id, quantity)| {
+            products.get(&product_id).map(|p| StockDecrement {
+                product_id,
+                quantity,
+                expected_version: p.version,
+            })
+        })
+        .collect();
+    // A fixed order keeps row locks in the same order across writers.
+    decrements.sort_by_key(|d| d.product_id);
+    BatchPlan { steps, decrements }
+}
+
+/// Resolves the steps of a plan into placements, given the order id each
+/// `Place` step received (in step order).
+pub fn resolve_placements(
+    commands: &[OrderCommand],
+    plan: &BatchPlan,
+    mut order_ids: impl Iterator<Item = super::OrderId>,
+) -> Result<Vec<Placement>, OmsError> {
+    let mut out: Vec<Placement> = Vec::with_capacity(commands.len());
+    for (command, step) in commands.iter().zip(&plan.steps) {
+        let placement = match step {
+            Step::Replay(trace) => Placement {
+                trace: *trace,
+                replayed: true,
+            },
+            Step::SameAs(first) => {
+                let first = out
+                    .get(*first)
+                    .ok_or_else(|| OmsError::Invalid("batch plan refers forward".into()))?;
+                Placement {
+                    trace: first.trace,
+                    replayed: true,
+                }
+            }
+            Step::Place(_) => {
+                let order_id = order_ids
+                    .next()
+                    .ok_or_else(|| OmsError::Invalid("fewer order ids than orders".into()))?;
+                Placement {
+                    trace: OrderTrace {
+                        trace_id: command.trace_id,
+                        member_id: command.member_id,
+                        state: TraceState::Completed { order_id },
+                    },
+                    replayed: false,
+                }
+            }
+            Step::Fail(reason) => Placement {
+                trace: OrderTrace {
+                    trace_id: command.trace_id,
+                    member_id: command.member_id,
+                    state: TraceState::Failed { reason: *reason },
+                },
+                replayed: false,
+            },
+        };
+        out.push(placement);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MemberId, OrderLine, OrderRequest, ReceiverInfo};
+
+    fn cmd(member: u64, lines: &[(u64, u32)]) -> OrderCommand {
+        OrderCommand::new(
+            TraceId::new(),
+            MemberId(member),
+            OrderRequest {
+                items: lines
+                    .iter()
+                    .map(|&(p, q)| OrderLine {
+                        product_id: ProductId(p),
+                        quantity: q,
+                    })
+                    .collect(),
+                receiver_info: ReceiverInfo {
+                    name: "Kim".into(),
+                    phone: "010".into(),
+                    address: "Seoul".into(),
+                },
+            },
+        )
+    }
+
+    fn products(stock: &[(u64, i64)]) -> HashMap<ProductId, Product> {
+        stock
+            .iter()
+            .map(|&(id, s)| {
+                (
+                    ProductId(id),
+                    Product {
+                        id: ProductId(id),
+                        name: format!("p{id}"),
+                        price: 10,
+                        stock: s,
+                        version: 7,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_takes_stock_in_order_and_aggregates_decrements() {
+        let cmds = vec![
+            cmd(1, &[(1, 2), (2, 1)]),
+            cmd(2, &[(1, 2)]),
+            cmd(3, &[(2, 1)]),
+        ];
+        let plan = plan_batch(&cmds, &products(&[(1, 3), (2, 5)]), &HashMap::new());
+        assert!(matches!(plan.steps[0], Step::Place(_)));
+        assert_eq!(plan.steps[1], Step::Fail(FailureReason::OutOfStock));
+        assert!(matches!(plan.steps[2], Step::Place(_)));
+        assert_eq!(
+            plan.decrements,
+            vec![
+                StockDecrement {
+                    product_id: ProductId(1),
+                    quantity: 2,
+                    expected_version: 7
+                },
+                StockDecrement {
+                    product_id: ProductId(2),
+                    quantity: 2,
+                    expected_version: 7
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn known_and_repeated_traces_are_replayed() {
+        let a = cmd(1, &[(1, 1)]);
+        let done = OrderTrace {
+            trace_id: a.trace_id,
+            member_id: a.member_id,
+            state: TraceState::Failed {
+                reason: FailureReason::OutOfStock,
+            },
+        };
+        let b = cmd(2, &[(1, 1)]);
+        let cmds = vec![a.clone(), b.clone(), b];
+        let known = HashMap::from([(a.trace_id, done)]);
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known);
+        assert_eq!(plan.steps[0], Step::Replay(done));
+        assert_eq!(plan.steps[2], Step::SameAs(1));
+        assert_eq!(plan.decrements[0].quantity, 1);
+        let placed =
+            resolve_placements(&cmds, &plan, [crate::domain::OrderId(9)].into_iter()).unwrap();
+        assert!(placed[0].replayed);
+        assert!(!placed[1].replayed);
+        assert!(placed[2].replayed);
+        assert_eq!(placed[2].trace, placed[1].trace);
+    }
+
+    #[test]
+    fn unknown_products_and_invalid_commands_fail_without_taking_stock() {
+        let mut bad = cmd(1, &[(1, 1)]);
+        bad.items[0].quantity = 0;
+        let cmds = vec![cmd(1, &[(1, 1), (9, 1)]), bad];
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new());
+        assert_eq!(plan.steps[0], Step::Fail(FailureReason::ProductNotFound));
+        assert_eq!(plan.steps[1], Step::Fail(FailureReason::Invalid));
+        assert!(plan.decrements.is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! The trace a client polls: PROCESSING, then COMPLETED or FAILED.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::{MemberId, OmsError, OrderId, TraceId};
+
+/// Why an order request failed. The wire names are those of API.md.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum FailureReason {
+    /// Not enough stock.
+    OutOfStock,
+    /// A product of the order does not exist.
+    ProductNotFound,
+    /// The command broke a rule (validated again by the consumer).
+    Invalid,
+    /// The record could not be decoded.
+    Poison,
+    /// The record was lost before it was processed (found by the sweeper).
+    Lost,
+}
+
+impl FailureReason {
+    /// The wire name, e.g. `OUT_OF_STOCK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OutOfStock => "OUT_OF_STOCK",
+            Self::ProductNotFound => "PRODUCT_NOT_FOUND",
+            Self::Invalid => "INVALID",
+            Self::Poison => "POISON",
+            Self::Lost => "LOST",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Result<Self, OmsError> {
+        Ok(match s {
+            "OUT_OF_STOCK" => Self::OutOfStock,
+            "PRODUCT_NOT_FOUND" => Self::ProductNotFound,
+            "INVALID" => Self::Invalid,
+            "POISON" => Self::Poison,
+            "LOST" => Self::Lost,
+            other => {
+                return Err(OmsError::Invalid(format!(
+                    "unknown failure reason `{other}`"
+                )))
+            }
+        })
+    }
+
+    /// The reason an error of the domain stands for, if it is final.
+    pub fn of(error: &OmsError) -> Option<Self> {
+        match error {
+            OmsError::OutOfStock { .. } => Some(Self::OutOfStock),
+            OmsError::ProductNotFound { .. } => Some(Self::ProductNotFound),
+            OmsError::Invalid(_) => Some(Self::Invalid),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TraceState {
+    /// Accepted, not yet processed.
+    Processing,
+    /// Placed as this order.
+    Completed {
+        /// The order placed.
+        #[serde(rename = "orderId")]
+        order_id: OrderId,
+    },
+    /// Not placed, for this reason.
+    Failed {
+        /// Why.
+        reason: FailureReason,
+    },
+}
+
+impl TraceState {
+    /// Whether the state is COMPLETED or FAILED.
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Self::Processing)
+    }
+
+    /// The wire name of the status.
+    pub fn status_str(&self) -> &'static str {
+        match self {
+            Self::Processing => "PROCESSING",
+            Self::Completed { .. } => "COMPLETED",
+            Self::Failed { .. } => "FAILED",
+        }
+    }
+}
+
+/// The trace of one order request, with its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderTrace {
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// The member who made the request.
+    pub member_id: MemberId,
+    /// Where it stands.
+    #[serde(flatten)]
+    pub state: TraceState,
+}
+
+impl OrderTrace {
+    /// A trace that was just accepted.
+    pub fn processing(trace_id: TraceId, member_id: MemberId) -> Self {
+        Self {
+            trace_id,
+            member_id,
+            state: TraceState::Processing,
+        }
+    }
+}

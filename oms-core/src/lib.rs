@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod application;
+pub mod domain;
+#[cfg(feature = "memory")]
+pub mod memory;
+pub mod port;
+#[cfg(feature = "testkit")]
+pub mod testkit;

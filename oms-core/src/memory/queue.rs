@@ -1,0 +1,131 @@
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use super::lock;
+use crate::domain::{OmsError, OmsResult, OrderCommand};
+use crate::port::inbound::OrderUseCase;
+use crate::port::outbound::{DeadLetter, HealthCheck, OrderRequestPublisher};
+
+/// Most commands one in-memory poll hands to the use case.
+const BATCH: usize = 512;
+
+/// An in-process order queue: the publisher half. Dead letters are kept in
+/// memory and can be read back with [`dead_letters`](Self::dead_letters).
+#[derive(Debug)]
+pub struct InMemoryOrderQueue {
+    tx: mpsc::UnboundedSender<OrderCommand>,
+    dead: Mutex<Vec<DeadLetter>>,
+}
+
+/// The consuming half of an [`InMemoryOrderQueue`].
+#[derive(Debug)]
+pub struct OrderQueueReceiver {
+    rx: mpsc::UnboundedReceiver<OrderCommand>,
+}
+
+impl InMemoryOrderQueue {
+    /// A queue and its receiver.
+    pub fn new() -> (Self, OrderQueueReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                dead: Mutex::new(Vec::new()),
+            },
+            OrderQueueReceiver { rx },
+        )
+    }
+
+    /// The dead letters sent so far, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        lock(&self.dead).clone()
+    }
+}
+
+#[async_trait]
+impl OrderRequestPublisher for InMemoryOrderQueue {
+    async fn send(&self, command: &OrderCommand) -> OmsResult<()> {
+        self.tx
+            .send(command.clone())
+            .map_err(|_| OmsError::unavailable("order queue", "the consumer has stopped"))
+    }
+
+    async fn send_to_dlq(&self, letter: &DeadLetter) -> OmsResult<()> {
+        lock(&self.dead).push(letter.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthCheck for InMemoryOrderQueue {
+    fn name(&self) -> &'static str {
+        "order-queue"
+    }
+
+    async fn check(&self) -> OmsResult<()> {
+        if self.tx.is_closed() {
+            Err(OmsError::unavailable(
+                "order queue",
+                "the consumer has stopped",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl OrderQueueReceiver {
+    /// Runs the consumer loop: takes up to a poll's worth of commands at a
+    /// time and hands them to `use_case`, retrying retryable errors with
+    /// backoff. When `shutdown` completes, the queue stops taking commands
+    /// and what it holds is processed before this returns.
+    pub async fn run(
+        mut self,
+        use_case: Arc<dyn OrderUseCase>,
+        shutdown: impl Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut buf = Vec::with_capacity(BATCH);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut buf, BATCH) => {
+                    if n == 0 {
+                        break;
+                    }
+                    process(&*use_case, std::mem::take(&mut buf)).await;
+                }
+                () = &mut shutdown => {
+                    self.rx.close();
+                    while self.rx.recv_many(&mut buf, BATCH).await > 0 {
+                        process(&*use_case, std::mem::take(&mut buf)).await;
+                    }
+                    break;
+                }
+            }
+        }
+        info!("in-memory consumer stopped");
+    }
+}
+
+async fn process(use_case: &dyn OrderUseCase, batch: Vec<OrderCommand>) {
+    let mut delay = Duration::from_millis(10);
+    loop {
+        match use_case.process(batch.clone()).await {
+            Ok(_) => return,
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, ?delay, "batch not processed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                error!(error = %e, count = batch.len(), "batch cannot be processed");
+                return;
+            }
+        }
+    }
+}

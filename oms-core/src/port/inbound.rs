@@ -1,0 +1,80 @@
+//! Inbound ports: the use cases the core offers to driving adapters (HTTP,
+//! queue consumers).
+
+use async_trait::async_trait;
+
+use crate::domain::{
+    Caller, OmsResult, Order, OrderCommand, OrderId, OrderRequest, OrderTrace, Placement, Product,
+    ProductDraft, ProductId, TraceId,
+};
+use crate::port::outbound::DeadLetter;
+
+/// Accepts an order request: records it as PROCESSING, queues it, returns
+/// its trace id.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RequestOrderUseCase: Send + Sync {
+    /// Accepts `request` from `caller`. With an idempotency key, the same
+    /// member and key return the same trace id and queue nothing new.
+    async fn request_order(
+        &self,
+        caller: Caller,
+        request: OrderRequest,
+        idempotency_key: Option<String>,
+    ) -> OmsResult<TraceId>;
+}
+
+/// Processes queued order commands.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderUseCase: Send + Sync {
+    /// Processes a batch: one placement per command, in input order. Final
+    /// outcomes are durable when this returns `Ok`; a retryable error means
+    /// nothing of the batch may be acknowledged.
+    async fn process(&self, batch: Vec<OrderCommand>) -> OmsResult<Vec<Placement>>;
+
+    /// Sends a record that cannot be processed at all to the DLQ.
+    async fn reject(&self, letter: DeadLetter) -> OmsResult<()>;
+}
+
+/// Reads traces and orders, with ownership checks: a member sees its own,
+/// an operator sees all.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderQuery: Send + Sync {
+    /// A trace; not found if unknown or owned by another member.
+    async fn trace(&self, caller: Caller, trace_id: TraceId) -> OmsResult<OrderTrace>;
+
+    /// An order; not found if unknown or owned by another member.
+    async fn order(&self, caller: Caller, order_id: OrderId) -> OmsResult<Order>;
+
+    /// The caller's own orders, newest first.
+    async fn my_orders(&self, caller: Caller) -> OmsResult<Vec<Order>>;
+}
+
+/// Manages and reads the product catalogue.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ProductUseCase: Send + Sync {
+    /// Adds a product (operators only).
+    async fn create(
+        &self,
+        caller: Caller,
+        product_id: ProductId,
+        draft: ProductDraft,
+    ) -> OmsResult<Product>;
+
+    /// Replaces a product's fields (operators only).
+    async fn update(
+        &self,
+        caller: Caller,
+        product_id: ProductId,
+        draft: ProductDraft,
+    ) -> OmsResult<Product>;
+
+    /// A product.
+    async fn get(&self, product_id: ProductId) -> OmsResult<Product>;
+
+    /// Every product.
+    async fn list(&self) -> OmsResult<Vec<Product>>;
+}

@@ -1,0 +1,161 @@
+//! Outbound ports: what the application services need from the outside.
+//!
+//! Every port is an `#[async_trait]` trait object (`Arc<dyn Port>`); each has
+//! an in-memory adapter in [`crate::memory`], a real adapter in an adapter
+//! crate, and a conformance suite in `testkit` that both pass. With the
+//! `mock` feature, mockall generates `MockXxx` for each.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderTrace,
+    Placement, Product, ProductDraft, ProductId, TraceId,
+};
+
+/// A record for the dead-letter topic: the original key and bytes and why
+/// they failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The original record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The original record value, byte for byte.
+    pub payload: Vec<u8>,
+    /// Why it failed.
+    pub reason: FailureReason,
+    /// The trace it belongs to, when the record could be decoded.
+    pub trace_id: Option<TraceId>,
+    /// When it failed.
+    pub failed_at: DateTime<Utc>,
+}
+
+impl DeadLetter {
+    /// A dead letter for a decoded command, re-encoded as the order topic
+    /// carries it.
+    pub fn for_command(command: &OrderCommand, reason: FailureReason) -> OmsResult<Self> {
+        Ok(Self {
+            key: command.partition_key().map(|p| p.to_string().into_bytes()),
+            payload: encode_command(command)?,
+            reason,
+            trace_id: Some(command.trace_id),
+            failed_at: Utc::now(),
+        })
+    }
+
+    /// A dead letter for a record that could not be decoded.
+    pub fn poison(key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
+        Self {
+            key,
+            payload,
+            reason: FailureReason::Poison,
+            trace_id: None,
+            failed_at: Utc::now(),
+        }
+    }
+}
+
+/// Encodes a command as the JSON record value of the order topic.
+pub fn encode_command(command: &OrderCommand) -> OmsResult<Vec<u8>> {
+    serde_json::to_vec(command).map_err(|e| OmsError::Invalid(format!("cannot encode order: {e}")))
+}
+
+/// Decodes a record value of the order topic.
+pub fn decode_command(bytes: &[u8]) -> OmsResult<OrderCommand> {
+    serde_json::from_slice(bytes).map_err(|e| OmsError::Invalid(format!("undecodable order: {e}")))
+}
+
+/// Publishes accepted orders to the order queue, and failures to the DLQ.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderRequestPublisher: Send + Sync {
+    /// Sends an accepted order; returns once the queue has durably taken it.
+    async fn send(&self, command: &OrderCommand) -> OmsResult<()>;
+
+    /// Sends a failed record to the dead-letter queue with its reason.
+    async fn send_to_dlq(&self, letter: &DeadLetter) -> OmsResult<()>;
+}
+
+/// Fast, expiring store of traces for polling, and of idempotency keys.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait TraceStore: Send + Sync {
+    /// Writes (or overwrites) a trace.
+    async fn save(&self, trace: &OrderTrace) -> OmsResult<()>;
+
+    /// Writes many traces at once.
+    async fn save_all(&self, traces: &[OrderTrace]) -> OmsResult<()>;
+
+    /// Reads a trace; `None` if unknown or expired.
+    async fn get(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>>;
+
+    /// Forgets a trace (used when the order could not be queued).
+    async fn remove(&self, trace_id: TraceId) -> OmsResult<()>;
+
+    /// Claims an idempotency key of a member for `trace_id`. Returns `None`
+    /// when the key was free and is now held by `trace_id`, or the trace id
+    /// that already holds it.
+    async fn claim_key(
+        &self,
+        member_id: MemberId,
+        key: &str,
+        trace_id: TraceId,
+    ) -> OmsResult<Option<TraceId>>;
+
+    /// Releases a key claimed by [`claim_key`](Self::claim_key).
+    async fn release_key(&self, member_id: MemberId, key: &str) -> OmsResult<()>;
+}
+
+/// The durable record of orders and of every final outcome.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// Places a batch atomically and idempotently, in order: for every
+    /// command, either the order (stock decremented with the versioned
+    /// conditional update, order and items inserted) and a COMPLETED outcome,
+    /// or a FAILED outcome — all in one transaction. A trace id that has an
+    /// outcome already returns it with `replayed: true` and changes nothing.
+    /// A lost optimistic lock rolls everything back and returns
+    /// [`OmsError::Conflict`].
+    async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>>;
+
+    /// The recorded outcome of a trace, if it has one.
+    async fn outcome(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>>;
+
+    /// An order by id.
+    async fn order(&self, order_id: OrderId) -> OmsResult<Option<Order>>;
+
+    /// A member's orders, newest first.
+    async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>>;
+
+    /// Every order, newest first (for operators).
+    async fn all_orders(&self) -> OmsResult<Vec<Order>>;
+}
+
+/// The product catalogue and its stock.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ProductStore: Send + Sync {
+    /// Adds a product; [`OmsError::ProductExists`] if the id is taken.
+    async fn create(&self, product: &Product) -> OmsResult<()>;
+
+    /// Replaces name, price and stock, bumping the version;
+    /// [`OmsError::ProductNotFound`] if unknown.
+    async fn update(&self, product_id: ProductId, draft: &ProductDraft) -> OmsResult<Product>;
+
+    /// A product by id.
+    async fn get(&self, product_id: ProductId) -> OmsResult<Option<Product>>;
+
+    /// Every product, by id.
+    async fn list(&self) -> OmsResult<Vec<Product>>;
+}
+
+/// A dependency whose health `/readyz` reports.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait HealthCheck: Send + Sync {
+    /// The dependency's name, e.g. `redis`.
+    fn name(&self) -> &'static str;
+
+    /// Answers `Ok` when the dependency answers.
+    async fn check(&self) -> OmsResult<()>;
+}

@@ -1,0 +1,248 @@
+//! The contract of [`OrderStore`]: atomic, idempotent, in-order placement.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::{FailureReason, OmsError, OrderStatus, Placement, ProductId, TraceState};
+use crate::port::outbound::{OrderStore, ProductStore};
+
+use super::{command, draft, random_member_id, random_product_id};
+
+/// Runs every check of the order store contract. `orders` and `products`
+/// are the same adapter seen through its two ports.
+pub async fn run(orders: Arc<dyn OrderStore>, products: Arc<dyn ProductStore>) {
+    places_an_order(&*orders, &*products).await;
+    a_redelivered_trace_changes_nothing(&*orders, &*products).await;
+    failures_are_recorded_and_take_no_stock(&*orders, &*products).await;
+    an_order_takes_all_its_products_or_none(&*orders, &*products).await;
+    a_batch_is_placed_in_order(&*orders, &*products).await;
+    members_see_their_orders_newest_first(&*orders, &*products).await;
+    concurrent_batches_never_oversell(orders, products).await;
+}
+
+async fn product(products: &dyn ProductStore, stock: i64) -> ProductId {
+    let id = random_product_id();
+    products
+        .create(&draft(&format!("product {id}"), stock).into_product(id))
+        .await
+        .unwrap();
+    id
+}
+
+async fn stock(products: &dyn ProductStore, id: ProductId) -> i64 {
+    products.get(id).await.unwrap().unwrap().stock
+}
+
+/// Places a batch, retrying lost optimistic locks as the service does.
+pub async fn place(
+    orders: &dyn OrderStore,
+    batch: &[crate::domain::OrderCommand],
+) -> Vec<Placement> {
+    let mut delay = Duration::from_millis(1);
+    loop {
+        match orders.place_batch(batch).await {
+            Err(OmsError::Conflict(_)) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(50));
+            }
+            other => return other.unwrap(),
+        }
+    }
+}
+
+pub async fn places_an_order(orders: &dyn OrderStore, products: &dyn ProductStore) {
+    let a = product(products, 10).await;
+    let b = product(products, 10).await;
+    let member = random_member_id();
+    let cmd = command(member, &[(a, 2), (b, 1), (a, 1)]);
+    let placed = place(orders, std::slice::from_ref(&cmd)).await;
+    assert_eq!(placed.len(), 1);
+    assert!(!placed[0].replayed);
+    let TraceState::Completed { order_id } = placed[0].trace.state else {
+        panic!("expected COMPLETED, got {:?}", placed[0].trace);
+    };
+    assert_eq!(placed[0].trace.trace_id, cmd.trace_id);
+    assert_eq!(placed[0].trace.member_id, member);
+    assert_eq!(stock(products, a).await, 7, "lines of a product are summed");
+    assert_eq!(stock(products, b).await, 9);
+    let pa = products.get(a).await.unwrap().unwrap();
+    assert_eq!(pa.version, 1, "one decrement per product per batch");
+
+    let order = orders.order(order_id).await.unwrap().unwrap();
+    assert_eq!(order.order_id, order_id);
+    assert_eq!(order.member_id, member);
+    assert_eq!(order.status, OrderStatus::Ordered);
+    assert_eq!(order.total_price, 4000);
+    assert_eq!(order.items.len(), 2);
+    assert_eq!(order.items[0].product_id, a);
+    assert_eq!(order.items[0].quantity, 3);
+    assert_eq!(order.items[0].price, 1000);
+    assert_eq!(order.items[0].product_name, format!("product {a}"));
+    assert_eq!(order.receiver_info, cmd.receiver_info);
+    assert_eq!(
+        orders.outcome(cmd.trace_id).await.unwrap(),
+        Some(placed[0].trace)
+    );
+}
+
+pub async fn a_redelivered_trace_changes_nothing(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 10).await;
+    let member = random_member_id();
+    let cmd = command(member, &[(a, 1)]);
+    let first = place(orders, std::slice::from_ref(&cmd)).await;
+    let again = place(orders, &[cmd.clone(), cmd.clone()]).await;
+    assert!(again.iter().all(|p| p.replayed));
+    assert!(again.iter().all(|p| p.trace == first[0].trace));
+    assert_eq!(stock(products, a).await, 9, "no second decrement");
+    assert_eq!(
+        orders.orders_of(member).await.unwrap().len(),
+        1,
+        "no second order"
+    );
+
+    // Twice in one new batch: placed once.
+    let twin = command(member, &[(a, 1)]);
+    let placed = place(orders, &[twin.clone(), twin]).await;
+    assert!(!placed[0].replayed && placed[1].replayed);
+    assert_eq!(placed[0].trace, placed[1].trace);
+    assert_eq!(stock(products, a).await, 8);
+}
+
+pub async fn failures_are_recorded_and_take_no_stock(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 1).await;
+    let member = random_member_id();
+    let too_many = command(member, &[(a, 2)]);
+    let unknown = command(member, &[(random_product_id(), 1)]);
+    let placed = place(orders, &[too_many.clone(), unknown.clone()]).await;
+    assert_eq!(
+        placed[0].trace.state,
+        TraceState::Failed {
+            reason: FailureReason::OutOfStock
+        }
+    );
+    assert_eq!(
+        placed[1].trace.state,
+        TraceState::Failed {
+            reason: FailureReason::ProductNotFound
+        }
+    );
+    assert_eq!(stock(products, a).await, 1);
+    assert_eq!(products.get(a).await.unwrap().unwrap().version, 0);
+    // The failure is the record: it survives and is replayed, never re-judged.
+    assert_eq!(
+        orders.outcome(too_many.trace_id).await.unwrap(),
+        Some(placed[0].trace)
+    );
+    assert_eq!(
+        orders.outcome(unknown.trace_id).await.unwrap(),
+        Some(placed[1].trace)
+    );
+    let again = place(orders, &[too_many]).await;
+    assert!(again[0].replayed);
+    assert_eq!(again[0].trace, placed[0].trace);
+    assert!(orders.orders_of(member).await.unwrap().is_empty());
+}
+
+pub async fn an_order_takes_all_its_products_or_none(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 5).await;
+    let b = product(products, 1).await;
+    let placed = place(orders, &[command(random_member_id(), &[(a, 1), (b, 2)])]).await;
+    assert_eq!(
+        placed[0].trace.state,
+        TraceState::Failed {
+            reason: FailureReason::OutOfStock
+        }
+    );
+    assert_eq!(stock(products, a).await, 5);
+    assert_eq!(stock(products, b).await, 1);
+}
+
+pub async fn a_batch_is_placed_in_order(orders: &dyn OrderStore, products: &dyn ProductStore) {
+    let a = product(products, 3).await;
+    let batch: Vec<_> = (0..5)
+        .map(|_| command(random_member_id(), &[(a, 1)]))
+        .collect();
+    let placed = place(orders, &batch).await;
+    let states: Vec<_> = placed.iter().map(|p| p.trace.state.status_str()).collect();
+    assert_eq!(
+        states,
+        ["COMPLETED", "COMPLETED", "COMPLETED", "FAILED", "FAILED"]
+    );
+    for (p, c) in placed.iter().zip(&batch) {
+        assert_eq!(p.trace.trace_id, c.trace_id);
+    }
+    let ids: HashSet<_> = placed
+        .iter()
+        .filter_map(|p| match p.trace.state {
+            TraceState::Completed { order_id } => Some(order_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "distinct order ids");
+    assert_eq!(stock(products, a).await, 0);
+    assert_eq!(products.get(a).await.unwrap().unwrap().version, 1);
+}
+
+pub async fn members_see_their_orders_newest_first(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 10).await;
+    let member = random_member_id();
+    let other = random_member_id();
+    place(orders, &[command(member, &[(a, 1)])]).await;
+    place(orders, &[command(other, &[(a, 1)])]).await;
+    place(orders, &[command(member, &[(a, 2)])]).await;
+    let mine = orders.orders_of(member).await.unwrap();
+    assert_eq!(mine.len(), 2);
+    assert!(mine.iter().all(|o| o.member_id == member));
+    assert!(mine[0].order_id > mine[1].order_id, "newest first");
+    assert_eq!(mine[0].items[0].quantity, 2);
+    let all = orders.all_orders().await.unwrap();
+    assert!(all.iter().any(|o| o.member_id == other));
+}
+
+pub async fn concurrent_batches_never_oversell(
+    orders: Arc<dyn OrderStore>,
+    products: Arc<dyn ProductStore>,
+) {
+    let a = product(&*products, 40).await;
+    let b = product(&*products, 40).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch: Vec<_> = (0..10)
+                .map(|_| command(random_member_id(), &[(a, 1), (b, 1)]))
+                .collect();
+            place(&*orders, &batch).await
+        }));
+    }
+    let mut completed = 0;
+    let mut failed = 0;
+    for t in tasks {
+        for p in t.await.unwrap() {
+            match p.trace.state {
+                TraceState::Completed { .. } => completed += 1,
+                TraceState::Failed {
+                    reason: FailureReason::OutOfStock,
+                } => failed += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert_eq!(completed, 40, "every unit sold, none twice");
+    assert_eq!(failed, 40);
+    assert_eq!(stock(&*products, a).await, 0);
+    assert_eq!(stock(&*products, b).await, 0);
+}

@@ -1,0 +1,23 @@
+//! The in-memory adapters pass the conformance suites.
+#![cfg(feature = "testkit")]
+
+use std::sync::Arc;
+
+use oms_core::memory::{InMemoryStore, InMemoryTraceStore};
+use oms_core::testkit;
+
+#[tokio::test]
+async fn in_memory_trace_store_conforms() {
+    testkit::trace_store::run(&InMemoryTraceStore::new()).await;
+}
+
+#[tokio::test]
+async fn in_memory_product_store_conforms() {
+    testkit::product_store::run(&InMemoryStore::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_order_store_conforms() {
+    let store = Arc::new(InMemoryStore::new());
+    testkit::order_store::run(store.clone(), store).await;
+}

@@ -1,0 +1,115 @@
+//! Settings from the environment (see README, "Configuration").
+
+use std::env;
+use std::net::SocketAddr;
+
+/// The fixed secret of the embedded default. Never use it with real services.
+pub const DEV_JWT_SECRET: &str = "oms-dev-secret";
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable has a value that does not parse.
+    #[error("{name}={value:?} is not valid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// A variable that this mode needs is not set.
+    #[error("{name} must be set: {why}")]
+    Missing {
+        /// The variable.
+        name: &'static str,
+        /// Why it is needed.
+        why: &'static str,
+    },
+}
+
+/// Every setting of the two processes.
+#[derive(Clone)]
+pub struct Settings {
+    /// `OMS_HTTP_ADDR`.
+    pub http_addr: SocketAddr,
+    /// `OMS_KAFKA_BROKERS`.
+    pub kafka_brokers: Option<String>,
+    /// `OMS_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `OMS_DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `OMS_ORDER_TOPIC`.
+    pub order_topic: String,
+    /// `OMS_DLQ_TOPIC`.
+    pub dlq_topic: String,
+    /// `OMS_ORDER_PARTITIONS`.
+    pub order_partitions: i32,
+    /// `OMS_CONSUMER_GROUP`.
+    pub consumer_group: String,
+    /// `OMS_JWT_SECRET`.
+    pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("http_addr", &self.http_addr)
+            .field("kafka_brokers", &self.kafka_brokers)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("order_topic", &self.order_topic)
+            .field("dlq_topic", &self.dlq_topic)
+            .field("order_partitions", &self.order_partitions)
+            .field("consumer_group", &self.consumer_group)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+fn var(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Settings {
+    /// Reads the `OMS_*` variables, with the defaults of API.md.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let http_addr = var("OMS_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let http_addr =
+            http_addr
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "OMS_HTTP_ADDR",
+                    value: http_addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        let partitions = var("OMS_ORDER_PARTITIONS").unwrap_or_else(|| "6".into());
+        let order_partitions = partitions
+            .parse::<i32>()
+            .ok()
+            .filter(|p| (1..=1024).contains(p))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "OMS_ORDER_PARTITIONS",
+                value: partitions.clone(),
+                reason: "must be an integer from 1 to 1024".into(),
+            })?;
+        Ok(Self {
+            http_addr,
+            kafka_brokers: var("OMS_KAFKA_BROKERS"),
+            redis_url: var("OMS_REDIS_URL"),
+            database_url: var("OMS_DATABASE_URL"),
+            order_topic: var("OMS_ORDER_TOPIC").unwrap_or_else(|| "order-request-v1".into()),
+            dlq_topic: var("OMS_DLQ_TOPIC").unwrap_or_else(|| "order-request-dlq-v1".into()),
+            order_partitions,
+            consumer_group: var("OMS_CONSUMER_GROUP").unwrap_or_else(|| "oms-order-group".into()),
+            jwt_secret: var("OMS_JWT_SECRET"),
+        })
+    }
+
+    /// Whether no service URL is set: the embedded default.
+    pub fn is_embedded(&self) -> bool {
+        self.kafka_brokers.is_none() && self.redis_url.is_none() && self.database_url.is_none()
+    }
+}

@@ -1,0 +1,92 @@
+//! The whole pipeline in one process on the in-memory adapters: intake,
+//! queue, consumer, trace store and database. No servers needed.
+
+use std::sync::Arc;
+
+use oms_core::application::{OrderService, ProductService, QueryService, RequestOrderService};
+use oms_core::memory::{InMemoryOrderQueue, InMemoryStore, InMemoryTraceStore};
+use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
+use oms_core::port::outbound::HealthCheck;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running embedded pipeline. Its consumer runs on a tokio task until
+/// [`shutdown`](Self::shutdown).
+pub struct EmbeddedPipeline {
+    /// The in-memory database (products, orders, outcomes).
+    pub store: Arc<InMemoryStore>,
+    /// The in-memory trace store.
+    pub traces: Arc<InMemoryTraceStore>,
+    /// The in-memory queue and its DLQ.
+    pub queue: Arc<InMemoryOrderQueue>,
+    /// Order intake.
+    pub intake: Arc<dyn RequestOrderUseCase>,
+    /// Trace and order reads.
+    pub orders: Arc<dyn OrderQuery>,
+    /// Product catalogue.
+    pub products: Arc<dyn ProductUseCase>,
+    /// Order processing (what the consumer calls).
+    pub processing: Arc<dyn OrderUseCase>,
+    stop: Option<oneshot::Sender<()>>,
+    consumer: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedPipeline {
+    /// Builds the pipeline and starts its consumer. Needs a tokio runtime.
+    pub fn start() -> Self {
+        let store = Arc::new(InMemoryStore::new());
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let (queue, receiver) = InMemoryOrderQueue::new();
+        let queue = Arc::new(queue);
+        let processing: Arc<dyn OrderUseCase> = Arc::new(OrderService::new(
+            store.clone(),
+            traces.clone(),
+            queue.clone(),
+        ));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            intake: Arc::new(RequestOrderService::new(queue.clone(), traces.clone())),
+            orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
+            products: Arc::new(ProductService::new(store.clone())),
+            processing,
+            store,
+            traces,
+            queue,
+            stop: Some(stop),
+            consumer: Some(consumer),
+        }
+    }
+
+    /// The dependencies `/readyz` checks.
+    pub fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        vec![self.queue.clone(), self.traces.clone(), self.store.clone()]
+    }
+
+    /// The state of the HTTP adapter for this pipeline.
+    #[cfg(feature = "http")]
+    pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
+        crate::http::AppState {
+            intake: self.intake.clone(),
+            orders: self.orders.clone(),
+            products: self.products.clone(),
+            auth: Arc::new(auth),
+            checks: self.checks(),
+        }
+    }
+
+    /// Stops taking orders, processes what the queue holds, and waits for
+    /// the consumer to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(consumer) = self.consumer.take() {
+            if let Err(e) = consumer.await {
+                tracing::error!(error = %e, "in-memory consumer ended abnormally");
+            }
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The HTTP inbound adapter: an axum [`Router`] for the API of oms, with
+//! HS256 bearer auth and problem+json errors. Mount [`router`] in your own
+//! service or serve it as it is (see `examples/api`).
+
+mod auth;
+mod json;
+mod problem;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use oms_core::domain::{
+    Order, OrderId, OrderItem, OrderRequest, OrderStatus, OrderTrace, Product, ProductDraft,
+    ProductId, ReceiverInfo, TraceId, TraceState,
+};
+use oms_core::port::inbound::{OrderQuery, ProductUseCase, RequestOrderUseCase};
+use oms_core::port::outbound::HealthCheck;
+use serde::{Deserialize, Serialize};
+
+pub use auth::{Auth, Claims, JwtAuth};
+pub use json::ApiJson;
+pub use problem::Problem;
+
+/// Largest request body, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers need: the inbound ports, the token keys and the
+/// dependencies `/readyz` checks.
+#[derive(Clone)]
+pub struct AppState {
+    /// Order intake.
+    pub intake: Arc<dyn RequestOrderUseCase>,
+    /// Trace and order reads.
+    pub orders: Arc<dyn OrderQuery>,
+    /// Product catalogue.
+    pub products: Arc<dyn ProductUseCase>,
+    /// Token verification.
+    pub auth: Arc<JwtAuth>,
+    /// Checked by `/readyz`.
+    pub checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+/// The API router of `../shared/API.md`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/products", get(list_products).post(create_product))
+        .route(
+            "/api/v1/products/{product_id}",
+            get(get_product).put(update_product),
+        )
+        .route("/api/v1/orders", get(my_orders).post(place_order))
+        .route("/api/v1/orders/by-trace/{trace_id}", get(get_trace))
+        .route("/api/v1/orders/{order_id}", get(get_order))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
+        .with_state(state)
+}
+
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("request handler panicked");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "INTERNAL_ERROR",
+        "the request could not be handled",
+    )
+    .into_response()
+}
+
+async fn not_found() -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "this method is not allowed here",
+    )
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let mut failing = Vec::new();
+    for check in &state.checks {
+        let outcome = tokio::time::timeout(Duration::from_secs(2), check.check()).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failing.push(format!("{}: {e}", check.name())),
+            Err(_) => failing.push(format!("{}: no answer within 2 s", check.name())),
+        }
+    }
+    if failing.is_empty() {
+        let names: Vec<_> = state.checks.iter().map(|c| c.name()).collect();
+        Json(serde_json::json!({"status": "ready", "checked": names})).into_response()
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NOT_READY",
+            format!("unavailable: {}", failing.join("; ")),
+        )
+        .into_response()
+    }
+}
+
+// ---- products ----
+
+/// A product as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductBody {
+    /// Id.
+    pub product_id: u64,
+    /// Name.
+    pub name: String,
+    /// Unit price (minor unit).
+    pub price: i64,
+    /// Units in stock.
+    pub stock: i64,
+}
+
+impl From<Product> for ProductBody {
+    fn from(p: Product) -> Self {
+        Self {
+            product_id: p.id.0,
+            name: p.name,
+            price: p.price,
+            stock: p.stock,
+        }
+    }
+}
+
+fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
+    raw.parse::<u64>()
+        .ok()
+        .filter(|&id| id > 0)
+        .map(ProductId)
+        .ok_or_else(|| Problem::validation(format!("`{raw}` is not a product id")))
+}
+
+async fn create_product(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<ProductBody>,
+) -> Result<(StatusCode, Json<ProductBody>), Problem> {
+    let draft = ProductDraft {
+        name: body.name,
+        price: body.price,
+        stock: body.stock,
+    };
+    let product = state
+        .products
+        .create(caller, ProductId(body.product_id), draft)
+        .await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+async fn update_product(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(raw): Path<String>,
+    ApiJson(draft): ApiJson<ProductDraft>,
+) -> Result<Json<ProductBody>, Problem> {
+    let id = parse_product_id(&raw)?;
+    Ok(Json(state.products.update(caller, id, draft).await?.into()))
+}
+
+async fn get_product(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+    Path(raw): Path<String>,
+) -> Result<Json<ProductBody>, Problem> {
+    let id = parse_product_id(&raw)?;
+    Ok(Json(state.products.get(id).await?.into()))
+}
+
+async fn list_products(
+    State(state): State<AppState>,
+    Auth(_): Auth,
+) -> Result<Json<Vec<ProductBody>>, Problem> {
+    let products = state.products.list().await?;
+    Ok(Json(products.into_iter().map(Into::into).collect()))
+}
+
+// ---- orders ----
+
+/// The body of `202 Accepted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedBody {
+    /// The trace to poll.
+    pub trace_id: TraceId,
+}
+
+/// A trace as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceBody {
+    /// The trace id.
+    pub trace_id: TraceId,
+    /// `PROCESSING`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// The order, when COMPLETED.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub order_id: Option<u64>,
+    /// Why, when FAILED.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+impl From<OrderTrace> for TraceBody {
+    fn from(t: OrderTrace) -> Self {
+        let (order_id, reason) = match t.state {
+            TraceState::Processing => (None, None),
+            TraceState::Completed { order_id } => (Some(order_id.0), None),
+            TraceState::Failed { reason } => (None, Some(reason.as_str().to_owned())),
+        };
+        Self {
+            trace_id: t.trace_id,
+            status: t.state.status_str().to_owned(),
+            order_id,
+            reason,
+        }
+    }
+}
+
+/// An order line as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemBody {
+    /// Product.
+    pub product_id: u64,
+    /// Its name when ordered.
+    pub product_name: String,
+    /// Its unit price when ordered.
+    pub price: i64,
+    /// Units.
+    pub quantity: u32,
+}
+
+/// An order as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderBody {
+    /// Id.
+    pub order_id: u64,
+    /// Owner.
+    pub member_id: u64,
+    /// `ORDERED`, `PAID` or `CANCELLED`.
+    pub status: String,
+    /// When it was placed (RFC 3339).
+    pub order_date: DateTime<Utc>,
+    /// Sum of price × quantity.
+    pub total_price: i64,
+    /// Lines.
+    pub items: Vec<OrderItemBody>,
+    /// Receiver.
+    pub receiver_info: ReceiverInfo,
+}
+
+impl From<Order> for OrderBody {
+    fn from(o: Order) -> Self {
+        Self {
+            order_id: o.order_id.0,
+            member_id: o.member_id.0,
+            status: status_name(o.status).to_owned(),
+            order_date: o.order_date,
+            total_price: o.total_price,
+            items: o.items.into_iter().map(item_body).collect(),
+            receiver_info: o.receiver_info,
+        }
+    }
+}
+
+fn status_name(s: OrderStatus) -> &'static str {
+    s.as_str()
+}
+
+fn item_body(i: OrderItem) -> OrderItemBody {
+    OrderItemBody {
+        product_id: i.product_id.0,
+        product_name: i.product_name,
+        price: i.price,
+        quantity: i.quantity,
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => v
+            .to_str()
+            .map(|s| Some(s.to_owned()))
+            .map_err(|_| Problem::validation("Idempotency-Key must be visible ASCII")),
+    }
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    ApiJson(request): ApiJson<OrderRequest>,
+) -> Result<Response, Problem> {
+    let key = idempotency_key(&headers)?;
+    let trace_id = state.intake.request_order(caller, request, key).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(AcceptedBody { trace_id })).into_response();
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/by-trace/{trace_id}")) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn get_trace(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(raw): Path<String>,
+) -> Result<Json<TraceBody>, Problem> {
+    let trace_id: TraceId = raw.parse()?;
+    Ok(Json(state.orders.trace(caller, trace_id).await?.into()))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(raw): Path<String>,
+) -> Result<Json<OrderBody>, Problem> {
+    let order_id = raw
+        .parse::<u64>()
+        .map(OrderId)
+        .map_err(|_| Problem::validation(format!("`{raw}` is not an order id")))?;
+    Ok(Json(state.orders.order(caller, order_id).await?.into()))
+}
+
+async fn my_orders(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<Vec<OrderBody>>, Problem> {
+    let orders = state.orders.my_orders(caller).await?;
+    Ok(Json(orders.into_iter().map(Into::into).collect()))
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use oms_core as core;
+pub use oms_core::{application, domain, memory, port};
+
+#[cfg(feature = "kafka")]
+pub use oms_adapters_kafka as kafka;
+#[cfg(feature = "mysql")]
+pub use oms_adapters_mysql as mysql;
+#[cfg(feature = "redis")]
+pub use oms_adapters_redis as redis;
+
+pub mod config;
+pub mod embedded;
+#[cfg(feature = "http")]
+pub mod http;
