@@ -7,7 +7,7 @@
 //! (`stock = stock - total, version = version + 1 WHERE version = seen AND
 //! stock >= total`), the new orders, and an outcome for every new trace. If any
 //! decrement finds the version moved, the whole batch is rolled back and
-//! reported as [`OmsError::Conflict`](super::OmsError::Conflict).
+//! reported as [`OmsError::Conflict`].
 
 use std::collections::HashMap;
 

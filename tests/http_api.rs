@@ -1,0 +1,552 @@
+//! The router of `oms::http`, driven with `oneshot`: every status code of the
+//! API contract, always with a problem+json body on errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::Router;
+use common::{auth, order_body, token};
+use http_body_util::BodyExt;
+use oms::domain::{OmsError, Role};
+use oms::embedded::EmbeddedPipeline;
+use oms::http::{router, AppState};
+use oms::port::inbound::MockRequestOrderUseCase;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct Api {
+    app: Router,
+    _pipeline: EmbeddedPipeline,
+    state: AppState,
+}
+
+fn api() -> Api {
+    let pipeline = EmbeddedPipeline::start();
+    let state = pipeline.app_state(auth());
+    Api {
+        app: router(state.clone()),
+        _pipeline: pipeline,
+        state,
+    }
+}
+
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(t) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(b.to_string())),
+        None => req.body(Body::empty()),
+    }
+    .unwrap();
+    send(app, req).await
+}
+
+async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
+    };
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/problem+json",
+            "{status}"
+        );
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string());
+    }
+    (status, headers, body)
+}
+
+fn admin() -> String {
+    token(1, Role::Admin)
+}
+
+fn user(id: u64) -> String {
+    token(id, Role::User)
+}
+
+async fn add_product(app: &Router, id: u64, stock: i64) {
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&admin()),
+        Some(json!({"productId": id, "name": "Tteokbokki", "price": 12900, "stock": stock})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+}
+
+async fn final_trace(app: &Router, trace: &str, bearer: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, b) = call(
+            app,
+            "GET",
+            &format!("/api/v1/orders/by-trace/{trace}"),
+            Some(bearer),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        if b["status"] != "PROCESSING" {
+            return b;
+        }
+        assert!(Instant::now() < deadline, "trace {trace} still PROCESSING");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let api = api();
+    let (s, _, _) = call(&api.app, "GET", "/healthz", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, b) = call(&api.app, "GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}
+
+#[tokio::test]
+async fn products_crud_and_statuses() {
+    let api = api();
+    let app = &api.app;
+    let body = json!({"productId": 1, "name": "Tteokbokki", "price": 12900, "stock": 500});
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&admin()),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(b, body);
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&admin()),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::CONFLICT, Some("PRODUCT_EXISTS"))
+    );
+    let (s, _, _) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&user(5)),
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, _) = call(app, "POST", "/api/v1/products", None, Some(body)).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for bad in [
+        json!({"productId": 2, "name": "x", "price": 0, "stock": 1}),
+        json!({"productId": 2, "name": "x", "price": 10, "stock": -1}),
+        json!({"productId": 2, "name": "", "price": 10, "stock": 1}),
+        json!({"productId": 2, "name": "x", "price": "ten", "stock": 1}),
+        json!({"productId": 0, "name": "x", "price": 10, "stock": 1}),
+    ] {
+        let (s, _, b) = call(app, "POST", "/api/v1/products", Some(&admin()), Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    }
+
+    let (s, _, b) = call(app, "GET", "/api/v1/products/1", Some(&user(5)), None).await;
+    assert_eq!((s, b["stock"].as_i64()), (StatusCode::OK, Some(500)));
+    let (s, _, _) = call(app, "GET", "/api/v1/products/9", Some(&user(5)), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(app, "GET", "/api/v1/products/abc", Some(&user(5)), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = call(app, "GET", "/api/v1/products", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let update = json!({"name": "Rabokki", "price": 9900, "stock": 7});
+    let (s, _, b) = call(
+        app,
+        "PUT",
+        "/api/v1/products/1",
+        Some(&admin()),
+        Some(update.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b,
+        json!({"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7})
+    );
+    let (s, _, _) = call(
+        app,
+        "PUT",
+        "/api/v1/products/9",
+        Some(&admin()),
+        Some(update.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(
+        app,
+        "PUT",
+        "/api/v1/products/1",
+        Some(&user(3)),
+        Some(update),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _, b) = call(app, "GET", "/api/v1/products", Some(&user(5)), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        b,
+        json!([{"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7}])
+    );
+}
+
+#[tokio::test]
+async fn an_order_is_accepted_processed_and_readable_by_its_owner_only() {
+    let api = api();
+    let app = &api.app;
+    add_product(app, 1, 5).await;
+    let (s, headers, b) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(42)),
+        Some(order_body(&[(1, 2)])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let trace = b["traceId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        headers[header::LOCATION],
+        format!("/api/v1/orders/by-trace/{trace}").as_str()
+    );
+    let done = final_trace(app, &trace, &user(42)).await;
+    assert_eq!(done["status"], "COMPLETED");
+    let order_id = done["orderId"].as_u64().unwrap();
+    assert!(done.get("reason").is_none());
+
+    let (s, _, order) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&user(42)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(order["memberId"], 42);
+    assert_eq!(order["totalPrice"], 25800);
+    assert_eq!(order["status"], "ORDERED");
+    assert!(order["orderDate"].is_string());
+    assert_eq!(order["items"][0]["productName"], "Tteokbokki");
+    assert_eq!(order["receiverInfo"]["name"], "Kim");
+
+    // Another member: 404 for the trace and the order, and an empty list.
+    let (s, _, _) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/by-trace/{trace}"),
+        Some(&user(7)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&user(7)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, _, list) = call(app, "GET", "/api/v1/orders", Some(&user(7)), None).await;
+    assert_eq!(list, json!([]));
+    // ADMIN reads everything.
+    let (s, _, _) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/{order_id}"),
+        Some(&admin()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/by-trace/{trace}"),
+        Some(&admin()),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, _, list) = call(app, "GET", "/api/v1/orders", Some(&user(42)), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    // Stock as committed.
+    let (_, _, p) = call(app, "GET", "/api/v1/products/1", Some(&user(42)), None).await;
+    assert_eq!(p["stock"], 3);
+
+    // Out of stock and unknown product end FAILED with their reason.
+    let (_, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(42)),
+        Some(order_body(&[(1, 4)])),
+    )
+    .await;
+    let failed = final_trace(app, b["traceId"].as_str().unwrap(), &user(42)).await;
+    assert_eq!(
+        (failed["status"].as_str(), failed["reason"].as_str()),
+        (Some("FAILED"), Some("OUT_OF_STOCK"))
+    );
+    let (_, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(42)),
+        Some(order_body(&[(99, 1)])),
+    )
+    .await;
+    let failed = final_trace(app, b["traceId"].as_str().unwrap(), &user(42)).await;
+    assert_eq!(failed["reason"], "PRODUCT_NOT_FOUND");
+    assert!(failed.get("orderId").is_none());
+
+    // Unknown or malformed ids.
+    let (s, _, _) = call(
+        app,
+        "GET",
+        &format!("/api/v1/orders/by-trace/{}", uuid::Uuid::new_v4()),
+        Some(&user(42)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(
+        app,
+        "GET",
+        "/api/v1/orders/by-trace/not-a-uuid",
+        Some(&user(42)),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = call(app, "GET", "/api/v1/orders/999", Some(&user(42)), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(app, "GET", "/api/v1/orders/x1", Some(&user(42)), None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn bad_order_requests_are_problems() {
+    let api = api();
+    let app = &api.app;
+    let receiver = json!({"name": "Kim", "phone": "010", "address": "Seoul"});
+    let too_many: Vec<_> = (1..=101)
+        .map(|p| json!({"productId": p, "quantity": 1}))
+        .collect();
+    for (bad, why) in [
+        (
+            json!({"items": [], "receiverInfo": receiver}),
+            "empty items",
+        ),
+        (
+            json!({"items": too_many, "receiverInfo": receiver}),
+            "101 items",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": 0}], "receiverInfo": receiver}),
+            "quantity 0",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": -1}], "receiverInfo": receiver}),
+            "quantity -1",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": 1001}], "receiverInfo": receiver}),
+            "quantity 1001",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": 1}], "receiverInfo": {"name": "", "phone": "1", "address": "a"}}),
+            "empty name",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": 1}], "receiverInfo": {"name": "a", "phone": " ", "address": "a"}}),
+            "blank phone",
+        ),
+        (
+            json!({"items": [{"productId": 1, "quantity": 1}]}),
+            "no receiver",
+        ),
+        (
+            json!({"items": [{"productId": "x", "quantity": 1}], "receiverInfo": receiver}),
+            "string id",
+        ),
+        (json!([1, 2]), "not an object"),
+    ] {
+        let (s, _, b) = call(app, "POST", "/api/v1/orders", Some(&user(1)), Some(bad)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{why}: {b}");
+    }
+
+    let malformed = Request::post("/api/v1/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {}", user(1)))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from("{\"items\": ["))
+        .unwrap();
+    assert_eq!(send(app, malformed).await.0, StatusCode::BAD_REQUEST);
+
+    let text = Request::post("/api/v1/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {}", user(1)))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(order_body(&[(1, 1)]).to_string()))
+        .unwrap();
+    assert_eq!(send(app, text).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(1024 * 1024));
+    let huge = Request::post("/api/v1/orders")
+        .header(header::AUTHORIZATION, format!("Bearer {}", user(1)))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(big))
+        .unwrap();
+    assert_eq!(send(app, huge).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+
+    for key in ["", "with space", &"k".repeat(65), "tab\tkey"] {
+        let req = Request::post("/api/v1/orders")
+            .header(header::AUTHORIZATION, format!("Bearer {}", user(1)))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", key)
+            .body(Body::from(order_body(&[(1, 1)]).to_string()))
+            .unwrap();
+        assert_eq!(
+            send(app, req).await.0,
+            StatusCode::BAD_REQUEST,
+            "key {key:?}"
+        );
+    }
+    assert!(api._pipeline.traces.is_empty(), "nothing was accepted");
+}
+
+#[tokio::test]
+async fn tokens_are_checked() {
+    let api = api();
+    let app = &api.app;
+    let expired = auth().mint(5, Role::User, Duration::ZERO).unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let foreign = oms::http::JwtAuth::new(b"other")
+        .mint(5, Role::User, Duration::from_secs(60))
+        .unwrap();
+    for bad in ["", "garbage", "a.b.c", &expired, &foreign] {
+        let (s, h, b) = call(app, "GET", "/api/v1/orders", Some(bad), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{bad}: {b}");
+        assert_eq!(h[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    let basic = Request::get("/api/v1/orders")
+        .header(header::AUTHORIZATION, "Basic Zm9vOmJhcg==")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(app, basic).await.0, StatusCode::UNAUTHORIZED);
+    // Claims that do not name a positive member or a known role.
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    let exp = chrono::Utc::now().timestamp() + 600;
+    for claims in [
+        json!({"sub": "0", "role": "USER", "exp": exp}),
+        json!({"sub": "abc", "role": "USER", "exp": exp}),
+        json!({"sub": "5", "role": "ROOT", "exp": exp}),
+        json!({"sub": "5", "role": "USER"}),
+    ] {
+        let t = encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(common::SECRET),
+        )
+        .unwrap();
+        let (s, _, b) = call(app, "GET", "/api/v1/orders", Some(&t), None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{claims}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_same_trace_and_one_order() {
+    let api = api();
+    let app = &api.app;
+    add_product(app, 1, 10).await;
+    let post = |member: u64| {
+        Request::post("/api/v1/orders")
+            .header(header::AUTHORIZATION, format!("Bearer {}", user(member)))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("Idempotency-Key", "checkout-123")
+            .body(Body::from(order_body(&[(1, 1)]).to_string()))
+            .unwrap()
+    };
+    let (s1, _, a) = send(app, post(42)).await;
+    let (s2, _, b) = send(app, post(42)).await;
+    assert_eq!((s1, s2), (StatusCode::ACCEPTED, StatusCode::ACCEPTED));
+    assert_eq!(a["traceId"], b["traceId"]);
+    let (_, _, c) = send(app, post(43)).await;
+    assert_ne!(a["traceId"], c["traceId"]);
+    final_trace(app, a["traceId"].as_str().unwrap(), &user(42)).await;
+    final_trace(app, c["traceId"].as_str().unwrap(), &user(43)).await;
+    let (_, _, list) = call(app, "GET", "/api/v1/orders", Some(&user(42)), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, _, p) = call(app, "GET", "/api/v1/products/1", Some(&admin()), None).await;
+    assert_eq!(p["stock"], 8);
+}
+
+#[tokio::test]
+async fn an_unavailable_broker_is_503() {
+    let api = api();
+    let mut intake = MockRequestOrderUseCase::new();
+    intake
+        .expect_request_order()
+        .returning(|_, _, _| Err(OmsError::unavailable("kafka", "broker down")));
+    let state = AppState {
+        intake: Arc::new(intake),
+        ..api.state.clone()
+    };
+    let app = router(state);
+    let (s, _, b) = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(1)),
+        Some(order_body(&[(1, 1)])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["code"], "SERVICE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_are_problems() {
+    let api = api();
+    let (s, _, _) = call(&api.app, "GET", "/nope", None, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = call(&api.app, "DELETE", "/api/v1/orders", Some(&user(1)), None).await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
