@@ -1,1 +1,89 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod orders;
+mod products;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oms_core::domain::OmsResult;
+use oms_core::port::outbound::HealthCheck;
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+
+use error::db_error;
+
+/// The [`OrderStore`](oms_core::port::outbound::OrderStore) and
+/// [`ProductStore`](oms_core::port::outbound::ProductStore) on MySQL / MariaDB.
+#[derive(Debug, Clone)]
+pub struct MySqlStore {
+    pool: MySqlPool,
+}
+
+impl MySqlStore {
+    /// Opens a pool of up to 16 connections to `url` (3 s acquire timeout).
+    pub async fn connect(url: &str) -> OmsResult<Self> {
+        let pool = MySqlPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await
+            .map_err(db_error)?;
+        Ok(Self::new(pool))
+    }
+
+    /// A store on a caller-owned pool.
+    pub fn new(pool: MySqlPool) -> Self {
+        Self { pool }
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Runs the embedded migrations (idempotent). Processes that start
+    /// together take turns under a named lock, so exactly one applies them.
+    pub async fn migrate(&self) -> OmsResult<()> {
+        let failed = |e| oms_core::domain::OmsError::unavailable("mysql migrations", e);
+        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('oms_migrations', 60)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        if locked != Some(1) {
+            return Err(failed(sqlx::Error::Protocol(
+                "could not take the migration lock within 60 s".into(),
+            )));
+        }
+        let result = sqlx::migrate!("./migrations").run(&mut *conn).await;
+        let released = sqlx::query("SELECT RELEASE_LOCK('oms_migrations')")
+            .execute(&mut *conn)
+            .await;
+        result.map_err(|e| failed(e.into()))?;
+        released.map_err(db_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthCheck for MySqlStore {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    async fn check(&self) -> OmsResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// An id of the domain as a BIGINT; ids beyond `i64::MAX` match no row.
+pub(crate) fn sql_id(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(-1)
+}

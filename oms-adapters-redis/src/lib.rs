@@ -1,1 +1,224 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oms_core::domain::{MemberId, OmsError, OmsResult, OrderTrace, TraceId, TraceState};
+use oms_core::port::outbound::{HealthCheck, TraceStore};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+
+/// Key prefix and expiry times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTraceOptions {
+    /// Prefix of every key (default `oms`).
+    pub prefix: String,
+    /// TTL of a PROCESSING trace (default 1 h).
+    pub processing_ttl: Duration,
+    /// TTL of a COMPLETED or FAILED trace (default 10 min).
+    pub final_ttl: Duration,
+    /// TTL of an idempotency key (default 24 h).
+    pub key_ttl: Duration,
+}
+
+impl Default for RedisTraceOptions {
+    fn default() -> Self {
+        Self {
+            prefix: "oms".into(),
+            processing_ttl: Duration::from_secs(3600),
+            final_ttl: Duration::from_secs(600),
+            key_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The [`TraceStore`] on Redis.
+#[derive(Clone)]
+pub struct RedisTraceStore {
+    conn: ConnectionManager,
+    options: RedisTraceOptions,
+}
+
+impl std::fmt::Debug for RedisTraceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTraceStore")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> OmsError {
+    OmsError::unavailable("redis", e)
+}
+
+impl RedisTraceStore {
+    /// Connects to `url` with bounded connect and response timeouts (2 s).
+    pub async fn connect(url: &str) -> OmsResult<Self> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(2)
+            .set_max_delay(500);
+        let conn = client
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::new(conn))
+    }
+
+    /// A store on a caller-owned connection manager.
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            options: RedisTraceOptions::default(),
+        }
+    }
+
+    /// Replaces the key prefix and TTLs.
+    pub fn with_options(mut self, options: RedisTraceOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    fn trace_key(&self, trace_id: TraceId) -> String {
+        format!("{}:trace:{trace_id}", self.options.prefix)
+    }
+
+    fn idem_key(&self, member_id: MemberId, key: &str) -> String {
+        format!("{}:idem:{member_id}:{key}", self.options.prefix)
+    }
+
+    fn ttl(&self, trace: &OrderTrace) -> u64 {
+        let ttl = match trace.state {
+            TraceState::Processing => self.options.processing_ttl,
+            _ => self.options.final_ttl,
+        };
+        ttl.as_secs().max(1)
+    }
+}
+
+fn encode(trace: &OrderTrace) -> OmsResult<String> {
+    serde_json::to_string(trace).map_err(|e| OmsError::Invalid(format!("trace encoding: {e}")))
+}
+
+#[async_trait]
+impl TraceStore for RedisTraceStore {
+    async fn save(&self, trace: &OrderTrace) -> OmsResult<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .set_ex(
+                self.trace_key(trace.trace_id),
+                encode(trace)?,
+                self.ttl(trace),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn save_all(&self, traces: &[OrderTrace]) -> OmsResult<()> {
+        if traces.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for trace in traces {
+            pipe.set_ex(
+                self.trace_key(trace.trace_id),
+                encode(trace)?,
+                self.ttl(trace),
+            )
+            .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn
+            .get(self.trace_key(trace_id))
+            .await
+            .map_err(unavailable)?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => match serde_json::from_str::<OrderTrace>(&raw) {
+                Ok(trace) => Ok(Some(trace)),
+                Err(e) => {
+                    tracing::warn!(%trace_id, error = %e, "unreadable trace in redis ignored");
+                    Ok(None)
+                }
+            },
+        }
+    }
+
+    async fn remove(&self, trace_id: TraceId) -> OmsResult<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(self.trace_key(trace_id))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn claim_key(
+        &self,
+        member_id: MemberId,
+        key: &str,
+        trace_id: TraceId,
+    ) -> OmsResult<Option<TraceId>> {
+        let redis_key = self.idem_key(member_id, key);
+        let mut conn = self.conn.clone();
+        // SET NX, and GET the holder if it is taken; a holder that expires in
+        // between is claimed on the next round.
+        for _ in 0..3 {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&redis_key)
+                .arg(trace_id.to_string())
+                .arg("NX")
+                .arg("EX")
+                .arg(self.options.key_ttl.as_secs().max(1))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if set.is_some() {
+                return Ok(None);
+            }
+            let holder: Option<String> = conn.get(&redis_key).await.map_err(unavailable)?;
+            if let Some(holder) = holder {
+                return holder.parse().map(Some);
+            }
+        }
+        Err(OmsError::Conflict(format!(
+            "idempotency key {key:?} is changing hands"
+        )))
+    }
+
+    async fn release_key(&self, member_id: MemberId, key: &str) -> OmsResult<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn
+            .del(self.idem_key(member_id, key))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthCheck for RedisTraceStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn check(&self) -> OmsResult<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -108,10 +108,6 @@ impl OrderStore for InMemoryStore {
             .cloned()
             .collect())
     }
-
-    async fn all_orders(&self) -> OmsResult<Vec<Order>> {
-        Ok(lock(&self.state).orders.values().rev().cloned().collect())
-    }
 }
 
 #[async_trait]

@@ -126,9 +126,6 @@ pub trait OrderStore: Send + Sync {
 
     /// A member's orders, newest first.
     async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>>;
-
-    /// Every order, newest first (for operators).
-    async fn all_orders(&self) -> OmsResult<Vec<Order>>;
 }
 
 /// The product catalogue and its stock.

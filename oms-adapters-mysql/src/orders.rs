@@ -1,0 +1,341 @@
+use std::collections::{BTreeSet, HashMap};
+
+use async_trait::async_trait;
+use chrono::{NaiveDateTime, Utc};
+use oms_core::domain::placement::{plan_batch, resolve_placements, Step};
+use oms_core::domain::{
+    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderItem,
+    OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo, TraceId, TraceState,
+};
+use oms_core::port::outbound::OrderStore;
+use sqlx::{MySql, QueryBuilder, Transaction};
+
+use crate::error::db_error;
+use crate::products::product_of;
+use crate::{sql_id, MySqlStore};
+
+type OutcomeRow = (String, i64, String, Option<i64>, Option<String>);
+type OrderRow = (
+    i64,
+    String,
+    i64,
+    String,
+    NaiveDateTime,
+    i64,
+    String,
+    String,
+    String,
+);
+type ItemRow = (i64, i64, String, i64, i32);
+
+fn trace_of(row: OutcomeRow) -> OmsResult<OrderTrace> {
+    let (trace_id, member_id, status, order_id, reason) = row;
+    let state = match (status.as_str(), order_id, reason) {
+        ("COMPLETED", Some(order_id), _) => TraceState::Completed {
+            order_id: OrderId(order_id.unsigned_abs()),
+        },
+        ("FAILED", _, Some(reason)) => TraceState::Failed {
+            reason: FailureReason::parse(&reason)?,
+        },
+        _ => {
+            return Err(OmsError::Invalid(format!(
+                "outcome of {trace_id} is malformed ({status})"
+            )))
+        }
+    };
+    Ok(OrderTrace {
+        trace_id: trace_id.parse()?,
+        member_id: MemberId(member_id.unsigned_abs()),
+        state,
+    })
+}
+
+fn order_of(row: OrderRow, items: Vec<OrderItem>) -> OmsResult<Order> {
+    let (id, trace_id, member_id, status, order_date, total_price, name, phone, address) = row;
+    Ok(Order {
+        order_id: OrderId(id.unsigned_abs()),
+        trace_id: trace_id.parse().ok(),
+        member_id: MemberId(member_id.unsigned_abs()),
+        status: OrderStatus::parse(&status)?,
+        order_date: order_date.and_utc(),
+        total_price,
+        items,
+        receiver_info: ReceiverInfo {
+            name,
+            phone,
+            address,
+        },
+    })
+}
+
+const ORDER_COLUMNS: &str = "id, trace_id, member_id, status, order_date, total_price, \
+     receiver_name, receiver_phone, receiver_address";
+
+impl MySqlStore {
+    async fn load_orders(&self, rows: Vec<OrderRow>) -> OmsResult<Vec<Order>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::<MySql>::new(
+            "SELECT order_id, product_id, product_name, price, quantity FROM order_items WHERE order_id IN (",
+        );
+        let mut ids = q.separated(", ");
+        for row in &rows {
+            ids.push_bind(row.0);
+        }
+        q.push(") ORDER BY order_id, line_no");
+        let items: Vec<ItemRow> = q
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
+        for (order_id, product_id, product_name, price, quantity) in items {
+            by_order.entry(order_id).or_default().push(OrderItem {
+                product_id: ProductId(product_id.unsigned_abs()),
+                product_name,
+                price,
+                quantity: quantity.unsigned_abs(),
+            });
+        }
+        rows.into_iter()
+            .map(|row| {
+                let items = by_order.remove(&row.0).unwrap_or_default();
+                order_of(row, items)
+            })
+            .collect()
+    }
+
+    async fn place_in(
+        tx: &mut Transaction<'_, MySql>,
+        commands: &[OrderCommand],
+    ) -> OmsResult<Vec<Placement>> {
+        // 1. Outcomes recorded before (redeliveries).
+        let mut q = QueryBuilder::<MySql>::new(
+            "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes WHERE trace_id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for c in commands {
+            sep.push_bind(c.trace_id.to_string());
+        }
+        q.push(")");
+        let rows: Vec<OutcomeRow> = q
+            .build_query_as()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db_error)?;
+        let mut known = HashMap::new();
+        for row in rows {
+            let trace = trace_of(row)?;
+            known.insert(trace.trace_id, trace);
+        }
+
+        // 2. The products the batch names (a consistent snapshot).
+        let product_ids: BTreeSet<i64> = commands
+            .iter()
+            .flat_map(|c| c.items.iter().map(|l| sql_id(l.product_id.0)))
+            .filter(|id| *id > 0)
+            .collect();
+        let mut products: HashMap<ProductId, Product> = HashMap::new();
+        if !product_ids.is_empty() {
+            let mut q = QueryBuilder::<MySql>::new(
+                "SELECT id, name, price, stock, version FROM products WHERE id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for id in &product_ids {
+                sep.push_bind(*id);
+            }
+            q.push(")");
+            let rows: Vec<(i64, String, i64, i64, i64)> = q
+                .build_query_as()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            for row in rows {
+                let p = product_of(row);
+                products.insert(p.id, p);
+            }
+        }
+
+        let plan = plan_batch(commands, &products, &known);
+
+        // 3. One conditional, versioned decrement per product.
+        for d in &plan.decrements {
+            let done = sqlx::query(
+                "UPDATE products SET stock = stock - ?, version = version + 1 \
+                 WHERE id = ? AND version = ? AND stock >= ?",
+            )
+            .bind(d.quantity)
+            .bind(sql_id(d.product_id.0))
+            .bind(d.expected_version)
+            .bind(d.quantity)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_error)?;
+            if done.rows_affected() != 1 {
+                return Err(OmsError::Conflict(format!(
+                    "product {} changed since it was read (version {})",
+                    d.product_id, d.expected_version
+                )));
+            }
+        }
+
+        // 4. The new orders and their items.
+        let placing: Vec<(&OrderCommand, &oms_core::domain::PricedOrder)> = commands
+            .iter()
+            .zip(&plan.steps)
+            .filter_map(|(c, s)| match s {
+                Step::Place(priced) => Some((c, priced)),
+                _ => None,
+            })
+            .collect();
+        let mut order_ids = Vec::with_capacity(placing.len());
+        if !placing.is_empty() {
+            let now = Utc::now().naive_utc();
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO orders (trace_id, member_id, status, order_date, total_price, \
+                 receiver_name, receiver_phone, receiver_address) ",
+            );
+            q.push_values(&placing, |mut b, (c, priced)| {
+                b.push_bind(c.trace_id.to_string())
+                    .push_bind(sql_id(c.member_id.0))
+                    .push_bind(OrderStatus::Ordered.as_str())
+                    .push_bind(now)
+                    .push_bind(priced.total_price)
+                    .push_bind(c.receiver_info.name.as_str())
+                    .push_bind(c.receiver_info.phone.as_str())
+                    .push_bind(c.receiver_info.address.as_str());
+            });
+            q.build().execute(&mut **tx).await.map_err(db_error)?;
+
+            let mut q =
+                QueryBuilder::<MySql>::new("SELECT id, trace_id FROM orders WHERE trace_id IN (");
+            let mut sep = q.separated(", ");
+            for (c, _) in &placing {
+                sep.push_bind(c.trace_id.to_string());
+            }
+            q.push(")");
+            let rows: Vec<(i64, String)> = q
+                .build_query_as()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            let ids: HashMap<String, i64> = rows.into_iter().map(|(id, t)| (t, id)).collect();
+            for (c, _) in &placing {
+                let id = ids.get(&c.trace_id.to_string()).copied().ok_or_else(|| {
+                    OmsError::Invalid(format!("order of {} was not inserted", c.trace_id))
+                })?;
+                order_ids.push(id);
+            }
+
+            let lines: Vec<(i64, usize, &OrderItem)> = placing
+                .iter()
+                .zip(&order_ids)
+                .flat_map(|((_, priced), id)| {
+                    priced
+                        .items
+                        .iter()
+                        .enumerate()
+                        .map(move |(n, i)| (*id, n, i))
+                })
+                .collect();
+            for chunk in lines.chunks(2000) {
+                let mut q = QueryBuilder::<MySql>::new(
+                    "INSERT INTO order_items (order_id, line_no, product_id, product_name, price, quantity) ",
+                );
+                q.push_values(chunk, |mut b, (id, n, item)| {
+                    b.push_bind(*id)
+                        .push_bind(i32::try_from(*n).unwrap_or(i32::MAX))
+                        .push_bind(sql_id(item.product_id.0))
+                        .push_bind(item.product_name.as_str())
+                        .push_bind(item.price)
+                        .push_bind(i64::from(item.quantity));
+                });
+                q.build().execute(&mut **tx).await.map_err(db_error)?;
+            }
+        }
+
+        // 5. An outcome for every new trace.
+        let placements = resolve_placements(
+            commands,
+            &plan,
+            order_ids.iter().map(|id| OrderId(id.unsigned_abs())),
+        )?;
+        let fresh: Vec<&Placement> = placements.iter().filter(|p| !p.replayed).collect();
+        if !fresh.is_empty() {
+            let now = Utc::now().naive_utc();
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO order_outcomes (trace_id, member_id, status, order_id, reason, created_at) ",
+            );
+            q.push_values(&fresh, |mut b, p| {
+                let (order_id, reason) = match p.trace.state {
+                    TraceState::Completed { order_id } => (Some(sql_id(order_id.0)), None),
+                    TraceState::Failed { reason } => (None, Some(reason.as_str())),
+                    TraceState::Processing => (None, None),
+                };
+                b.push_bind(p.trace.trace_id.to_string())
+                    .push_bind(sql_id(p.trace.member_id.0))
+                    .push_bind(p.trace.state.status_str())
+                    .push_bind(order_id)
+                    .push_bind(reason)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut **tx).await.map_err(db_error)?;
+        }
+        Ok(placements)
+    }
+}
+
+#[async_trait]
+impl OrderStore for MySqlStore {
+    async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>> {
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        match Self::place_in(&mut tx, commands).await {
+            Ok(placements) => {
+                tx.commit().await.map_err(db_error)?;
+                Ok(placements)
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn outcome(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>> {
+        let row: Option<OutcomeRow> = sqlx::query_as(
+            "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes WHERE trace_id = ?",
+        )
+        .bind(trace_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(trace_of).transpose()
+    }
+
+    async fn order(&self, order_id: OrderId) -> OmsResult<Option<Order>> {
+        let rows: Vec<OrderRow> =
+            sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+                .bind(sql_id(order_id.0))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(self.load_orders(rows).await?.into_iter().next())
+    }
+
+    async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE member_id = ? ORDER BY id DESC"
+        ))
+        .bind(sql_id(member_id.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        self.load_orders(rows).await
+    }
+}

@@ -1,0 +1,44 @@
+//! The Redis trace store against a real Redis (`scripts/services.sh up`).
+
+use std::time::Duration;
+
+use oms_adapters_redis::{RedisTraceOptions, RedisTraceStore};
+use oms_core::domain::{MemberId, OrderTrace, TraceId};
+use oms_core::port::outbound::{HealthCheck, TraceStore};
+use oms_core::testkit;
+
+async fn store() -> RedisTraceStore {
+    let url = std::env::var("OMS_REDIS_URL").unwrap_or_else(|_| {
+        panic!(
+            "OMS_REDIS_URL is not set: run `scripts/services.sh up && source target/services.env`"
+        )
+    });
+    RedisTraceStore::connect(&url).await.unwrap()
+}
+
+#[tokio::test]
+async fn redis_trace_store_conforms() {
+    testkit::trace_store::run(&store().await).await;
+}
+
+#[tokio::test]
+async fn traces_expire_with_their_ttl() {
+    let store = store().await.with_options(RedisTraceOptions {
+        prefix: format!("oms-ttl-{}", TraceId::new()),
+        processing_ttl: Duration::from_secs(1),
+        ..RedisTraceOptions::default()
+    });
+    let trace = OrderTrace::processing(TraceId::new(), MemberId(1));
+    store.save(&trace).await.unwrap();
+    assert_eq!(store.get(trace.trace_id).await.unwrap(), Some(trace));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.get(trace.trace_id).await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "key never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_check_pings() {
+    store().await.check().await.unwrap();
+}

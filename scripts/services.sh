@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Real Redis, MariaDB and a Kafka-protocol broker (tansu) on loopback, as plain
+# processes with their data under target/services/. Installs what is missing.
+#
+#   scripts/services.sh up     start what is not running, wait until all three
+#                              accept connections, write target/services.env
+#   scripts/services.sh down   stop what `up` started
+#   scripts/services.sh status
+#
+# Ports (not the services' defaults): Redis 16379, MariaDB 13306, Kafka 19092;
+# override with OMS_REDIS_PORT, OMS_MYSQL_PORT, OMS_KAFKA_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+RUN="$ROOT/target/services"
+TOOLS="$ROOT/target/tools"
+REDIS_PORT=${OMS_REDIS_PORT:-16379}
+MYSQL_PORT=${OMS_MYSQL_PORT:-13306}
+KAFKA_PORT=${OMS_KAFKA_PORT:-19092}
+TANSU_VERSION=0.6.0
+TANSU="$TOOLS/tansu-$TANSU_VERSION/bin/tansu"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+log() { echo "[services] $*" >&2; }
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() { # name, seconds, command...
+  local name=$1 secs=$2; shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      log "$name did not come up within ${secs}s; see $RUN/$name.log"
+      tail -n 30 "$RUN/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+install_packages() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v mariadbd >/dev/null || missing+=(mariadb-server)
+  command -v mariadb >/dev/null || missing+=(mariadb-client)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (apt-get)"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+install_tansu() {
+  if [ ! -x "$TANSU" ]; then
+    log "building tansu $TANSU_VERSION into $TOOLS (once; takes a while on 2 cores)"
+    mkdir -p "$TOOLS"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
+      --root "$TOOLS/tansu-$TANSU_VERSION" --quiet
+  fi
+}
+
+start_redis() {
+  if alive "$RUN/redis.pid" && port_open "$REDIS_PORT"; then return; fi
+  mkdir -p "$RUN/redis"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes \
+    --pidfile "$RUN/redis.pid" --dir "$RUN/redis" --logfile "$RUN/redis.log" \
+    --save "" --appendonly no
+  wait_for redis 30 port_open "$REDIS_PORT"
+}
+
+mysql_root() { mariadb --no-defaults --socket="$RUN/mariadb.sock" -uroot "$@"; }
+
+start_mariadb() {
+  if alive "$RUN/mariadb.pid" && port_open "$MYSQL_PORT"; then return; fi
+  local data="$RUN/mariadb"
+  if [ ! -d "$data/mysql" ]; then
+    mkdir -p "$data"
+    mariadb-install-db --no-defaults --datadir="$data" --user="$(id -un)" \
+      --auth-root-authentication-method=normal --skip-test-db >"$RUN/mariadb-install.log" 2>&1
+  fi
+  nohup mariadbd --no-defaults --datadir="$data" --socket="$RUN/mariadb.sock" \
+    --port="$MYSQL_PORT" --bind-address=127.0.0.1 --pid-file="$RUN/mariadb.pid" \
+    --user="$(id -un)" --skip-name-resolve --max-connections=512 \
+    --innodb-buffer-pool-size=512M --innodb-log-file-size=256M \
+    --log-error="$RUN/mariadb.log" >/dev/null 2>&1 &
+  wait_for mariadb 60 mariadb-admin --no-defaults --socket="$RUN/mariadb.sock" -uroot ping --silent
+  mysql_root <<SQL
+CREATE DATABASE IF NOT EXISTS oms;
+CREATE USER IF NOT EXISTS 'oms'@'127.0.0.1' IDENTIFIED BY 'oms';
+CREATE USER IF NOT EXISTS 'oms'@'localhost' IDENTIFIED BY 'oms';
+GRANT ALL PRIVILEGES ON *.* TO 'oms'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON *.* TO 'oms'@'localhost';
+FLUSH PRIVILEGES;
+SQL
+  wait_for mariadb 30 port_open "$MYSQL_PORT"
+}
+
+start_tansu() {
+  if alive "$RUN/tansu.pid" && port_open "$KAFKA_PORT"; then return; fi
+  nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ >"$RUN/tansu.log" 2>&1 &
+  echo $! >"$RUN/tansu.pid"
+  wait_for tansu 30 port_open "$KAFKA_PORT"
+}
+
+write_env() {
+  cat >"$ROOT/target/services.env" <<ENV
+export OMS_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
+export OMS_DATABASE_URL=mysql://oms:oms@127.0.0.1:$MYSQL_PORT/oms
+ENV
+}
+
+stop() { # name
+  local pidfile="$RUN/$1.pid"
+  if alive "$pidfile"; then
+    local pid; pid=$(cat "$pidfile")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "$1 stopped"
+  fi
+  rm -f "$pidfile"
+}
+
+case "${1:-}" in
+  up)
+    mkdir -p "$RUN"
+    install_packages
+    install_tansu
+    start_redis
+    start_mariadb
+    start_tansu
+    write_env
+    log "up: redis 127.0.0.1:$REDIS_PORT, mariadb 127.0.0.1:$MYSQL_PORT, kafka (tansu) 127.0.0.1:$KAFKA_PORT; env in target/services.env"
+    ;;
+  down)
+    stop tansu
+    stop mariadb
+    stop redis
+    ;;
+  status)
+    for s in redis mariadb tansu; do
+      if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
+    done
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac
