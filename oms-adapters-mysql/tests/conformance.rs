@@ -1,4 +1,5 @@
 //! The MySQL store against a real MariaDB / MySQL (`scripts/services.sh up`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 

@@ -1,4 +1,5 @@
 //! The Redis trace store against a real Redis (`scripts/services.sh up`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
