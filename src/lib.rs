@@ -16,3 +16,5 @@ pub mod config;
 pub mod embedded;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(all(feature = "kafka", feature = "redis", feature = "mysql"))]
+pub mod runtime;

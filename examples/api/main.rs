@@ -2,13 +2,15 @@
 //!
 //! With none of `OMS_KAFKA_BROKERS`, `OMS_REDIS_URL`, `OMS_DATABASE_URL` set
 //! it runs the whole pipeline in this process on in-memory adapters (the
-//! embedded default), consumer included.
+//! embedded default), consumer included. With all three set it accepts and
+//! publishes; `examples/consumer` processes.
 
 use std::process::ExitCode;
 
 use oms::config::{Settings, DEV_JWT_SECRET};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::{router, JwtAuth};
+use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -24,17 +26,33 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !settings.is_embedded() {
-        error!("real adapters are configured but this build serves only the embedded default; unset OMS_KAFKA_BROKERS, OMS_REDIS_URL and OMS_DATABASE_URL");
-        return ExitCode::from(2);
-    }
-    let secret = settings.jwt_secret.clone().unwrap_or_else(|| {
-        warn!("OMS_JWT_SECRET is not set: using the development secret `{DEV_JWT_SECRET}`; never expose this server");
-        DEV_JWT_SECRET.to_owned()
-    });
-    info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
-    let pipeline = EmbeddedPipeline::start();
-    let app = router(pipeline.app_state(JwtAuth::new(secret.as_bytes())));
+    let mut embedded = None;
+    let state = if settings.is_embedded() {
+        let secret = settings.jwt_secret.clone().unwrap_or_else(|| {
+            warn!("OMS_JWT_SECRET is not set: using the development secret `{DEV_JWT_SECRET}`; never expose this server");
+            DEV_JWT_SECRET.to_owned()
+        });
+        info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
+        let pipeline = EmbeddedPipeline::start();
+        let state = pipeline.app_state(JwtAuth::new(secret.as_bytes()));
+        embedded = Some(pipeline);
+        state
+    } else {
+        let Some(secret) = settings.jwt_secret.clone() else {
+            error!("OMS_JWT_SECRET must be set when any service URL is set");
+            return ExitCode::from(2);
+        };
+        let services = match Services::connect(&settings).await {
+            Ok(s) => s,
+            Err(e) => {
+                error!("cannot start: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(topic = %services.kafka.order_topic, "real adapters: orders are published to Kafka and processed by `examples/consumer`");
+        services.app_state(JwtAuth::new(secret.as_bytes()))
+    };
+
     let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -43,10 +61,12 @@ async fn main() -> ExitCode {
         }
     };
     info!(addr = %settings.http_addr, "oms api listening");
-    let served = axum::serve(listener, app)
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await;
-    pipeline.shutdown().await;
+    if let Some(pipeline) = embedded {
+        pipeline.shutdown().await;
+    }
     match served {
         Ok(()) => {
             info!("stopped");
@@ -57,33 +77,4 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    info!("shutting down: finishing requests in flight");
 }

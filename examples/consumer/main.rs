@@ -1,11 +1,14 @@
-//! The oms Kafka consumer: reads the order topic, places orders, writes
-//! final traces, sends failures to the DLQ. Needs `OMS_KAFKA_BROKERS`,
-//! `OMS_REDIS_URL` and `OMS_DATABASE_URL`.
+//! The oms Kafka consumer: reads the order topic as a member of
+//! `OMS_CONSUMER_GROUP`, places orders in batches, writes final traces and
+//! sends failures to the DLQ. Needs `OMS_KAFKA_BROKERS`, `OMS_REDIS_URL` and
+//! `OMS_DATABASE_URL`. Run as many as the topic has partitions.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use oms::config::Settings;
-use tracing::error;
+use oms::runtime::{shutdown_signal, Services};
+use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -35,6 +38,32 @@ async fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    error!("the Kafka consumer is not available in this build");
-    ExitCode::from(2)
+    let services = match Services::connect(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let consumer = match services.consumer() {
+        Ok(c) => c,
+        Err(e) => {
+            error!("cannot join the consumer group: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(topic = %services.kafka.order_topic, group = %services.kafka.group, "consumer running");
+    match consumer
+        .run(Arc::new(services.order_service()), shutdown_signal())
+        .await
+    {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("consumer ended: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

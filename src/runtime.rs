@@ -1,0 +1,176 @@
+//! Composition of the processes: the real adapters from [`Settings`], and the
+//! shutdown signal. The examples are thin wrappers around this module.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use oms_core::application::{OrderService, ProductService, QueryService, RequestOrderService};
+use oms_core::domain::OmsError;
+use oms_core::port::outbound::HealthCheck;
+
+use crate::config::{ConfigError, Settings};
+use crate::kafka::{ensure_topics, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher};
+use crate::mysql::MySqlStore;
+use crate::redis::RedisTraceStore;
+
+/// Why a process could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A setting is missing or wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A dependency did not answer in time.
+    #[error("{0}")]
+    Dependency(#[from] OmsError),
+}
+
+/// The real adapters, connected: Kafka, Redis and MySQL/MariaDB.
+#[derive(Clone)]
+pub struct Services {
+    /// Broker settings.
+    pub kafka: KafkaConfig,
+    /// Order and DLQ publisher.
+    pub publisher: Arc<KafkaOrderPublisher>,
+    /// Trace store.
+    pub traces: Arc<RedisTraceStore>,
+    /// Orders, outcomes and products.
+    pub store: Arc<MySqlStore>,
+}
+
+impl Settings {
+    /// The Kafka settings.
+    pub fn kafka_config(&self) -> Option<KafkaConfig> {
+        let mut config = KafkaConfig::new(self.kafka_brokers.clone()?);
+        config.order_topic = self.order_topic.clone();
+        config.dlq_topic = self.dlq_topic.clone();
+        config.partitions = self.order_partitions;
+        config.group = self.consumer_group.clone();
+        Some(config)
+    }
+}
+
+/// Retries `connect` for up to 30 s (dependencies that start together).
+async fn patiently<T, F, Fut>(what: &str, mut connect: F) -> Result<T, OmsError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OmsError>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match connect().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "{what} not ready; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Services {
+    /// Connects to all three services (each URL must be set), runs the
+    /// database migrations and creates the topics when missing.
+    pub async fn connect(settings: &Settings) -> Result<Self, StartError> {
+        let missing = |name: &'static str| {
+            ConfigError::Missing {
+            name,
+            why: "the real adapters need all three of OMS_KAFKA_BROKERS, OMS_REDIS_URL and OMS_DATABASE_URL",
+        }
+        };
+        let kafka = settings
+            .kafka_config()
+            .ok_or_else(|| missing("OMS_KAFKA_BROKERS"))?;
+        let redis_url = settings
+            .redis_url
+            .clone()
+            .ok_or_else(|| missing("OMS_REDIS_URL"))?;
+        let database_url = settings
+            .database_url
+            .clone()
+            .ok_or_else(|| missing("OMS_DATABASE_URL"))?;
+
+        let store = patiently("database", || MySqlStore::connect(&database_url)).await?;
+        patiently("migrations", || store.migrate()).await?;
+        let traces = patiently("redis", || RedisTraceStore::connect(&redis_url)).await?;
+        patiently("kafka topics", || ensure_topics(&kafka)).await?;
+        let publisher = KafkaOrderPublisher::new(&kafka)?;
+        Ok(Self {
+            kafka,
+            publisher: Arc::new(publisher),
+            traces: Arc::new(traces),
+            store: Arc::new(store),
+        })
+    }
+
+    /// The dependencies `/readyz` checks.
+    pub fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
+        vec![
+            self.publisher.clone(),
+            self.traces.clone(),
+            self.store.clone(),
+        ]
+    }
+
+    /// The order-processing service on these adapters.
+    pub fn order_service(&self) -> OrderService {
+        OrderService::new(
+            self.store.clone(),
+            self.traces.clone(),
+            self.publisher.clone(),
+        )
+    }
+
+    /// A consumer-group member on the order topic.
+    pub fn consumer(&self) -> Result<KafkaOrderConsumer, OmsError> {
+        KafkaOrderConsumer::new(&self.kafka)
+    }
+
+    /// The state of the HTTP adapter: intake publishes to Kafka; reads come
+    /// from Redis and the database.
+    #[cfg(feature = "http")]
+    pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
+        crate::http::AppState {
+            intake: Arc::new(RequestOrderService::new(
+                self.publisher.clone(),
+                self.traces.clone(),
+            )),
+            orders: Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
+            products: Arc::new(ProductService::new(self.store.clone())),
+            auth: Arc::new(auth),
+            checks: self.checks(),
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
