@@ -42,6 +42,8 @@ CREATE TABLE IF NOT EXISTS order_outcomes (
     status     VARCHAR(16) NOT NULL,
     order_id   BIGINT      NULL,
     reason     VARCHAR(32) NULL,
+    -- FAILED only: the DLQ record is confirmed sent.
+    dead_lettered BOOLEAN  NOT NULL DEFAULT FALSE,
     created_at DATETIME(6) NOT NULL,
     KEY order_outcomes_created (created_at)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

@@ -4,8 +4,9 @@ use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
 use oms_core::domain::placement::{plan_batch, resolve_placements, Step};
 use oms_core::domain::{
-    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderItem,
-    OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo, TraceId, TraceState,
+    FailureReason, KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId,
+    OrderItem, OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo, TraceId,
+    TraceState,
 };
 use oms_core::port::outbound::OrderStore;
 use sqlx::{MySql, QueryBuilder, Transaction};
@@ -15,6 +16,7 @@ use crate::products::product_of;
 use crate::{sql_id, MySqlStore};
 
 type OutcomeRow = (String, i64, String, Option<i64>, Option<String>);
+type KnownRow = (String, i64, String, Option<i64>, Option<String>, bool);
 type OrderRow = (
     i64,
     String,
@@ -112,22 +114,29 @@ impl MySqlStore {
     ) -> OmsResult<Vec<Placement>> {
         // 1. Outcomes recorded before (redeliveries).
         let mut q = QueryBuilder::<MySql>::new(
-            "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes WHERE trace_id IN (",
+            "SELECT trace_id, member_id, status, order_id, reason, dead_lettered \
+             FROM order_outcomes WHERE trace_id IN (",
         );
         let mut sep = q.separated(", ");
         for c in commands {
             sep.push_bind(c.trace_id.to_string());
         }
         q.push(")");
-        let rows: Vec<OutcomeRow> = q
+        let rows: Vec<KnownRow> = q
             .build_query_as()
             .fetch_all(&mut **tx)
             .await
             .map_err(db_error)?;
         let mut known = HashMap::new();
-        for row in rows {
-            let trace = trace_of(row)?;
-            known.insert(trace.trace_id, trace);
+        for (t, m, s, o, r, dead_lettered) in rows {
+            let trace = trace_of((t, m, s, o, r))?;
+            known.insert(
+                trace.trace_id,
+                KnownOutcome {
+                    trace,
+                    dead_lettered,
+                },
+            );
         }
 
         // 2. The products the batch names (a consistent snapshot).
@@ -305,6 +314,21 @@ impl OrderStore for MySqlStore {
                 Err(e)
             }
         }
+    }
+
+    async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
+        for chunk in trace_ids.chunks(1000) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "UPDATE order_outcomes SET dead_lettered = TRUE WHERE trace_id IN (",
+            );
+            let mut sep = q.separated(", ");
+            for id in chunk {
+                sep.push_bind(id.to_string());
+            }
+            q.push(")");
+            q.build().execute(&self.pool).await.map_err(db_error)?;
+        }
+        Ok(())
     }
 
     async fn outcome(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>> {

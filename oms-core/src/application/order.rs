@@ -91,16 +91,15 @@ impl OrderUseCase for OrderService {
             )
             .await?;
 
-        let fresh: Vec<_> = placements
-            .iter()
-            .filter(|p| !p.replayed)
-            .map(|p| p.trace)
-            .collect();
-        if let Err(e) = self.traces.save_all(&fresh).await {
-            warn!(error = %e, count = fresh.len(), "final traces not cached; the database answers for them");
+        // Replays are cached again too: a crash may have come between the
+        // commit and the cache write.
+        let finals: Vec<_> = placements.iter().map(|p| p.trace).collect();
+        if let Err(e) = self.traces.save_all(&finals).await {
+            warn!(error = %e, count = finals.len(), "final traces not cached; the database answers for them");
         }
+        let mut dead_lettered = Vec::new();
         for (command, placement) in batch.iter().zip(&placements) {
-            if placement.replayed {
+            if !placement.needs_dead_letter {
                 continue;
             }
             if let TraceState::Failed { reason } = placement.trace.state {
@@ -109,6 +108,12 @@ impl OrderUseCase for OrderService {
                     .retry(self.retry.backoff())
                     .when(OmsError::is_retryable)
                     .await?;
+                dead_lettered.push(command.trace_id);
+            }
+        }
+        if !dead_lettered.is_empty() {
+            if let Err(e) = self.store.mark_dead_lettered(&dead_lettered).await {
+                warn!(error = %e, "DLQ records sent but not confirmed; a redelivery sends them again");
             }
         }
         Ok(placements)
@@ -188,6 +193,7 @@ mod tests {
                         },
                     },
                     replayed: false,
+                    needs_dead_letter: false,
                 })
                 .collect())
         });

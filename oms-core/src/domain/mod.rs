@@ -16,7 +16,7 @@ pub use order::{
     Order, OrderCommand, OrderItem, OrderLine, OrderRequest, OrderStatus, ReceiverInfo, MAX_LINES,
     MAX_QUANTITY, MAX_RECEIVER_FIELD,
 };
-pub use placement::{BatchPlan, Placement, StockDecrement};
+pub use placement::{BatchPlan, KnownOutcome, Placement, StockDecrement};
 pub use pricing::{OrderPriceCalculator, PricedOrder};
 pub use product::{Product, ProductDraft};
 pub use trace::{FailureReason, OrderTrace, TraceState};

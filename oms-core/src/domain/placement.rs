@@ -27,11 +27,20 @@ pub struct StockDecrement {
     pub expected_version: i64,
 }
 
+/// An outcome recorded before, as the store holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownOutcome {
+    /// The final trace.
+    pub trace: OrderTrace,
+    /// Whether its DLQ record is confirmed sent (FAILED outcomes only).
+    pub dead_lettered: bool,
+}
+
 /// What happens to one command of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The trace has an outcome already (an earlier delivery): return it.
-    Replay(OrderTrace),
+    Replay(KnownOutcome),
     /// The same trace appears earlier in this batch: return that one's outcome.
     SameAs(usize),
     /// Place the order.
@@ -55,8 +64,13 @@ pub struct Placement {
     /// The trace's final state.
     pub trace: OrderTrace,
     /// `true` when the outcome was recorded before (a redelivery): nothing was
-    /// changed and the caller must not act on it again (e.g. no second DLQ record).
+    /// changed.
     pub replayed: bool,
+    /// `true` for a FAILED outcome whose DLQ record is not confirmed yet: the
+    /// caller sends it, then confirms with
+    /// [`OrderStore::mark_dead_lettered`](crate::port::outbound::OrderStore::mark_dead_lettered).
+    /// A redelivery after a crash in between sends it again (at least once).
+    pub needs_dead_letter: bool,
 }
 
 /// Plans `commands` in order against `products` (the current rows of every
@@ -64,14 +78,14 @@ pub struct Placement {
 pub fn plan_batch(
     commands: &[OrderCommand],
     products: &HashMap<ProductId, Product>,
-    known: &HashMap<TraceId, OrderTrace>,
+    known: &HashMap<TraceId, KnownOutcome>,
 ) -> BatchPlan {
     let mut taken: HashMap<ProductId, i64> = HashMap::new();
     let mut first_seen: HashMap<TraceId, usize> = HashMap::new();
     let mut steps = Vec::with_capacity(commands.len());
     for (i, command) in commands.iter().enumerate() {
-        if let Some(trace) = known.get(&command.trace_id) {
-            steps.push(Step::Replay(*trace));
+        if let Some(outcome) = known.get(&command.trace_id) {
+            steps.push(Step::Replay(*outcome));
             continue;
         }
         if let Some(&first) = first_seen.get(&command.trace_id) {
@@ -125,9 +139,11 @@ pub fn resolve_placements(
     let mut out: Vec<Placement> = Vec::with_capacity(commands.len());
     for (command, step) in commands.iter().zip(&plan.steps) {
         let placement = match step {
-            Step::Replay(trace) => Placement {
-                trace: *trace,
+            Step::Replay(known) => Placement {
+                trace: known.trace,
                 replayed: true,
+                needs_dead_letter: matches!(known.trace.state, TraceState::Failed { .. })
+                    && !known.dead_lettered,
             },
             Step::SameAs(first) => {
                 let first = out
@@ -136,6 +152,7 @@ pub fn resolve_placements(
                 Placement {
                     trace: first.trace,
                     replayed: true,
+                    needs_dead_letter: false,
                 }
             }
             Step::Place(_) => {
@@ -149,6 +166,7 @@ pub fn resolve_placements(
                         state: TraceState::Completed { order_id },
                     },
                     replayed: false,
+                    needs_dead_letter: false,
                 }
             }
             Step::Fail(reason) => Placement {
@@ -158,6 +176,7 @@ pub fn resolve_placements(
                     state: TraceState::Failed { reason: *reason },
                 },
                 replayed: false,
+                needs_dead_letter: true,
             },
         };
         out.push(placement);
@@ -249,14 +268,22 @@ mod tests {
         };
         let b = cmd(2, &[(1, 1)]);
         let cmds = vec![a.clone(), b.clone(), b];
-        let known = HashMap::from([(a.trace_id, done)]);
+        let outcome = KnownOutcome {
+            trace: done,
+            dead_lettered: false,
+        };
+        let known = HashMap::from([(a.trace_id, outcome)]);
         let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known);
-        assert_eq!(plan.steps[0], Step::Replay(done));
+        assert_eq!(plan.steps[0], Step::Replay(outcome));
         assert_eq!(plan.steps[2], Step::SameAs(1));
         assert_eq!(plan.decrements[0].quantity, 1);
         let placed =
             resolve_placements(&cmds, &plan, [crate::domain::OrderId(9)].into_iter()).unwrap();
         assert!(placed[0].replayed);
+        assert!(
+            placed[0].needs_dead_letter,
+            "an unconfirmed failure is dead-lettered again"
+        );
         assert!(!placed[1].replayed);
         assert!(placed[2].replayed);
         assert_eq!(placed[2].trace, placed[1].trace);

@@ -7,8 +7,8 @@ use chrono::Utc;
 use super::lock;
 use crate::domain::placement::{plan_batch, resolve_placements, Step};
 use crate::domain::{
-    MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderStatus, OrderTrace,
-    Placement, Product, ProductDraft, ProductId, TraceId,
+    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderStatus,
+    OrderTrace, Placement, Product, ProductDraft, ProductId, TraceId,
 };
 use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
 
@@ -16,7 +16,7 @@ use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
 struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
-    outcomes: HashMap<TraceId, OrderTrace>,
+    outcomes: HashMap<TraceId, KnownOutcome>,
     next_order_id: u64,
 }
 
@@ -38,7 +38,7 @@ impl InMemoryStore {
 impl OrderStore for InMemoryStore {
     async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>> {
         let mut state = lock(&self.state);
-        let known: HashMap<TraceId, OrderTrace> = commands
+        let known: HashMap<TraceId, KnownOutcome> = commands
             .iter()
             .filter_map(|c| state.outcomes.get(&c.trace_id).map(|t| (c.trace_id, *t)))
             .collect();
@@ -86,13 +86,29 @@ impl OrderStore for InMemoryStore {
         }
         let placements = resolve_placements(commands, &plan, ids.into_iter())?;
         for p in placements.iter().filter(|p| !p.replayed) {
-            state.outcomes.insert(p.trace.trace_id, p.trace);
+            state.outcomes.insert(
+                p.trace.trace_id,
+                KnownOutcome {
+                    trace: p.trace,
+                    dead_lettered: false,
+                },
+            );
         }
         Ok(placements)
     }
 
+    async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        for id in trace_ids {
+            if let Some(o) = state.outcomes.get_mut(id) {
+                o.dead_lettered = true;
+            }
+        }
+        Ok(())
+    }
+
     async fn outcome(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>> {
-        Ok(lock(&self.state).outcomes.get(&trace_id).copied())
+        Ok(lock(&self.state).outcomes.get(&trace_id).map(|o| o.trace))
     }
 
     async fn order(&self, order_id: OrderId) -> OmsResult<Option<Order>> {

@@ -118,6 +118,9 @@ pub trait OrderStore: Send + Sync {
     /// [`OmsError::Conflict`].
     async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>>;
 
+    /// Confirms that the DLQ records of these FAILED traces are sent.
+    async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()>;
+
     /// The recorded outcome of a trace, if it has one.
     async fn outcome(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>>;
 

@@ -94,8 +94,9 @@ pub async fn a_redelivered_trace_changes_nothing(
     let member = random_member_id();
     let cmd = command(member, &[(a, 1)]);
     let first = place(orders, std::slice::from_ref(&cmd)).await;
+    assert!(!first[0].needs_dead_letter);
     let again = place(orders, &[cmd.clone(), cmd.clone()]).await;
-    assert!(again.iter().all(|p| p.replayed));
+    assert!(again.iter().all(|p| p.replayed && !p.needs_dead_letter));
     assert!(again.iter().all(|p| p.trace == first[0].trace));
     assert_eq!(stock(products, a).await, 9, "no second decrement");
     assert_eq!(
@@ -133,6 +134,7 @@ pub async fn failures_are_recorded_and_take_no_stock(
             reason: FailureReason::ProductNotFound
         }
     );
+    assert!(placed.iter().all(|p| p.needs_dead_letter));
     assert_eq!(stock(products, a).await, 1);
     assert_eq!(products.get(a).await.unwrap().unwrap().version, 0);
     // The failure is the record: it survives and is replayed, never re-judged.
@@ -144,9 +146,19 @@ pub async fn failures_are_recorded_and_take_no_stock(
         orders.outcome(unknown.trace_id).await.unwrap(),
         Some(placed[1].trace)
     );
-    let again = place(orders, &[too_many]).await;
+    let again = place(orders, std::slice::from_ref(&too_many)).await;
     assert!(again[0].replayed);
     assert_eq!(again[0].trace, placed[0].trace);
+    assert!(
+        again[0].needs_dead_letter,
+        "not confirmed: dead-letter it again"
+    );
+    orders
+        .mark_dead_lettered(&[too_many.trace_id, unknown.trace_id])
+        .await
+        .unwrap();
+    let again = place(orders, &[too_many, unknown]).await;
+    assert!(again.iter().all(|p| p.replayed && !p.needs_dead_letter));
     assert!(orders.orders_of(member).await.unwrap().is_empty());
 }
 
