@@ -316,6 +316,32 @@ impl OrderStore for MySqlStore {
         }
     }
 
+    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace> {
+        let reason = match trace.state {
+            TraceState::Failed { reason } => reason.as_str(),
+            _ => {
+                return Err(OmsError::Invalid(
+                    "only a FAILED outcome can be settled".into(),
+                ))
+            }
+        };
+        sqlx::query(
+            "INSERT IGNORE INTO order_outcomes \
+             (trace_id, member_id, status, order_id, reason, dead_lettered, created_at) \
+             VALUES (?, ?, 'FAILED', NULL, ?, TRUE, ?)",
+        )
+        .bind(trace.trace_id.to_string())
+        .bind(sql_id(trace.member_id.0))
+        .bind(reason)
+        .bind(Utc::now().naive_utc())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        self.outcome(trace.trace_id)
+            .await?
+            .ok_or_else(|| OmsError::unavailable("mysql", "settled outcome not readable"))
+    }
+
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
         for chunk in trace_ids.chunks(1000) {
             let mut q = QueryBuilder::<MySql>::new(

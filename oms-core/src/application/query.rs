@@ -28,14 +28,19 @@ impl QueryService {
         let cached = self.traces.get(trace_id).await;
         match cached {
             Ok(Some(trace)) if trace.state.is_final() => Ok(Some(trace)),
-            Ok(Some(trace)) => match self.store.outcome(trace_id).await? {
-                Some(done) => {
+            Ok(Some(trace)) => match self.store.outcome(trace_id).await {
+                Ok(Some(done)) => {
                     if let Err(e) = self.traces.save(&done).await {
                         debug!(%trace_id, error = %e, "trace cache not repaired");
                     }
                     Ok(Some(done))
                 }
-                None => Ok(Some(trace)),
+                Ok(None) => Ok(Some(trace)),
+                // The database is down: the trace is still being processed.
+                Err(e) => {
+                    debug!(%trace_id, error = %e, "outcome not readable; answering PROCESSING");
+                    Ok(Some(trace))
+                }
             },
             Ok(None) => self.store.outcome(trace_id).await,
             Err(cache_error) => match self.store.outcome(trace_id).await? {
@@ -123,6 +128,22 @@ mod tests {
             .returning(move |id| Ok(Some(failed(id, 5))));
         let q = QueryService::new(Arc::new(store), Arc::new(traces));
         assert!(q.trace(Caller::user(5), id).await.unwrap().state.is_final());
+    }
+
+    #[tokio::test]
+    async fn a_down_database_still_answers_processing() {
+        let id = TraceId::new();
+        let mut traces = MockTraceStore::new();
+        traces
+            .expect_get()
+            .returning(|id| Ok(Some(OrderTrace::processing(id, MemberId(5)))));
+        let mut store = MockOrderStore::new();
+        store
+            .expect_outcome()
+            .returning(|_| Err(OmsError::unavailable("mysql", "down")));
+        let q = QueryService::new(Arc::new(store), Arc::new(traces));
+        let t = q.trace(Caller::user(5), id).await.unwrap();
+        assert_eq!(t.state, TraceState::Processing);
     }
 
     #[tokio::test]

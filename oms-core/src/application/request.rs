@@ -3,9 +3,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::warn;
 
-use crate::domain::{Caller, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId};
+use crate::domain::{
+    Caller, FailureReason, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId,
+    TraceState,
+};
 use crate::port::inbound::RequestOrderUseCase;
-use crate::port::outbound::{OrderRequestPublisher, TraceStore};
+use crate::port::outbound::{OrderRequestPublisher, OrderStore, TraceStore};
 
 /// Accepts orders: validates, records PROCESSING, queues, returns the trace id.
 ///
@@ -14,15 +17,59 @@ use crate::port::outbound::{OrderRequestPublisher, TraceStore};
 /// the command, the trace (and the idempotency key) are removed again and the
 /// error is returned: no trace is left PROCESSING for an order that was never
 /// queued.
+///
+/// A queue that does not answer in time may still deliver the record later.
+/// With an [`OrderStore`] ([`with_arbiter`](Self::with_arbiter)), the service
+/// then settles the trace as FAILED `NOT_ACCEPTED` in the database, first
+/// writer wins: a late delivery replays that outcome and takes no stock, and
+/// if the consumer was first, the order stands and the request is accepted.
 pub struct RequestOrderService {
     publisher: Arc<dyn OrderRequestPublisher>,
     traces: Arc<dyn TraceStore>,
+    arbiter: Option<Arc<dyn OrderStore>>,
 }
 
 impl RequestOrderService {
     /// A service on these ports.
     pub fn new(publisher: Arc<dyn OrderRequestPublisher>, traces: Arc<dyn TraceStore>) -> Self {
-        Self { publisher, traces }
+        Self {
+            publisher,
+            traces,
+            arbiter: None,
+        }
+    }
+
+    /// Settles unqueued orders in `store` (see the type's docs).
+    pub fn with_arbiter(mut self, store: Arc<dyn OrderStore>) -> Self {
+        self.arbiter = Some(store);
+        self
+    }
+
+    /// After a failed send: whether the order went through after all.
+    async fn settle(&self, trace_id: TraceId, caller: Caller) -> bool {
+        let Some(store) = &self.arbiter else {
+            return false;
+        };
+        let tombstone = OrderTrace {
+            trace_id,
+            member_id: caller.member_id,
+            state: TraceState::Failed {
+                reason: FailureReason::NotAccepted,
+            },
+        };
+        match store.settle_failure(&tombstone).await {
+            Ok(standing) if standing == tombstone => false,
+            Ok(standing) => {
+                if let Err(e) = self.traces.save(&standing).await {
+                    warn!(%trace_id, error = %e, "trace not cached");
+                }
+                true
+            }
+            Err(e) => {
+                warn!(%trace_id, error = %e, "unqueued order not settled; a late delivery may still place it");
+                false
+            }
+        }
     }
 
     async fn undo(&self, trace_id: TraceId, caller: Caller, key: Option<&str>) {
@@ -78,6 +125,9 @@ impl RequestOrderUseCase for RequestOrderService {
             return Err(e);
         }
         if let Err(e) = self.publisher.send(&command).await {
+            if self.settle(trace_id, caller).await {
+                return Ok(trace_id);
+            }
             self.undo(trace_id, caller, idempotency_key.as_deref())
                 .await;
             return Err(e);
@@ -89,7 +139,8 @@ impl RequestOrderUseCase for RequestOrderService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo, TraceState};
+    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo};
+    use crate::memory::InMemoryStore;
     use crate::memory::InMemoryTraceStore;
     use crate::port::outbound::MockOrderRequestPublisher;
 
@@ -142,6 +193,48 @@ mod tests {
             .request_order(Caller::user(7), request(), Some("k1".into()))
             .await;
         assert!(again.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_unqueued_order_is_settled_so_a_late_delivery_cannot_place_it() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let store = Arc::new(InMemoryStore::new());
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher
+            .expect_send()
+            .returning(|_| Err(OmsError::unavailable("kafka", "timed out")));
+        let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
+            .with_arbiter(store.clone());
+        let err = service
+            .request_order(Caller::user(7), request(), None)
+            .await;
+        assert!(matches!(err, Err(OmsError::Unavailable { .. })));
+        assert!(traces.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_order_the_consumer_placed_first_is_accepted() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let mut store = crate::port::outbound::MockOrderStore::new();
+        store.expect_settle_failure().returning(|t| {
+            Ok(OrderTrace {
+                state: TraceState::Completed {
+                    order_id: crate::domain::OrderId(3),
+                },
+                ..*t
+            })
+        });
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher
+            .expect_send()
+            .returning(|_| Err(OmsError::unavailable("kafka", "timed out")));
+        let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
+            .with_arbiter(Arc::new(store));
+        let id = service
+            .request_order(Caller::user(7), request(), None)
+            .await
+            .unwrap();
+        assert!(traces.get(id).await.unwrap().unwrap().state.is_final());
     }
 
     #[tokio::test]

@@ -21,6 +21,9 @@ pub enum FailureReason {
     Poison,
     /// The record was lost before it was processed (found by the sweeper).
     Lost,
+    /// The queue did not take the order; the client was answered 503 and
+    /// the order can never be placed by a late delivery.
+    NotAccepted,
 }
 
 impl FailureReason {
@@ -32,6 +35,7 @@ impl FailureReason {
             Self::Invalid => "INVALID",
             Self::Poison => "POISON",
             Self::Lost => "LOST",
+            Self::NotAccepted => "NOT_ACCEPTED",
         }
     }
 
@@ -43,6 +47,7 @@ impl FailureReason {
             "INVALID" => Self::Invalid,
             "POISON" => Self::Poison,
             "LOST" => Self::Lost,
+            "NOT_ACCEPTED" => Self::NotAccepted,
             other => {
                 return Err(OmsError::Invalid(format!(
                     "unknown failure reason `{other}`"

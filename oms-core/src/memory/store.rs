@@ -97,6 +97,18 @@ impl OrderStore for InMemoryStore {
         Ok(placements)
     }
 
+    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace> {
+        let mut state = lock(&self.state);
+        let outcome = state
+            .outcomes
+            .entry(trace.trace_id)
+            .or_insert(KnownOutcome {
+                trace: *trace,
+                dead_lettered: true,
+            });
+        Ok(outcome.trace)
+    }
+
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
         let mut state = lock(&self.state);
         for id in trace_ids {

@@ -118,6 +118,12 @@ pub trait OrderStore: Send + Sync {
     /// [`OmsError::Conflict`].
     async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>>;
 
+    /// Records `trace` (a FAILED outcome) unless the trace has an outcome
+    /// already, and returns the outcome that stands. The first writer wins,
+    /// so this settles a race with a late delivery of the same trace. The
+    /// outcome is recorded as needing no DLQ record.
+    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace>;
+
     /// Confirms that the DLQ records of these FAILED traces are sent.
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()>;
 

@@ -16,6 +16,7 @@ pub async fn run(orders: Arc<dyn OrderStore>, products: Arc<dyn ProductStore>) {
     a_redelivered_trace_changes_nothing(&*orders, &*products).await;
     failures_are_recorded_and_take_no_stock(&*orders, &*products).await;
     an_order_takes_all_its_products_or_none(&*orders, &*products).await;
+    a_settled_failure_wins_over_a_late_delivery(&*orders, &*products).await;
     a_batch_is_placed_in_order(&*orders, &*products).await;
     members_see_their_orders_newest_first(&*orders, &*products).await;
     concurrent_batches_never_oversell(orders, products).await;
@@ -160,6 +161,46 @@ pub async fn failures_are_recorded_and_take_no_stock(
     let again = place(orders, &[too_many, unknown]).await;
     assert!(again.iter().all(|p| p.replayed && !p.needs_dead_letter));
     assert!(orders.orders_of(member).await.unwrap().is_empty());
+}
+
+pub async fn a_settled_failure_wins_over_a_late_delivery(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 5).await;
+    let late = command(random_member_id(), &[(a, 1)]);
+    let tombstone = crate::domain::OrderTrace {
+        trace_id: late.trace_id,
+        member_id: late.member_id,
+        state: TraceState::Failed {
+            reason: FailureReason::NotAccepted,
+        },
+    };
+    assert_eq!(orders.settle_failure(&tombstone).await.unwrap(), tombstone);
+    let placed = place(orders, std::slice::from_ref(&late)).await;
+    assert!(placed[0].replayed && !placed[0].needs_dead_letter);
+    assert_eq!(placed[0].trace, tombstone);
+    assert_eq!(
+        stock(products, a).await,
+        5,
+        "a settled trace never takes stock"
+    );
+
+    // The other way round: the placement stands.
+    let early = command(random_member_id(), &[(a, 1)]);
+    let placed = place(orders, std::slice::from_ref(&early)).await;
+    let settled = orders
+        .settle_failure(&crate::domain::OrderTrace {
+            trace_id: early.trace_id,
+            member_id: early.member_id,
+            state: TraceState::Failed {
+                reason: FailureReason::NotAccepted,
+            },
+        })
+        .await
+        .unwrap();
+    assert_eq!(settled, placed[0].trace);
+    assert!(matches!(settled.state, TraceState::Completed { .. }));
 }
 
 pub async fn an_order_takes_all_its_products_or_none(
