@@ -1,23 +1,37 @@
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use oms_core::domain::{OmsResult, OrderCommand};
+use oms_core::domain::{OmsError, OmsResult, OrderCommand};
 use oms_core::port::outbound::{encode_command, DeadLetter, HealthCheck, OrderRequestPublisher};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
 use crate::{unavailable, KafkaConfig, HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACE_ID};
 
-/// How long a record may wait for the broker before `send` fails.
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long librdkafka may try to deliver a record (`message.timeout.ms`).
+const DELIVERY_TIMEOUT: Duration = Duration::from_millis(3000);
+/// The hard bound on `send`: librdkafka checks message timeouts about once a
+/// second and lets an in-flight request run to `request.timeout.ms`, so the
+/// adapter bounds the wait itself. A record that was in flight when the bound
+/// hit may still be delivered; its trace then ends COMPLETED or FAILED like any
+/// other, never PROCESSING.
+const SEND_BOUND: Duration = Duration::from_millis(4500);
 
 /// The [`OrderRequestPublisher`] on Kafka: an idempotent, `acks=all`
 /// producer whose `send` awaits the broker's acknowledgement.
+///
+/// An idempotent producer can hit a fatal error (e.g. fenced by the broker
+/// after its records timed out during an outage); the publisher then
+/// replaces it with a fresh one, so service resumes without a restart.
 #[derive(Clone)]
 pub struct KafkaOrderPublisher {
-    producer: FutureProducer,
+    producer: Arc<RwLock<FutureProducer>>,
+    config: ClientConfig,
     order_topic: String,
     dlq_topic: String,
 }
@@ -34,7 +48,8 @@ impl std::fmt::Debug for KafkaOrderPublisher {
 impl KafkaOrderPublisher {
     /// A producer for `config`.
     pub fn new(config: &KafkaConfig) -> OmsResult<Self> {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut client = ClientConfig::new();
+        client
             .set("bootstrap.servers", &config.brokers)
             .set("acks", "all")
             .set("enable.idempotence", "true")
@@ -42,15 +57,72 @@ impl KafkaOrderPublisher {
                 "message.timeout.ms",
                 DELIVERY_TIMEOUT.as_millis().to_string(),
             )
-            .set("request.timeout.ms", "3000")
-            .set("linger.ms", "1")
-            .create()
-            .map_err(unavailable)?;
+            .set("request.timeout.ms", "2500")
+            .set("linger.ms", "1");
+        let producer: FutureProducer = client.create().map_err(unavailable)?;
         Ok(Self {
-            producer,
+            producer: Arc::new(RwLock::new(producer)),
+            config: client,
             order_topic: config.order_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
         })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// After a failed send: replaces the producer if it is in a fatal state
+    /// or the broker no longer accepts its producer id.
+    fn renew_if_fatal(&self, used: &FutureProducer, error: Option<&KafkaError>) {
+        let identity_lost = matches!(
+            error.and_then(KafkaError::rdkafka_error_code),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::InvalidProducerIdMapping
+            )
+        );
+        let fatal = used.client().fatal_error();
+        if fatal.is_none() && !identity_lost {
+            return;
+        }
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if !std::ptr::eq(current.client().native_ptr(), used.client().native_ptr()) {
+            return; // another send renewed it already
+        }
+        let (code, reason) = fatal.unwrap_or((RDKafkaErrorCode::ProducerFenced, String::new()));
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(?code, %reason, "kafka producer hit a fatal error; replaced it");
+                *current = fresh;
+            }
+            Err(e) => tracing::error!(error = %e, "kafka producer could not be replaced"),
+        }
+    }
+
+    async fn deliver(&self, record: FutureRecord<'_, [u8], [u8]>) -> OmsResult<()> {
+        let producer = self.producer();
+        let delivery = producer.send(record, Timeout::After(DELIVERY_TIMEOUT));
+        match tokio::time::timeout(SEND_BOUND, delivery).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => {
+                self.renew_if_fatal(&producer, Some(&e));
+                Err(unavailable(e))
+            }
+            Err(_) => {
+                self.renew_if_fatal(&producer, None);
+                Err(OmsError::unavailable(
+                    "kafka",
+                    format!("no acknowledgement within {SEND_BOUND:?}"),
+                ))
+            }
+        }
     }
 }
 
@@ -62,14 +134,10 @@ impl OrderRequestPublisher for KafkaOrderPublisher {
             .partition_key()
             .map(|p| p.to_string())
             .unwrap_or_default();
-        let record = FutureRecord::to(&self.order_topic)
-            .key(&key)
-            .payload(&payload);
-        self.producer
-            .send(record, Timeout::After(DELIVERY_TIMEOUT))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| unavailable(e))
+        let record = FutureRecord::<[u8], [u8]>::to(&self.order_topic)
+            .key(key.as_bytes())
+            .payload(payload.as_slice());
+        self.deliver(record).await
     }
 
     async fn send_to_dlq(&self, letter: &DeadLetter) -> OmsResult<()> {
@@ -96,11 +164,7 @@ impl OrderRequestPublisher for KafkaOrderPublisher {
         if let Some(key) = &letter.key {
             record = record.key(key.as_slice());
         }
-        self.producer
-            .send(record, Timeout::After(DELIVERY_TIMEOUT))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| unavailable(e))
+        self.deliver(record).await
     }
 }
 
@@ -111,7 +175,7 @@ impl HealthCheck for KafkaOrderPublisher {
     }
 
     async fn check(&self) -> OmsResult<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer();
         let topic = self.order_topic.clone();
         tokio::task::spawn_blocking(move || {
             producer
@@ -121,6 +185,6 @@ impl HealthCheck for KafkaOrderPublisher {
                 .map_err(unavailable)
         })
         .await
-        .map_err(|e| oms_core::domain::OmsError::unavailable("kafka", e))?
+        .map_err(|e| OmsError::unavailable("kafka", e))?
     }
 }
