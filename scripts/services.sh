@@ -6,6 +6,7 @@
 #                              accept connections, write target/services.env
 #   scripts/services.sh down   stop what `up` started
 #   scripts/services.sh status
+#   scripts/services.sh stop-mariadb   (fault tests: `up` brings it back)
 #
 # Ports (not the services' defaults): Redis 16379, MariaDB 13306, Kafka 19092;
 # override with OMS_REDIS_PORT, OMS_MYSQL_PORT, OMS_KAFKA_PORT.
@@ -142,6 +143,10 @@ case "${1:-}" in
     stop tansu
     stop mariadb
     stop redis
+    ;;
+  stop-mariadb)
+    # For fault tests: stop the database only (`up` starts it again).
+    stop mariadb
     ;;
   status)
     for s in redis mariadb tansu; do

@@ -48,7 +48,9 @@ impl EmbeddedPipeline {
             let _ = stopped.await;
         }));
         Self {
-            intake: Arc::new(RequestOrderService::new(queue.clone(), traces.clone())),
+            intake: Arc::new(
+                RequestOrderService::new(queue.clone(), traces.clone()).with_arbiter(store.clone()),
+            ),
             orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
             products: Arc::new(ProductService::new(store.clone())),
             processing,

@@ -134,10 +134,10 @@ impl Services {
     #[cfg(feature = "http")]
     pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
         crate::http::AppState {
-            intake: Arc::new(RequestOrderService::new(
-                self.publisher.clone(),
-                self.traces.clone(),
-            )),
+            intake: Arc::new(
+                RequestOrderService::new(self.publisher.clone(), self.traces.clone())
+                    .with_arbiter(self.store.clone()),
+            ),
             orders: Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
             products: Arc::new(ProductService::new(self.store.clone())),
             auth: Arc::new(auth),

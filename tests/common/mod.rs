@@ -22,3 +22,5 @@ pub fn order_body(lines: &[(u64, u32)]) -> serde_json::Value {
         "receiverInfo": {"name": "Kim", "phone": "010-0000-0000", "address": "Seoul"}
     })
 }
+
+pub mod stack;

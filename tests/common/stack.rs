@@ -1,0 +1,603 @@
+//! The real stack for end-to-end tests: `api` and `consumer` processes (the
+//! examples) against the services of `scripts/services.sh up`, on topics and
+//! a consumer group of their own.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oms::domain::Role;
+use oms::http::JwtAuth;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const SECRET: &str = "e2e-secret";
+
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run `scripts/services.sh up && source target/services.env`")
+    })
+}
+
+fn example(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --examples --all-features` first",
+        path.display()
+    );
+    path
+}
+
+fn signal(sig: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    child: Child,
+    name: &'static str,
+}
+
+impl Proc {
+    fn start(name: &'static str, envs: &[(String, String)], log: &str) -> Self {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(log))
+            .unwrap();
+        let child = Command::new(example(name))
+            .envs(envs.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Self { child, name }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) {
+        signal("-TERM", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status}", self.name);
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop on SIGTERM",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: a crash.
+    pub fn crash(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGSTOP until the guard is dropped.
+    pub fn pause(&self) -> Paused {
+        Paused::pid(self.child.id())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A process stopped with SIGSTOP; SIGCONT when dropped, whatever happens.
+pub struct Paused(u32);
+
+impl Paused {
+    fn pid(pid: u32) -> Self {
+        signal("-STOP", pid);
+        Self(pid)
+    }
+
+    /// Pauses one of the services of `scripts/services.sh` (`redis`,
+    /// `mariadb`, `tansu`).
+    pub fn service(name: &str) -> Self {
+        let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/services")
+            .join(format!("{name}.pid"));
+        let pid =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        Self::pid(pid.trim().parse().unwrap())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One run of the stack.
+pub struct Stack {
+    pub run: String,
+    pub envs: Vec<(String, String)>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub auth: JwtAuth,
+    pub order_topic: String,
+    pub dlq_topic: String,
+    pub group: String,
+    pub api: Option<Proc>,
+    pub consumers: Vec<Proc>,
+}
+
+impl Stack {
+    /// Starts an `api` and `consumers` consumer processes and waits until the
+    /// API is ready.
+    pub async fn start(consumers: usize) -> Self {
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        let order_topic = format!("e2e-orders-{run}");
+        let dlq_topic = format!("e2e-dlq-{run}");
+        let group = format!("e2e-group-{run}");
+        let port = free_port();
+        let envs: Vec<(String, String)> = [
+            ("OMS_KAFKA_BROKERS", env("OMS_KAFKA_BROKERS")),
+            ("OMS_REDIS_URL", env("OMS_REDIS_URL")),
+            ("OMS_DATABASE_URL", env("OMS_DATABASE_URL")),
+            ("OMS_JWT_SECRET", SECRET.to_owned()),
+            ("OMS_ORDER_TOPIC", order_topic.clone()),
+            ("OMS_DLQ_TOPIC", dlq_topic.clone()),
+            ("OMS_ORDER_PARTITIONS", "6".to_owned()),
+            ("OMS_CONSUMER_GROUP", group.clone()),
+            ("OMS_HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let mut stack = Self {
+            api: Some(Proc::start("api", &envs, &format!("api-{run}.log"))),
+            consumers: Vec::new(),
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap(),
+            auth: JwtAuth::new(SECRET.as_bytes()),
+            run,
+            envs,
+            order_topic,
+            dlq_topic,
+            group,
+        };
+        stack.wait_ready().await;
+        for _ in 0..consumers {
+            stack.start_consumer();
+        }
+        stack
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "api never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Starts one more consumer process.
+    pub fn start_consumer(&mut self) {
+        let log = format!("consumer-{}.log", self.run);
+        self.consumers
+            .push(Proc::start("consumer", &self.envs, &log));
+    }
+
+    /// The consumer log (all consumers of this run).
+    pub fn consumer_log(&self) -> String {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target/e2e-logs")
+            .join(format!("consumer-{}.log", self.run));
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    pub fn token(&self, member: u64, role: Role) -> String {
+        self.auth
+            .mint(member, role, Duration::from_secs(3600))
+            .unwrap()
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(1, Role::Admin)
+    }
+
+    /// A new product with this stock; returns its id.
+    pub async fn add_product(&self, stock: i64) -> u64 {
+        let id = oms_core::testkit::random_id();
+        let r = self
+            .client
+            .post(format!("{}/api/v1/products", self.base))
+            .bearer_auth(self.admin())
+            .json(&json!({"productId": id, "name": format!("deal {id}"), "price": 12900, "stock": stock}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        id
+    }
+
+    pub async fn post_order(
+        &self,
+        member: u64,
+        lines: &[(u64, u32)],
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/api/v1/orders", self.base))
+            .bearer_auth(self.token(member, Role::User))
+            .json(&super::order_body(lines));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Every member orders `lines` at once; all must be accepted.
+    pub async fn order_all(&self, members: &[u64], lines: &[(u64, u32)]) -> Vec<(u64, String)> {
+        let posts = members.iter().map(|m| async move {
+            let r = self.post_order(*m, lines, None).await;
+            assert_eq!(r.status(), 202);
+            let v: Value = r.json().await.unwrap();
+            (*m, v["traceId"].as_str().unwrap().to_owned())
+        });
+        futures::future::join_all(posts).await
+    }
+
+    pub async fn trace(&self, member: u64, trace: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/api/v1/orders/by-trace/{trace}", self.base))
+            .bearer_auth(self.token(member, Role::User))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls every trace until it is final (or panics after `within`).
+    pub async fn wait_final(
+        &self,
+        traces: &[(u64, String)],
+        within: Duration,
+    ) -> HashMap<String, Value> {
+        let deadline = Instant::now() + within;
+        let mut finals: HashMap<String, Value> = HashMap::new();
+        while finals.len() < traces.len() {
+            assert!(
+                Instant::now() < deadline,
+                "{} traces still PROCESSING",
+                traces.len() - finals.len()
+            );
+            let polls =
+                traces
+                    .iter()
+                    .filter(|(_, t)| !finals.contains_key(t))
+                    .map(|(m, t)| async move {
+                        let r = self.trace(*m, t).await;
+                        assert_eq!(r.status(), 200);
+                        (t.clone(), r.json::<Value>().await.unwrap())
+                    });
+            for (t, v) in futures::future::join_all(polls).await {
+                if v["status"] != "PROCESSING" {
+                    finals.insert(t, v);
+                }
+            }
+            if finals.len() < traces.len() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        finals
+    }
+
+    pub async fn stock(&self, product: u64) -> i64 {
+        let p: Value = self
+            .client
+            .get(format!("{}/api/v1/products/{product}", self.base))
+            .bearer_auth(self.admin())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        p["stock"].as_i64().unwrap()
+    }
+
+    pub async fn orders_of(&self, member: u64) -> Vec<Value> {
+        self.client
+            .get(format!("{}/api/v1/orders", self.base))
+            .bearer_auth(self.token(member, Role::User))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    fn reader(&self, topic: &str) -> StreamConsumer {
+        let reader: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", env("OMS_KAFKA_BROKERS"))
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        reader.subscribe(&[topic]).unwrap();
+        reader
+    }
+
+    /// Records on `topic`: the sum over partitions of high − low watermark.
+    pub fn record_count(&self, topic: &str) -> i64 {
+        let reader = self.reader(topic);
+        let metadata = reader
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .unwrap();
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| {
+                let (low, high) = reader
+                    .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                    .unwrap();
+                high - low
+            })
+            .sum()
+    }
+
+    /// Reads DLQ records until `distinct` trace ids were seen: (trace id,
+    /// reason) of each record (a record may repeat after a crash: the DLQ is
+    /// at least once).
+    pub async fn dead_letters(&self, distinct: usize) -> Vec<(String, String)> {
+        let reader = self.reader(&self.dlq_topic);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut seen = HashSet::new();
+        while seen.len() < distinct {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = tokio::time::timeout(left, reader.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {distinct} DLQ traces", seen.len()))
+                .unwrap();
+            let reason = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "oms-failure-reason")
+                        .and_then(|h| h.value)
+                })
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+            let trace = value["traceId"].as_str().unwrap_or_default().to_owned();
+            seen.insert(trace.clone());
+            out.push((trace, reason));
+        }
+        out
+    }
+
+    /// Reads `count` DLQ records as (value bytes, reason).
+    pub async fn dead_letters_raw(&self, count: usize) -> Vec<(Vec<u8>, String)> {
+        let reader = self.reader(&self.dlq_topic);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = tokio::time::timeout(left, reader.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {count} DLQ records", out.len()))
+                .unwrap();
+            let reason = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|h| h.key == "oms-failure-reason")
+                        .and_then(|h| h.value)
+                })
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), reason));
+        }
+        out
+    }
+
+    /// Every record of the order topic, as (key, value).
+    pub async fn order_records(&self, count: usize) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+        let reader = self.reader(&self.order_topic);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut out = Vec::new();
+        while out.len() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = tokio::time::timeout(left, reader.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {count} order records", out.len()))
+                .unwrap();
+            out.push((
+                m.key().map(<[u8]>::to_vec),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+        out
+    }
+
+    /// Produces raw records to the order topic.
+    pub async fn produce(&self, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", env("OMS_KAFKA_BROKERS"))
+            .create()
+            .unwrap();
+        for (key, value) in records {
+            let mut record = FutureRecord::<[u8], [u8]>::to(&self.order_topic).payload(value);
+            if let Some(k) = key {
+                record = record.key(k);
+            }
+            producer.send(record, Duration::from_secs(5)).await.unwrap();
+        }
+    }
+
+    /// Waits until the consumer group has committed every record of the
+    /// order topic.
+    pub async fn wait_drained(&self, within: Duration) {
+        let probe: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", env("OMS_KAFKA_BROKERS"))
+            .set("group.id", &self.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = probe
+            .fetch_metadata(Some(&self.order_topic), Duration::from_secs(5))
+            .unwrap();
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        let deadline = Instant::now() + within;
+        loop {
+            let mut tpl = TopicPartitionList::new();
+            for p in &partitions {
+                tpl.add_partition(&self.order_topic, *p);
+            }
+            let committed = probe
+                .committed_offsets(tpl, Duration::from_secs(5))
+                .unwrap();
+            let mut lagging = 0;
+            for p in &partitions {
+                let (_, high) = probe
+                    .fetch_watermarks(&self.order_topic, *p, Duration::from_secs(5))
+                    .unwrap();
+                let done = match committed
+                    .find_partition(&self.order_topic, *p)
+                    .map(|e| e.offset())
+                {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                };
+                lagging += (high - done).max(0);
+            }
+            if lagging == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{lagging} records not committed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Checks the 네고왕 invariants of a finished run and returns the
+    /// (COMPLETED, FAILED) counts.
+    pub async fn check_invariants(
+        &self,
+        products: &[(u64, i64)],
+        traces: &[(u64, String)],
+        finals: &HashMap<String, Value>,
+    ) -> (usize, usize) {
+        let completed: Vec<&Value> = finals
+            .values()
+            .filter(|v| v["status"] == "COMPLETED")
+            .collect();
+        let failed: HashSet<String> = finals
+            .values()
+            .filter(|v| v["status"] == "FAILED")
+            .map(|v| v["traceId"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            completed.len() + failed.len(),
+            traces.len(),
+            "no trace PROCESSING"
+        );
+        let order_ids: HashSet<u64> = completed
+            .iter()
+            .map(|v| v["orderId"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            order_ids.len(),
+            completed.len(),
+            "one order per COMPLETED trace"
+        );
+        for (product, initial) in products {
+            let left = self.stock(*product).await;
+            assert!(left >= 0);
+            // Every order takes one unit of every product.
+            assert_eq!(left, initial - completed.len() as i64, "product {product}");
+        }
+        let lists = traces.iter().map(|(m, t)| async move {
+            let list = self.orders_of(*m).await;
+            let trace = &finals[t];
+            if trace["status"] == "COMPLETED" {
+                assert!(
+                    list.iter().any(|o| o["orderId"] == trace["orderId"]),
+                    "member {m}"
+                );
+            }
+            assert!(list.iter().all(|o| o["memberId"] == *m));
+        });
+        futures::future::join_all(lists).await;
+        let dead: HashSet<String> = self
+            .dead_letters(failed.len())
+            .await
+            .into_iter()
+            .map(|(t, reason)| {
+                assert_eq!(reason, "OUT_OF_STOCK");
+                t
+            })
+            .collect();
+        assert_eq!(dead, failed, "the DLQ holds exactly the FAILED traces");
+        (completed.len(), failed.len())
+    }
+
+    /// Stops every process gracefully.
+    pub fn stop(mut self) {
+        if let Some(api) = self.api.take() {
+            api.stop();
+        }
+        for c in self.consumers.drain(..) {
+            c.stop();
+        }
+    }
+}
