@@ -268,6 +268,7 @@ async fn database_down_pauses_the_consumer_and_loses_nothing() {
         )
         .await;
         assert_eq!(stack.record_count(&stack.dlq_topic), 0, "no DLQ flood");
+        assert_eq!(stack.committed_offsets(), 0, "no offset advanced");
         for (member, trace) in traces.iter().take(3) {
             let v: Value = stack.trace(*member, trace).await.json().await.unwrap();
             assert_eq!(v["status"], "PROCESSING");

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backlog;
 mod consumer;
 mod publisher;
 
@@ -14,6 +15,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
+pub use backlog::KafkaBacklog;
 pub use consumer::KafkaOrderConsumer;
 pub use publisher::KafkaOrderPublisher;
 

@@ -7,14 +7,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use oms_adapters_kafka::{
-    ensure_topics, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher, HEADER_FAILED_AT,
-    HEADER_REASON, HEADER_TRACE_ID,
+    ensure_topics, KafkaBacklog, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher,
+    HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACE_ID,
 };
 use oms_core::domain::{
     FailureReason, OmsError, OmsResult, OrderCommand, Placement, ProductId, TraceId,
 };
 use oms_core::port::inbound::OrderUseCase;
-use oms_core::port::outbound::{encode_command, DeadLetter, HealthCheck, OrderRequestPublisher};
+use oms_core::port::outbound::{
+    encode_command, DeadLetter, HealthCheck, OrderBacklog, OrderRequestPublisher,
+};
 use oms_core::testkit::{command, random_member_id};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
@@ -123,6 +125,9 @@ async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
         .unwrap();
     }
 
+    let backlog = KafkaBacklog::new(&config).unwrap();
+    assert!(backlog.pending().await.unwrap() > 0, "nothing consumed yet");
+
     let recorder = Arc::new(Recorder {
         seen: Mutex::new(Vec::new()),
         dlq: publisher.clone(),
@@ -159,11 +164,13 @@ async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
     seen.sort();
     want.sort();
     assert_eq!(seen, want, "each command exactly once");
+    assert_eq!(backlog.pending().await.unwrap(), 0, "all committed");
 
     // A new member of the group starts after the committed offsets: it sees
     // only what is sent now.
     let later = command(random_member_id(), &[(ProductId(2), 1)]);
     publisher.send(&later).await.unwrap();
+    assert_eq!(backlog.pending().await.unwrap(), 1);
     let second = Arc::new(Recorder {
         seen: Mutex::new(Vec::new()),
         dlq: publisher.clone(),
@@ -184,6 +191,7 @@ async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
     let seen = second.seen.lock().unwrap().clone();
     assert_eq!(seen.len(), 1, "nothing redelivered after a clean shutdown");
     assert_eq!(seen[0], later);
+    assert_eq!(backlog.pending().await.unwrap(), 0);
 }
 
 #[tokio::test]

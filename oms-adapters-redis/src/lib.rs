@@ -87,6 +87,10 @@ impl RedisTraceStore {
         format!("{}:trace:{trace_id}", self.options.prefix)
     }
 
+    fn processing_key(&self) -> String {
+        format!("{}:processing", self.options.prefix)
+    }
+
     fn idem_key(&self, member_id: MemberId, key: &str) -> String {
         format!("{}:idem:{member_id}:{key}", self.options.prefix)
     }
@@ -107,16 +111,7 @@ fn encode(trace: &OrderTrace) -> OmsResult<String> {
 #[async_trait]
 impl TraceStore for RedisTraceStore {
     async fn save(&self, trace: &OrderTrace) -> OmsResult<()> {
-        let mut conn = self.conn.clone();
-        let _: () = conn
-            .set_ex(
-                self.trace_key(trace.trace_id),
-                encode(trace)?,
-                self.ttl(trace),
-            )
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.save_all(std::slice::from_ref(trace)).await
     }
 
     async fn save_all(&self, traces: &[OrderTrace]) -> OmsResult<()> {
@@ -124,6 +119,8 @@ impl TraceStore for RedisTraceStore {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        pipe.atomic();
+        let index = self.processing_key();
         for trace in traces {
             pipe.set_ex(
                 self.trace_key(trace.trace_id),
@@ -131,6 +128,12 @@ impl TraceStore for RedisTraceStore {
                 self.ttl(trace),
             )
             .ignore();
+            if trace.state.is_final() {
+                pipe.zrem(&index, trace.trace_id.to_string()).ignore();
+            } else {
+                pipe.zadd(&index, trace.trace_id.to_string(), now_millis())
+                    .ignore();
+            }
         }
         let mut conn = self.conn.clone();
         let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
@@ -157,8 +160,13 @@ impl TraceStore for RedisTraceStore {
 
     async fn remove(&self, trace_id: TraceId) -> OmsResult<()> {
         let mut conn = self.conn.clone();
-        let _: () = conn
+        let _: () = redis::pipe()
+            .atomic()
             .del(self.trace_key(trace_id))
+            .ignore()
+            .zrem(self.processing_key(), trace_id.to_string())
+            .ignore()
+            .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(())
@@ -205,6 +213,66 @@ impl TraceStore for RedisTraceStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn stale_processing(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> OmsResult<Vec<OrderTrace>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let index = self.processing_key();
+        let cutoff =
+            now_millis().saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrangebyscore_limit(
+                &index,
+                "-inf",
+                cutoff,
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX),
+            )
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = ids
+            .iter()
+            .map(|id| format!("{}:trace:{id}", self.options.prefix))
+            .collect();
+        let bodies: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut stale = Vec::with_capacity(ids.len());
+        let mut gone = Vec::new();
+        for (id, body) in ids.iter().zip(bodies) {
+            match body.map(|b| serde_json::from_str::<OrderTrace>(&b)) {
+                Some(Ok(trace)) if !trace.state.is_final() => stale.push(trace),
+                Some(Ok(_)) => gone.push(id),
+                Some(Err(e)) => {
+                    tracing::warn!(trace_id = %id, error = %e, "unreadable trace in redis dropped from the PROCESSING index");
+                    gone.push(id);
+                }
+                None => {
+                    tracing::warn!(trace_id = %id, "PROCESSING trace expired before it was resolved; the database answers for it");
+                    gone.push(id);
+                }
+            }
+        }
+        if !gone.is_empty() {
+            let _: () = conn.zrem(&index, gone).await.map_err(unavailable)?;
+        }
+        Ok(stale)
+    }
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 #[async_trait]

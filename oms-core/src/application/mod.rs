@@ -4,8 +4,10 @@ mod order;
 mod product;
 mod query;
 mod request;
+mod sweeper;
 
 pub use order::{OrderService, RetryPolicy};
 pub use product::ProductService;
 pub use query::QueryService;
 pub use request::RequestOrderService;
+pub use sweeper::{SweepPolicy, SweepReport, TraceSweeper};

@@ -57,10 +57,10 @@ impl RequestOrderService {
                 reason: FailureReason::NotAccepted,
             },
         };
-        match store.settle_failure(&tombstone).await {
-            Ok(standing) if standing == tombstone => false,
-            Ok(standing) => {
-                if let Err(e) = self.traces.save(&standing).await {
+        match store.settle_failure(&tombstone, false).await {
+            Ok(settled) if !settled.replayed => false,
+            Ok(settled) => {
+                if let Err(e) = self.traces.save(&settled.trace).await {
                     warn!(%trace_id, error = %e, "trace not cached");
                 }
                 true
@@ -216,12 +216,16 @@ mod tests {
     async fn an_order_the_consumer_placed_first_is_accepted() {
         let traces = Arc::new(InMemoryTraceStore::new());
         let mut store = crate::port::outbound::MockOrderStore::new();
-        store.expect_settle_failure().returning(|t| {
-            Ok(OrderTrace {
-                state: TraceState::Completed {
-                    order_id: crate::domain::OrderId(3),
+        store.expect_settle_failure().returning(|t, _| {
+            Ok(crate::domain::Placement {
+                trace: OrderTrace {
+                    state: TraceState::Completed {
+                        order_id: crate::domain::OrderId(3),
+                    },
+                    ..*t
                 },
-                ..*t
+                replayed: true,
+                needs_dead_letter: false,
             })
         });
         let mut publisher = MockOrderRequestPublisher::new();

@@ -36,6 +36,19 @@ pub struct KnownOutcome {
     pub dead_lettered: bool,
 }
 
+impl KnownOutcome {
+    /// The placement this outcome stands for; `replayed` tells whether it
+    /// was recorded before the call that returns it.
+    pub fn placement(&self, replayed: bool) -> Placement {
+        Placement {
+            trace: self.trace,
+            replayed,
+            needs_dead_letter: matches!(self.trace.state, TraceState::Failed { .. })
+                && !self.dead_lettered,
+        }
+    }
+}
+
 /// What happens to one command of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
@@ -139,12 +152,7 @@ pub fn resolve_placements(
     let mut out: Vec<Placement> = Vec::with_capacity(commands.len());
     for (command, step) in commands.iter().zip(&plan.steps) {
         let placement = match step {
-            Step::Replay(known) => Placement {
-                trace: known.trace,
-                replayed: true,
-                needs_dead_letter: matches!(known.trace.state, TraceState::Failed { .. })
-                    && !known.dead_lettered,
-            },
+            Step::Replay(known) => known.placement(true),
             Step::SameAs(first) => {
                 let first = out
                     .get(*first)

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use tracing::{error, info, warn};
 use super::lock;
 use crate::domain::{OmsError, OmsResult, OrderCommand};
 use crate::port::inbound::OrderUseCase;
-use crate::port::outbound::{DeadLetter, HealthCheck, OrderRequestPublisher};
+use crate::port::outbound::{DeadLetter, HealthCheck, OrderBacklog, OrderRequestPublisher};
 
 /// Most commands one in-memory poll hands to the use case.
 const BATCH: usize = 512;
@@ -20,24 +21,28 @@ const BATCH: usize = 512;
 pub struct InMemoryOrderQueue {
     tx: mpsc::UnboundedSender<OrderCommand>,
     dead: Mutex<Vec<DeadLetter>>,
+    pending: Arc<AtomicU64>,
 }
 
 /// The consuming half of an [`InMemoryOrderQueue`].
 #[derive(Debug)]
 pub struct OrderQueueReceiver {
     rx: mpsc::UnboundedReceiver<OrderCommand>,
+    pending: Arc<AtomicU64>,
 }
 
 impl InMemoryOrderQueue {
     /// A queue and its receiver.
     pub fn new() -> (Self, OrderQueueReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let pending = Arc::new(AtomicU64::new(0));
         (
             Self {
                 tx,
                 dead: Mutex::new(Vec::new()),
+                pending: pending.clone(),
             },
-            OrderQueueReceiver { rx },
+            OrderQueueReceiver { rx, pending },
         )
     }
 
@@ -50,14 +55,23 @@ impl InMemoryOrderQueue {
 #[async_trait]
 impl OrderRequestPublisher for InMemoryOrderQueue {
     async fn send(&self, command: &OrderCommand) -> OmsResult<()> {
-        self.tx
-            .send(command.clone())
-            .map_err(|_| OmsError::unavailable("order queue", "the consumer has stopped"))
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        self.tx.send(command.clone()).map_err(|_| {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            OmsError::unavailable("order queue", "the consumer has stopped")
+        })
     }
 
     async fn send_to_dlq(&self, letter: &DeadLetter) -> OmsResult<()> {
         lock(&self.dead).push(letter.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl OrderBacklog for InMemoryOrderQueue {
+    async fn pending(&self) -> OmsResult<u64> {
+        Ok(self.pending.load(Ordering::SeqCst))
     }
 }
 
@@ -97,18 +111,24 @@ impl OrderQueueReceiver {
                     if n == 0 {
                         break;
                     }
-                    process(&*use_case, std::mem::take(&mut buf)).await;
+                    self.process(&*use_case, std::mem::take(&mut buf)).await;
                 }
                 () = &mut shutdown => {
                     self.rx.close();
                     while self.rx.recv_many(&mut buf, BATCH).await > 0 {
-                        process(&*use_case, std::mem::take(&mut buf)).await;
+                        self.process(&*use_case, std::mem::take(&mut buf)).await;
                     }
                     break;
                 }
             }
         }
         info!("in-memory consumer stopped");
+    }
+
+    async fn process(&self, use_case: &dyn OrderUseCase, batch: Vec<OrderCommand>) {
+        let count = batch.len() as u64;
+        process(use_case, batch).await;
+        self.pending.fetch_sub(count, Ordering::SeqCst);
     }
 }
 

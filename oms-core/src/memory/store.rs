@@ -97,16 +97,17 @@ impl OrderStore for InMemoryStore {
         Ok(placements)
     }
 
-    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace> {
+    async fn settle_failure(&self, trace: &OrderTrace, dead_letter: bool) -> OmsResult<Placement> {
         let mut state = lock(&self.state);
+        let replayed = state.outcomes.contains_key(&trace.trace_id);
         let outcome = state
             .outcomes
             .entry(trace.trace_id)
             .or_insert(KnownOutcome {
                 trace: *trace,
-                dead_lettered: true,
+                dead_lettered: !dead_letter,
             });
-        Ok(outcome.trace)
+        Ok(outcome.placement(replayed))
     }
 
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {

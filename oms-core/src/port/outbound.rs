@@ -42,6 +42,20 @@ impl DeadLetter {
         })
     }
 
+    /// A dead letter for a trace whose record is gone (the sweeper failed it
+    /// as [`FailureReason::Lost`]): the payload is the trace as JSON.
+    pub fn for_lost_trace(trace: &OrderTrace) -> OmsResult<Self> {
+        let payload = serde_json::to_vec(trace)
+            .map_err(|e| OmsError::Invalid(format!("cannot encode trace: {e}")))?;
+        Ok(Self {
+            key: None,
+            payload,
+            reason: FailureReason::Lost,
+            trace_id: Some(trace.trace_id),
+            failed_at: Utc::now(),
+        })
+    }
+
     /// A dead letter for a record that could not be decoded.
     pub fn poison(key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
         Self {
@@ -103,6 +117,25 @@ pub trait TraceStore: Send + Sync {
 
     /// Releases a key claimed by [`claim_key`](Self::claim_key).
     async fn release_key(&self, member_id: MemberId, key: &str) -> OmsResult<()>;
+
+    /// Up to `limit` PROCESSING traces saved more than `older_than` ago,
+    /// oldest first (what the [sweeper](crate::application::TraceSweeper)
+    /// resolves).
+    async fn stale_processing(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> OmsResult<Vec<OrderTrace>>;
+}
+
+/// How far the consumers are behind the order queue.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderBacklog: Send + Sync {
+    /// How many accepted records the consumers have not finished yet (their
+    /// outcomes are not durable, or their offsets are not committed). Zero
+    /// means every record queued before the call has a durable outcome.
+    async fn pending(&self) -> OmsResult<u64>;
 }
 
 /// The durable record of orders and of every final outcome.
@@ -119,10 +152,14 @@ pub trait OrderStore: Send + Sync {
     async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>>;
 
     /// Records `trace` (a FAILED outcome) unless the trace has an outcome
-    /// already, and returns the outcome that stands. The first writer wins,
-    /// so this settles a race with a late delivery of the same trace. The
-    /// outcome is recorded as needing no DLQ record.
-    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace>;
+    /// already, and returns the outcome that stands (`replayed: true` when it
+    /// was there before). The first writer wins, so this settles a race with
+    /// a late delivery of the same trace. With `dead_letter: false` a new
+    /// outcome is recorded as needing no DLQ record; with `true` it needs one
+    /// until [`mark_dead_lettered`](Self::mark_dead_lettered). The returned
+    /// `needs_dead_letter` tells whether the standing outcome still needs its
+    /// DLQ record.
+    async fn settle_failure(&self, trace: &OrderTrace, dead_letter: bool) -> OmsResult<Placement>;
 
     /// Confirms that the DLQ records of these FAILED traces are sent.
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()>;

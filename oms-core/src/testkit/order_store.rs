@@ -4,7 +4,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::{FailureReason, OmsError, OrderStatus, Placement, ProductId, TraceState};
+use crate::domain::{
+    FailureReason, OmsError, OrderStatus, Placement, ProductId, TraceId, TraceState,
+};
 use crate::port::outbound::{OrderStore, ProductStore};
 
 use super::{command, draft, random_member_id, random_product_id};
@@ -176,7 +178,14 @@ pub async fn a_settled_failure_wins_over_a_late_delivery(
             reason: FailureReason::NotAccepted,
         },
     };
-    assert_eq!(orders.settle_failure(&tombstone).await.unwrap(), tombstone);
+    let settled = orders.settle_failure(&tombstone, false).await.unwrap();
+    assert_eq!(settled.trace, tombstone);
+    assert!(!settled.replayed && !settled.needs_dead_letter);
+    let again = orders.settle_failure(&tombstone, true).await.unwrap();
+    assert!(
+        again.replayed && !again.needs_dead_letter,
+        "the first writer's flag stands"
+    );
     let placed = place(orders, std::slice::from_ref(&late)).await;
     assert!(placed[0].replayed && !placed[0].needs_dead_letter);
     assert_eq!(placed[0].trace, tombstone);
@@ -190,17 +199,38 @@ pub async fn a_settled_failure_wins_over_a_late_delivery(
     let early = command(random_member_id(), &[(a, 1)]);
     let placed = place(orders, std::slice::from_ref(&early)).await;
     let settled = orders
-        .settle_failure(&crate::domain::OrderTrace {
-            trace_id: early.trace_id,
-            member_id: early.member_id,
-            state: TraceState::Failed {
-                reason: FailureReason::NotAccepted,
+        .settle_failure(
+            &crate::domain::OrderTrace {
+                trace_id: early.trace_id,
+                member_id: early.member_id,
+                state: TraceState::Failed {
+                    reason: FailureReason::NotAccepted,
+                },
             },
-        })
+            true,
+        )
         .await
         .unwrap();
-    assert_eq!(settled, placed[0].trace);
-    assert!(matches!(settled.state, TraceState::Completed { .. }));
+    assert!(settled.replayed && !settled.needs_dead_letter);
+    assert_eq!(settled.trace, placed[0].trace);
+    assert!(matches!(settled.trace.state, TraceState::Completed { .. }));
+
+    // A failure that needs its DLQ record says so until it is confirmed.
+    let lost = crate::domain::OrderTrace {
+        trace_id: TraceId::new(),
+        member_id: random_member_id(),
+        state: TraceState::Failed {
+            reason: FailureReason::Lost,
+        },
+    };
+    let first = orders.settle_failure(&lost, true).await.unwrap();
+    assert!(!first.replayed && first.needs_dead_letter);
+    let second = orders.settle_failure(&lost, true).await.unwrap();
+    assert!(second.replayed && second.needs_dead_letter);
+    orders.mark_dead_lettered(&[lost.trace_id]).await.unwrap();
+    let third = orders.settle_failure(&lost, true).await.unwrap();
+    assert!(third.replayed && !third.needs_dead_letter);
+    assert_eq!(third.trace, lost);
 }
 
 pub async fn an_order_takes_all_its_products_or_none(

@@ -1,5 +1,7 @@
 //! The contract of [`TraceStore`].
 
+use std::time::Duration;
+
 use crate::domain::{FailureReason, OrderId, OrderTrace, TraceId, TraceState};
 use crate::port::outbound::TraceStore;
 
@@ -11,6 +13,7 @@ pub async fn run(store: &dyn TraceStore) {
     final_writes_overwrite_processing(store).await;
     save_all_and_remove(store).await;
     idempotency_keys(store).await;
+    stale_processing_traces_are_listed_until_final(store).await;
 }
 
 pub async fn round_trips_every_state(store: &dyn TraceStore) {
@@ -106,4 +109,70 @@ pub async fn idempotency_keys(store: &dyn TraceStore) {
         store.claim_key(member, &key, TraceId::new()).await.unwrap(),
         Some(second)
     );
+}
+
+pub async fn stale_processing_traces_are_listed_until_final(store: &dyn TraceStore) {
+    let member = random_member_id();
+    let ours: Vec<_> = (0..3)
+        .map(|_| OrderTrace::processing(TraceId::new(), member))
+        .collect();
+    for t in &ours {
+        store.save(t).await.unwrap();
+    }
+    let listed = |all: Vec<OrderTrace>| -> Vec<OrderTrace> {
+        all.into_iter()
+            .filter(|t| ours.iter().any(|o| o.trace_id == t.trace_id))
+            .collect()
+    };
+    let stale = listed(
+        store
+            .stale_processing(Duration::ZERO, 10_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(stale.len(), 3, "every PROCESSING trace is older than zero");
+    assert!(stale.iter().all(|t| ours.contains(t)), "listed as saved");
+    assert!(
+        listed(
+            store
+                .stale_processing(Duration::from_secs(3600), 10_000)
+                .await
+                .unwrap()
+        )
+        .is_empty(),
+        "none is an hour old"
+    );
+    assert!(store
+        .stale_processing(Duration::ZERO, 0)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A final write, a batch of final writes and a removal take them off.
+    store
+        .save(&OrderTrace {
+            state: TraceState::Completed {
+                order_id: OrderId(1),
+            },
+            ..ours[0]
+        })
+        .await
+        .unwrap();
+    store
+        .save_all(&[OrderTrace {
+            state: TraceState::Failed {
+                reason: FailureReason::OutOfStock,
+            },
+            ..ours[1]
+        }])
+        .await
+        .unwrap();
+    store.remove(ours[2].trace_id).await.unwrap();
+    assert!(listed(
+        store
+            .stale_processing(Duration::ZERO, 10_000)
+            .await
+            .unwrap()
+    )
+    .is_empty());
 }
