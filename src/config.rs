@@ -51,6 +51,12 @@ pub struct Settings {
     pub consumer_group: String,
     /// `OMS_JWT_SECRET`.
     pub jwt_secret: Option<String>,
+    /// `OMS_CONSUMER_BATCH`: most records a consumer places in one
+    /// transaction (default 500; `1` is one transaction per order).
+    pub consumer_batch: usize,
+    /// `OMS_SWEEP_AFTER_SECS`: age at which a PROCESSING trace is stuck
+    /// (default 300 s; `0` turns the sweeper off).
+    pub sweep_after: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -65,6 +71,8 @@ impl std::fmt::Debug for Settings {
             .field("order_partitions", &self.order_partitions)
             .field("consumer_group", &self.consumer_group)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
+            .field("consumer_batch", &self.consumer_batch)
+            .field("sweep_after", &self.sweep_after)
             .finish()
     }
 }
@@ -95,7 +103,37 @@ impl Settings {
                 value: partitions.clone(),
                 reason: "must be an integer from 1 to 1024".into(),
             })?;
+        let sweep = var("OMS_SWEEP_AFTER_SECS").unwrap_or_else(|| "300".into());
+        let sweep_after = sweep
+            .parse::<u64>()
+            .map_err(|e| ConfigError::Invalid {
+                name: "OMS_SWEEP_AFTER_SECS",
+                value: sweep.clone(),
+                reason: e.to_string(),
+            })
+            .and_then(|secs| match secs {
+                0 => Ok(None),
+                1..=29 => Err(ConfigError::Invalid {
+                    name: "OMS_SWEEP_AFTER_SECS",
+                    value: sweep.clone(),
+                    reason: "must be 0 (off) or at least 30 s, well above the 5 s send bound"
+                        .into(),
+                }),
+                _ => Ok(Some(std::time::Duration::from_secs(secs))),
+            })?;
+        let batch = var("OMS_CONSUMER_BATCH").unwrap_or_else(|| "500".into());
+        let consumer_batch = batch
+            .parse::<usize>()
+            .ok()
+            .filter(|b| (1..=10_000).contains(b))
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "OMS_CONSUMER_BATCH",
+                value: batch.clone(),
+                reason: "must be an integer from 1 to 10000".into(),
+            })?;
         Ok(Self {
+            consumer_batch,
+            sweep_after,
             http_addr,
             kafka_brokers: var("OMS_KAFKA_BROKERS"),
             redis_url: var("OMS_REDIS_URL"),

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use oms_core::application::{OrderService, ProductService, QueryService, RequestOrderService};
+use oms_core::application::{
+    OrderService, ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+};
 use oms_core::memory::{InMemoryOrderQueue, InMemoryStore, InMemoryTraceStore};
 use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::HealthCheck;
@@ -29,10 +31,12 @@ pub struct EmbeddedPipeline {
     pub processing: Arc<dyn OrderUseCase>,
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
 }
 
 impl EmbeddedPipeline {
-    /// Builds the pipeline and starts its consumer. Needs a tokio runtime.
+    /// Builds the pipeline and starts its consumer and its stuck-trace
+    /// sweeper (default [`SweepPolicy`]). Needs a tokio runtime.
     pub fn start() -> Self {
         let store = Arc::new(InMemoryStore::new());
         let traces = Arc::new(InMemoryTraceStore::new());
@@ -47,7 +51,18 @@ impl EmbeddedPipeline {
         let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
             let _ = stopped.await;
         }));
+        let sweeper = tokio::spawn(
+            TraceSweeper::new(
+                traces.clone(),
+                store.clone(),
+                queue.clone(),
+                queue.clone(),
+                SweepPolicy::default(),
+            )
+            .run(std::future::pending()),
+        );
         Self {
+            sweeper,
             intake: Arc::new(
                 RequestOrderService::new(queue.clone(), traces.clone()).with_arbiter(store.clone()),
             ),
@@ -82,6 +97,7 @@ impl EmbeddedPipeline {
     /// Stops taking orders, processes what the queue holds, and waits for
     /// the consumer to finish.
     pub async fn shutdown(mut self) {
+        self.sweeper.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

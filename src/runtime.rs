@@ -4,12 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use oms_core::application::{OrderService, ProductService, QueryService, RequestOrderService};
+use oms_core::application::{
+    OrderService, ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+};
 use oms_core::domain::OmsError;
 use oms_core::port::outbound::HealthCheck;
 
 use crate::config::{ConfigError, Settings};
-use crate::kafka::{ensure_topics, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher};
+use crate::kafka::{
+    ensure_topics, KafkaBacklog, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher,
+};
 use crate::mysql::MySqlStore;
 use crate::redis::RedisTraceStore;
 
@@ -46,6 +50,7 @@ impl Settings {
         config.dlq_topic = self.dlq_topic.clone();
         config.partitions = self.order_partitions;
         config.group = self.consumer_group.clone();
+        config.max_batch = self.consumer_batch;
         Some(config)
     }
 }
@@ -122,6 +127,18 @@ impl Services {
             self.traces.clone(),
             self.publisher.clone(),
         )
+    }
+
+    /// The stuck-trace sweeper on these adapters, reading the backlog of
+    /// the consumer group.
+    pub fn sweeper(&self, policy: SweepPolicy) -> Result<TraceSweeper, OmsError> {
+        Ok(TraceSweeper::new(
+            self.traces.clone(),
+            self.store.clone(),
+            Arc::new(KafkaBacklog::new(&self.kafka)?),
+            self.publisher.clone(),
+            policy,
+        ))
     }
 
     /// A consumer-group member on the order topic.

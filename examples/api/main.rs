@@ -5,6 +5,8 @@
 //! embedded default), consumer included. With all three set it accepts and
 //! publishes; `examples/consumer` processes.
 
+mod as_is;
+
 use std::process::ExitCode;
 
 use oms::config::{Settings, DEV_JWT_SECRET};
@@ -27,6 +29,7 @@ async fn main() -> ExitCode {
         }
     };
     let mut embedded = None;
+    let mut baseline = None;
     let state = if settings.is_embedded() {
         let secret = settings.jwt_secret.clone().unwrap_or_else(|| {
             warn!("OMS_JWT_SECRET is not set: using the development secret `{DEV_JWT_SECRET}`; never expose this server");
@@ -50,7 +53,12 @@ async fn main() -> ExitCode {
             }
         };
         info!(topic = %services.kafka.order_topic, "real adapters: orders are published to Kafka and processed by `examples/consumer`");
-        services.app_state(JwtAuth::new(secret.as_bytes()))
+        let state = services.app_state(JwtAuth::new(secret.as_bytes()));
+        if std::env::var("OMS_BASELINE_AS_IS").is_ok_and(|v| v == "1") {
+            warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
+            baseline = Some(as_is::routes(state.clone(), services.store.clone()));
+        }
+        state
     };
 
     let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
@@ -61,7 +69,11 @@ async fn main() -> ExitCode {
         }
     };
     info!(addr = %settings.http_addr, "oms api listening");
-    let served = axum::serve(listener, router(state))
+    let mut app = router(state);
+    if let Some(baseline) = baseline {
+        app = app.merge(baseline);
+    }
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     if let Some(pipeline) = embedded {

@@ -1,12 +1,14 @@
 //! The oms Kafka consumer: reads the order topic as a member of
 //! `OMS_CONSUMER_GROUP`, places orders in batches, writes final traces and
 //! sends failures to the DLQ. Needs `OMS_KAFKA_BROKERS`, `OMS_REDIS_URL` and
-//! `OMS_DATABASE_URL`. Run as many as the topic has partitions.
+//! `OMS_DATABASE_URL`. Run as many as the topic has partitions. Each also
+//! runs the stuck-trace sweeper (`OMS_SWEEP_AFTER_SECS`, default 300).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use oms::config::Settings;
+use oms::core::application::SweepPolicy;
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
@@ -52,11 +54,25 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!(topic = %services.kafka.order_topic, group = %services.kafka.group, "consumer running");
-    match consumer
+    let sweeper = match settings.sweep_after {
+        None => None,
+        Some(after) => match services.sweeper(SweepPolicy::after(after)) {
+            Ok(sweeper) => Some(tokio::spawn(sweeper.run(std::future::pending()))),
+            Err(e) => {
+                error!("cannot start the trace sweeper: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
+    let ended = consumer
         .run(Arc::new(services.order_service()), shutdown_signal())
-        .await
-    {
+        .await;
+    if let Some(sweeper) = sweeper {
+        // Every step of a sweep is idempotent: stopping it anywhere is safe.
+        sweeper.abort();
+    }
+    match ended {
         Ok(()) => {
             info!("stopped");
             ExitCode::SUCCESS

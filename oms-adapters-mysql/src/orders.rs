@@ -108,9 +108,35 @@ impl MySqlStore {
             .collect()
     }
 
+    /// Places one order synchronously the way a pessimistic design does: in
+    /// one transaction, `SELECT … FOR UPDATE` on the product rows, then the
+    /// decrement, the order and its outcome. Concurrent orders for the same
+    /// product wait on the row lock, each holding a connection.
+    ///
+    /// This is the "AS-IS" baseline the benchmark compares the queued,
+    /// batched pipeline against; oms itself never calls it.
+    pub async fn place_locked(&self, command: &OrderCommand) -> OmsResult<Placement> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        match Self::place_in(&mut tx, std::slice::from_ref(command), Lock::ForUpdate).await {
+            Ok(mut placements) => {
+                tx.commit().await.map_err(db_error)?;
+                placements
+                    .pop()
+                    .ok_or_else(|| OmsError::Invalid("no placement for the order".into()))
+            }
+            Err(e) => {
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn place_in(
         tx: &mut Transaction<'_, MySql>,
         commands: &[OrderCommand],
+        lock: Lock,
     ) -> OmsResult<Vec<Placement>> {
         // 1. Outcomes recorded before (redeliveries).
         let mut q = QueryBuilder::<MySql>::new(
@@ -155,6 +181,9 @@ impl MySqlStore {
                 sep.push_bind(*id);
             }
             q.push(")");
+            if lock == Lock::ForUpdate {
+                q.push(" FOR UPDATE");
+            }
             let rows: Vec<(i64, String, i64, i64, i64)> = q
                 .build_query_as()
                 .fetch_all(&mut **tx)
@@ -295,6 +324,15 @@ impl MySqlStore {
     }
 }
 
+/// How a placement reads the product rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lock {
+    /// A plain read; the versioned update detects a concurrent change.
+    Optimistic,
+    /// `FOR UPDATE`: concurrent placements wait for each other.
+    ForUpdate,
+}
+
 #[async_trait]
 impl OrderStore for MySqlStore {
     async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>> {
@@ -302,7 +340,7 @@ impl OrderStore for MySqlStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        match Self::place_in(&mut tx, commands).await {
+        match Self::place_in(&mut tx, commands, Lock::Optimistic).await {
             Ok(placements) => {
                 tx.commit().await.map_err(db_error)?;
                 Ok(placements)
@@ -316,7 +354,7 @@ impl OrderStore for MySqlStore {
         }
     }
 
-    async fn settle_failure(&self, trace: &OrderTrace) -> OmsResult<OrderTrace> {
+    async fn settle_failure(&self, trace: &OrderTrace, dead_letter: bool) -> OmsResult<Placement> {
         let reason = match trace.state {
             TraceState::Failed { reason } => reason.as_str(),
             _ => {
@@ -325,21 +363,36 @@ impl OrderStore for MySqlStore {
                 ))
             }
         };
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT IGNORE INTO order_outcomes \
              (trace_id, member_id, status, order_id, reason, dead_lettered, created_at) \
-             VALUES (?, ?, 'FAILED', NULL, ?, TRUE, ?)",
+             VALUES (?, ?, 'FAILED', NULL, ?, ?, ?)",
         )
         .bind(trace.trace_id.to_string())
         .bind(sql_id(trace.member_id.0))
         .bind(reason)
+        .bind(!dead_letter)
         .bind(Utc::now().naive_utc())
         .execute(&self.pool)
         .await
+        .map_err(db_error)?
+        .rows_affected()
+            == 1;
+        let row: Option<KnownRow> = sqlx::query_as(
+            "SELECT trace_id, member_id, status, order_id, reason, dead_lettered \
+             FROM order_outcomes WHERE trace_id = ?",
+        )
+        .bind(trace.trace_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
         .map_err(db_error)?;
-        self.outcome(trace.trace_id)
-            .await?
-            .ok_or_else(|| OmsError::unavailable("mysql", "settled outcome not readable"))
+        let (t, m, s, o, r, dead_lettered) =
+            row.ok_or_else(|| OmsError::unavailable("mysql", "settled outcome not readable"))?;
+        let known = KnownOutcome {
+            trace: trace_of((t, m, s, o, r))?,
+            dead_lettered,
+        };
+        Ok(known.placement(!inserted))
     }
 
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
