@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use crate::{unavailable, KafkaConfig};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a probe for records past the committed offsets waits.
-const PROBE: Duration = Duration::from_millis(1500);
+const PROBE: Duration = Duration::from_millis(3000);
+/// How many records before a committed offset a probe starts reading.
+const REWIND: i64 = 10_000;
 
 /// The [`OrderBacklog`] of a consumer group: the records of the order topic
 /// past the group's committed offsets, summed over partitions. It never joins
@@ -77,6 +79,7 @@ impl KafkaBacklog {
             .map_err(unavailable)?;
         let mut pending = 0u64;
         let mut probe = TopicPartitionList::new();
+        let mut floors: HashMap<i32, i64> = HashMap::new();
         for p in partitions {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p, TIMEOUT)
@@ -89,20 +92,30 @@ impl KafkaBacklog {
                 Ok(n) if n > 0 => pending += n,
                 // Some brokers under-report the log end (tansu 0.6 counts
                 // batches): look for a record past the committed offset.
-                _ => probe
-                    .add_partition_offset(topic, p, Offset::Offset(from))
-                    .map_err(unavailable)?,
+                _ => {
+                    // A fetch that starts inside a producer batch may skip
+                    // it (tansu 0.6): start well before.
+                    let start = from.saturating_sub(REWIND).max(low);
+                    probe
+                        .add_partition_offset(topic, p, Offset::Offset(start))
+                        .map_err(unavailable)?;
+                    floors.insert(p, from);
+                }
             }
         }
         if probe.count() > 0 {
-            pending += Self::records_past(consumer, probe)?;
+            pending += Self::records_past(consumer, probe, &floors)?;
         }
         Ok(pending)
     }
 
-    /// How many of the partitions in `from` have a record at or after the
-    /// given offset (reads at most one record per partition).
-    fn records_past(consumer: &BaseConsumer, from: TopicPartitionList) -> OmsResult<u64> {
+    /// How many of the partitions in `from` have a record at or past their
+    /// floor (reads from the given offsets up to the first such record).
+    fn records_past(
+        consumer: &BaseConsumer,
+        from: TopicPartitionList,
+        floors: &HashMap<i32, i64>,
+    ) -> OmsResult<u64> {
         let mut waiting: HashSet<i32> = from.elements().iter().map(|e| e.partition()).collect();
         consumer.assign(&from).map_err(unavailable)?;
         let deadline = Instant::now() + PROBE;
@@ -113,7 +126,12 @@ impl KafkaBacklog {
                 break;
             }
             match consumer.poll(left) {
-                Some(Ok(m)) if waiting.remove(&m.partition()) => found += 1,
+                Some(Ok(m))
+                    if floors.get(&m.partition()).is_none_or(|f| m.offset() >= *f)
+                        && waiting.remove(&m.partition()) =>
+                {
+                    found += 1
+                }
                 Some(Ok(_)) => {}
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     waiting.remove(&p);

@@ -255,3 +255,94 @@ async fn an_unreachable_broker_fails_the_send_within_five_seconds() {
     );
     assert!(publisher.check().await.is_err());
 }
+
+/// A group whose committed offset falls inside a producer batch (as after a
+/// rebalance) still gets every record from that offset on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_inside_a_producer_batch_skips_nothing() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let config = config().await;
+    let batching: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "100")
+        .create()
+        .unwrap();
+    let sent: Vec<_> = (0..50)
+        .map(|_| command(random_member_id(), &[(ProductId(1), 1)]))
+        .collect();
+    let deliveries = futures::future::join_all(sent.iter().map(|c| {
+        let value = encode_command(c).unwrap();
+        let batching = batching.clone();
+        let topic = config.order_topic.clone();
+        async move {
+            batching
+                .send(
+                    FutureRecord::to(&topic).key("1").payload(&value),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let partition = deliveries[0].partition;
+    let mut offsets: Vec<i64> = deliveries.iter().map(|d| d.offset).collect();
+    offsets.sort_unstable();
+    assert_eq!(
+        offsets,
+        (0..50).collect::<Vec<_>>(),
+        "one partition, in order"
+    );
+
+    // The group has finished the first 25.
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&config.order_topic, partition, Offset::Offset(25))
+        .unwrap();
+    committer.commit(&tpl, CommitMode::Sync).unwrap();
+    drop(committer);
+    let backlog = KafkaBacklog::new(&config).unwrap();
+    assert!(
+        backlog.pending().await.unwrap() > 0,
+        "the records past the committed offset are pending"
+    );
+
+    let recorder = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        dlq: KafkaOrderPublisher::new(&config).unwrap(),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(KafkaOrderConsumer::new(&config).unwrap().run(
+        recorder.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let by_offset: std::collections::HashMap<i64, TraceId> = deliveries
+        .iter()
+        .zip(&sent)
+        .map(|(d, c)| (d.offset, c.trace_id))
+        .collect();
+    let want: std::collections::HashSet<TraceId> = (25..50).map(|o| by_offset[&o]).collect();
+    wait_until("records 25 to 49", || {
+        let seen: std::collections::HashSet<TraceId> = recorder
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|c| c.trace_id)
+            .collect();
+        want.is_subset(&seen)
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(backlog.pending().await.unwrap(), 0);
+}
