@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The 네고왕 benchmark on the real stack, with its baselines, in one run:
+#
+#   scripts/bench.sh [members] [concurrency] [hot-members]   (defaults: 1000 64 20000)
+#
+# For each design it starts a release `api` and two `consumer` processes on
+# topics and a consumer group of their own, runs `examples/negowang`, and
+# stops them:
+#   oms    — 202 + Kafka + consumers placing a poll's worth per transaction
+#   seed   — the same, one transaction per order (OMS_CONSUMER_BATCH=1)
+#   as-is  — synchronous POST that locks the product rows (SELECT … FOR UPDATE)
+# first for the 네고왕 shape (members × 3 products × 500 stock), then for
+# one hot product with stock for each of hot-members. Reports and charts go to
+# target/bench/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MEMBERS=${1:-1000}
+CONCURRENCY=${2:-64}
+HOT_MEMBERS=${3:-20000}
+OUT=target/bench
+mkdir -p "$OUT"
+
+scripts/services.sh up
+# shellcheck disable=SC1091
+source target/services.env
+export OMS_JWT_SECRET=bench-secret RUST_LOG=warn
+cargo build --release --all-features --example api --example consumer --example negowang
+
+PIDS=()
+stop_all() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  PIDS=()
+}
+trap stop_all EXIT
+
+wait_ready() {
+  for _ in $(seq 1 300); do
+    curl -fsS "http://$OMS_HTTP_ADDR/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "api not ready" >&2
+  return 1
+}
+
+# run NAME DESIGN BATCH MEMBERS PRODUCTS STOCK LABEL
+run() {
+  local name=$1 design=$2 batch=$3 members=$4 products=$5 stock=$6 label=$7
+  local id; id="$name-$(date +%s%N)"
+  export OMS_ORDER_TOPIC="bench-orders-$id" OMS_DLQ_TOPIC="bench-dlq-$id"
+  export OMS_CONSUMER_GROUP="bench-$id" OMS_CONSUMER_BATCH=$batch
+  export OMS_HTTP_ADDR=127.0.0.1:18181 OMS_BASELINE_AS_IS=1
+  target/release/examples/api >"$OUT/$name-api.log" 2>&1 &
+  PIDS+=($!)
+  wait_ready
+  if [ "$design" = oms ]; then
+    for c in 1 2; do
+      target/release/examples/consumer >"$OUT/$name-consumer-$c.log" 2>&1 &
+      PIDS+=($!)
+    done
+  fi
+  echo
+  echo "### $name"
+  target/release/examples/negowang --quiet --label "$label" --url "http://$OMS_HTTP_ADDR" --design "$design" \
+    --members "$members" --products "$products" --stock "$stock" \
+    --concurrency "$CONCURRENCY" --chart "$OUT/$name.svg" | tee "$OUT/$name.md"
+  stop_all
+}
+
+OMS="oms: 202 + Kafka + batched consumers"
+SEED="(a) seed: 202 + Kafka + one transaction per order"
+ASIS="(b) AS-IS: synchronous, SELECT … FOR UPDATE"
+run negowang-oms oms 500 "$MEMBERS" 3 500 "$OMS"
+run negowang-seed oms 1 "$MEMBERS" 3 500 "$SEED"
+run negowang-as-is as-is 500 "$MEMBERS" 3 500 "$ASIS"
+run hot-oms oms 500 "$HOT_MEMBERS" 1 "$HOT_MEMBERS" "$OMS"
+run hot-seed oms 1 "$HOT_MEMBERS" 1 "$HOT_MEMBERS" "$SEED"
+run hot-as-is as-is 500 "$HOT_MEMBERS" 1 "$HOT_MEMBERS" "$ASIS"
