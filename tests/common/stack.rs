@@ -404,47 +404,20 @@ impl Stack {
             .sum()
     }
 
-    /// Reads DLQ records until `distinct` trace ids were seen: (trace id,
-    /// reason) of each record (a record may repeat after a crash: the DLQ is
-    /// at least once).
-    pub async fn dead_letters(&self, distinct: usize) -> Vec<(String, String)> {
-        let reader = self.reader(&self.dlq_topic);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut out: Vec<(String, String)> = Vec::new();
-        let mut seen = HashSet::new();
-        while seen.len() < distinct {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let m = tokio::time::timeout(left, reader.recv())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of {distinct} DLQ traces", seen.len()))
-                .unwrap();
-            let reason = m
-                .headers()
-                .and_then(|h| {
-                    h.iter()
-                        .find(|h| h.key == "oms-failure-reason")
-                        .and_then(|h| h.value)
-                })
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default();
-            let value: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            let trace = value["traceId"].as_str().unwrap_or_default().to_owned();
-            seen.insert(trace.clone());
-            out.push((trace, reason));
-        }
-        out
-    }
-
-    /// Reads `count` DLQ records as (value bytes, reason).
-    pub async fn dead_letters_raw(&self, count: usize) -> Vec<(Vec<u8>, String)> {
+    /// Reads DLQ records, as (value bytes, reason), until `done` says so
+    /// (or panics after 30 s).
+    async fn read_dead_letters(
+        &self,
+        mut done: impl FnMut(&[(Vec<u8>, String)]) -> bool,
+    ) -> Vec<(Vec<u8>, String)> {
         let reader = self.reader(&self.dlq_topic);
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut out = Vec::new();
-        while out.len() < count {
+        while !done(&out) {
             let left = deadline.saturating_duration_since(Instant::now());
             let m = tokio::time::timeout(left, reader.recv())
                 .await
-                .unwrap_or_else(|_| panic!("only {} of {count} DLQ records", out.len()))
+                .unwrap_or_else(|_| panic!("only {} DLQ records came", out.len()))
                 .unwrap();
             let reason = m
                 .headers()
@@ -458,6 +431,32 @@ impl Stack {
             out.push((m.payload().unwrap_or_default().to_vec(), reason));
         }
         out
+    }
+
+    /// Reads DLQ records until `distinct` trace ids were seen: (trace id,
+    /// reason) of each record (a record may repeat after a crash: the DLQ is
+    /// at least once).
+    pub async fn dead_letters(&self, distinct: usize) -> Vec<(String, String)> {
+        let trace = |value: &[u8]| -> String {
+            let value: Value = serde_json::from_slice(value).unwrap();
+            value["traceId"].as_str().unwrap_or_default().to_owned()
+        };
+        self.read_dead_letters(|read| {
+            read.iter()
+                .map(|(v, _)| trace(v))
+                .collect::<HashSet<_>>()
+                .len()
+                >= distinct
+        })
+        .await
+        .into_iter()
+        .map(|(v, reason)| (trace(&v), reason))
+        .collect()
+    }
+
+    /// Reads `count` DLQ records as (value bytes, reason).
+    pub async fn dead_letters_raw(&self, count: usize) -> Vec<(Vec<u8>, String)> {
+        self.read_dead_letters(|read| read.len() >= count).await
     }
 
     /// Every record of the order topic, as (key, value).
