@@ -11,8 +11,7 @@ use std::time::Duration;
 use common::stack::{env, Stack};
 use oms::application::{OrderService, SweepPolicy, SweepReport, TraceSweeper};
 use oms::domain::{
-    FailureReason, MemberId, OrderCommand, OrderLine, OrderRequest, OrderTrace, ProductDraft,
-    ProductId, ReceiverInfo, TraceId, TraceState,
+    FailureReason, MemberId, OrderCommand, OrderTrace, ProductDraft, ProductId, TraceState,
 };
 use oms::kafka::{ensure_topics, KafkaBacklog, KafkaOrderConsumer, KafkaOrderPublisher};
 use oms::mysql::MySqlStore;
@@ -20,21 +19,7 @@ use oms::port::outbound::{OrderRequestPublisher, OrderStore, ProductStore, Trace
 use oms::redis::{RedisTraceOptions, RedisTraceStore};
 
 fn command(product: ProductId) -> OrderCommand {
-    OrderCommand::new(
-        TraceId::new(),
-        MemberId(7),
-        OrderRequest {
-            items: vec![OrderLine {
-                product_id: product,
-                quantity: 1,
-            }],
-            receiver_info: ReceiverInfo {
-                name: "Kim".into(),
-                phone: "010".into(),
-                address: "Seoul".into(),
-            },
-        },
-    )
+    oms_core::testkit::command(MemberId(7), &[(product, 1)])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,13 +9,11 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
-use crate::{unavailable, KafkaConfig};
+use crate::{unavailable, KafkaConfig, FETCH_REWIND};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a probe for records past the committed offsets waits.
 const PROBE: Duration = Duration::from_millis(3000);
-/// How many records before a committed offset a probe starts reading.
-const REWIND: i64 = 10_000;
 
 /// The [`OrderBacklog`] of a consumer group: the records of the order topic
 /// past the group's committed offsets, summed over partitions. It never joins
@@ -93,9 +91,7 @@ impl KafkaBacklog {
                 // Some brokers under-report the log end (tansu 0.6 counts
                 // batches): look for a record past the committed offset.
                 _ => {
-                    // A fetch that starts inside a producer batch may skip
-                    // it (tansu 0.6): start well before.
-                    let start = from.saturating_sub(REWIND).max(low);
+                    let start = from.saturating_sub(FETCH_REWIND).max(low);
                     probe
                         .add_partition_offset(topic, p, Offset::Offset(start))
                         .map_err(unavailable)?;

@@ -15,7 +15,7 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::{unavailable, KafkaConfig};
+use crate::{unavailable, KafkaConfig, FETCH_REWIND};
 
 /// Hears partition assignments, so the driver can set where each newly
 /// assigned partition starts (see [`GapGuard`]).
@@ -152,7 +152,7 @@ impl KafkaOrderConsumer {
         }
     }
 
-    /// Starts each newly assigned partition [`REWIND`] records before its
+    /// Starts each newly assigned partition [`FETCH_REWIND`] records before its
     /// committed offset (records below it are dropped unprocessed).
     fn start_assigned(&self, gaps: &mut GapGuard) {
         let assigned: Vec<i32> = std::mem::take(
@@ -168,7 +168,7 @@ impl KafkaOrderConsumer {
             if let Some(from) = committed(&self.consumer, &self.topic, partition) {
                 gaps.floor.insert(partition, from);
                 gaps.next.insert(partition, from);
-                let to = from.saturating_sub(REWIND).max(0);
+                let to = from.saturating_sub(FETCH_REWIND).max(0);
                 if let Err(e) =
                     self.consumer
                         .seek(&self.topic, partition, Offset::Offset(to), SEEK_TIMEOUT)
@@ -237,10 +237,6 @@ where
     }
 }
 
-/// How many records before its committed offset a partition is read from
-/// when it is assigned, and how far a rewind goes back at first.
-const REWIND: i64 = 10_000;
-
 /// Keeps each partition's records contiguous.
 ///
 /// The order topic is neither compacted nor transactional, so its offsets
@@ -251,7 +247,7 @@ const REWIND: i64 = 10_000;
 /// further back each time it happens again — so the skipped records are
 /// fetched; records seen twice are harmless (processing is idempotent by
 /// trace id). For the same reason a newly assigned partition is read from
-/// [`REWIND`] records before its committed offset, and the records below
+/// [`FETCH_REWIND`] records before its committed offset, and the records below
 /// that offset are dropped unprocessed.
 #[derive(Debug, Default)]
 struct GapGuard {
@@ -293,7 +289,7 @@ impl GapGuard {
             };
             match expected {
                 Some(expected) if gap => {
-                    let back = self.rewind.entry(partition).or_insert(REWIND);
+                    let back = self.rewind.entry(partition).or_insert(FETCH_REWIND);
                     let to = expected.saturating_sub(*back).max(0);
                     *back = back.saturating_mul(2).min(1 << 20);
                     warn!(

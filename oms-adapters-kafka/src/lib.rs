@@ -60,6 +60,12 @@ impl KafkaConfig {
     }
 }
 
+/// How many records before a committed offset a reader starts. tansu 0.6
+/// skips the rest of a producer batch when a fetch starts inside it, so the
+/// consumer and the backlog probe start this far back (on a batch boundary in
+/// practice) and drop what lies below the committed offset.
+pub(crate) const FETCH_REWIND: i64 = 10_000;
+
 pub(crate) fn unavailable(e: KafkaError) -> OmsError {
     OmsError::unavailable("kafka", e)
 }

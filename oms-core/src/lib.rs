@@ -7,5 +7,5 @@ pub mod domain;
 #[cfg(feature = "memory")]
 pub mod memory;
 pub mod port;
-#[cfg(feature = "testkit")]
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

@@ -199,10 +199,13 @@ mod tests {
     async fn an_unqueued_order_is_settled_so_a_late_delivery_cannot_place_it() {
         let traces = Arc::new(InMemoryTraceStore::new());
         let store = Arc::new(InMemoryStore::new());
+        let sent = Arc::new(std::sync::Mutex::new(None));
         let mut publisher = MockOrderRequestPublisher::new();
-        publisher
-            .expect_send()
-            .returning(|_| Err(OmsError::unavailable("kafka", "timed out")));
+        let seen = sent.clone();
+        publisher.expect_send().returning(move |command| {
+            *seen.lock().unwrap() = Some(command.clone());
+            Err(OmsError::unavailable("kafka", "timed out"))
+        });
         let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
             .with_arbiter(store.clone());
         let err = service
@@ -210,6 +213,17 @@ mod tests {
             .await;
         assert!(matches!(err, Err(OmsError::Unavailable { .. })));
         assert!(traces.is_empty());
+
+        // The record reaches the queue after all: it replays the settled failure.
+        let late = sent.lock().unwrap().clone().unwrap();
+        let placed = store.place_batch(&[late]).await.unwrap();
+        assert!(placed[0].replayed);
+        assert_eq!(
+            placed[0].trace.state,
+            TraceState::Failed {
+                reason: FailureReason::NotAccepted
+            }
+        );
     }
 
     #[tokio::test]

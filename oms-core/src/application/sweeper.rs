@@ -187,29 +187,12 @@ impl TraceSweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{
-        MemberId, OrderCommand, OrderLine, OrderRequest, ProductDraft, ProductId, ReceiverInfo,
-        TraceId,
-    };
+    use crate::domain::{MemberId, OrderCommand, ProductDraft, ProductId};
     use crate::memory::{InMemoryOrderQueue, InMemoryStore, InMemoryTraceStore};
     use crate::port::outbound::{MockOrderBacklog, ProductStore};
 
     fn command() -> OrderCommand {
-        OrderCommand::new(
-            TraceId::new(),
-            MemberId(9),
-            OrderRequest {
-                items: vec![OrderLine {
-                    product_id: ProductId(1),
-                    quantity: 1,
-                }],
-                receiver_info: ReceiverInfo {
-                    name: "Kim".into(),
-                    phone: "010".into(),
-                    address: "Seoul".into(),
-                },
-            },
-        )
+        crate::testkit::command(MemberId(9), &[(ProductId(1), 1)])
     }
 
     fn backlog(pending: u64) -> Arc<MockOrderBacklog> {
