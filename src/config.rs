@@ -57,6 +57,13 @@ pub struct Settings {
     /// `OMS_SWEEP_AFTER_SECS`: age at which a PROCESSING trace is stuck
     /// (default 300 s; `0` turns the sweeper off).
     pub sweep_after: Option<std::time::Duration>,
+    /// `OMS_STOCK_GATE`: `on` (default) reserves stock in Redis at intake
+    /// and answers orders for sold-out products at once; `off` queues every
+    /// order and lets the consumer decide.
+    pub stock_gate: bool,
+    /// `OMS_REDIS_PREFIX`: the prefix of every Redis key (default `oms`), so
+    /// that several deployments can share one Redis.
+    pub redis_prefix: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -73,6 +80,8 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
             .field("sweep_after", &self.sweep_after)
+            .field("stock_gate", &self.stock_gate)
+            .field("redis_prefix", &self.redis_prefix)
             .finish()
     }
 }
@@ -131,7 +140,29 @@ impl Settings {
                 value: batch.clone(),
                 reason: "must be an integer from 1 to 10000".into(),
             })?;
+        let gate = var("OMS_STOCK_GATE").unwrap_or_else(|| "on".into());
+        let stock_gate = match gate.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" => true,
+            "off" | "0" | "false" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "OMS_STOCK_GATE",
+                    value: gate,
+                    reason: "must be `on` or `off`".into(),
+                })
+            }
+        };
+        let redis_prefix = var("OMS_REDIS_PREFIX").unwrap_or_else(|| "oms".into());
+        if redis_prefix.len() > 64 || !redis_prefix.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid {
+                name: "OMS_REDIS_PREFIX",
+                value: redis_prefix,
+                reason: "must be 1 to 64 visible ASCII characters".into(),
+            });
+        }
         Ok(Self {
+            redis_prefix,
+            stock_gate,
             consumer_batch,
             sweep_after,
             http_addr,

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    OrderService, ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+    GateKeeper, GatePolicy, OrderService, ProductService, QueryService, RequestOrderService,
+    SweepPolicy, TraceSweeper,
 };
-use oms_core::memory::{InMemoryOrderQueue, InMemoryStore, InMemoryTraceStore};
+use oms_core::memory::{InMemoryOrderQueue, InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
 use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::HealthCheck;
 use tokio::sync::oneshot;
@@ -21,6 +22,8 @@ pub struct EmbeddedPipeline {
     pub traces: Arc<InMemoryTraceStore>,
     /// The in-memory queue and its DLQ.
     pub queue: Arc<InMemoryOrderQueue>,
+    /// The in-memory stock gate.
+    pub gate: Arc<InMemoryStockGate>,
     /// Order intake.
     pub intake: Arc<dyn RequestOrderUseCase>,
     /// Trace and order reads.
@@ -32,21 +35,22 @@ pub struct EmbeddedPipeline {
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
+    keeper: JoinHandle<()>,
 }
 
 impl EmbeddedPipeline {
-    /// Builds the pipeline and starts its consumer and its stuck-trace
-    /// sweeper (default [`SweepPolicy`]). Needs a tokio runtime.
+    /// Builds the pipeline and starts its consumer, its stuck-trace
+    /// sweeper (default [`SweepPolicy`]) and the keeper of its stock gate.
+    /// Needs a tokio runtime.
     pub fn start() -> Self {
         let store = Arc::new(InMemoryStore::new());
         let traces = Arc::new(InMemoryTraceStore::new());
+        let gate = Arc::new(InMemoryStockGate::new(traces.clone()));
         let (queue, receiver) = InMemoryOrderQueue::new();
         let queue = Arc::new(queue);
-        let processing: Arc<dyn OrderUseCase> = Arc::new(OrderService::new(
-            store.clone(),
-            traces.clone(),
-            queue.clone(),
-        ));
+        let processing: Arc<dyn OrderUseCase> = Arc::new(
+            OrderService::new(store.clone(), traces.clone(), queue.clone()).with_gate(gate.clone()),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
             let _ = stopped.await;
@@ -61,13 +65,28 @@ impl EmbeddedPipeline {
             )
             .run(std::future::pending()),
         );
+        let keeper = tokio::spawn(
+            GateKeeper::new(
+                gate.clone(),
+                store.clone(),
+                store.clone(),
+                queue.clone(),
+                queue.clone(),
+                GatePolicy::default(),
+            )
+            .run(std::future::pending()),
+        );
         Self {
             sweeper,
+            keeper,
             intake: Arc::new(
-                RequestOrderService::new(queue.clone(), traces.clone()).with_arbiter(store.clone()),
+                RequestOrderService::new(queue.clone(), traces.clone())
+                    .with_arbiter(store.clone())
+                    .with_gate(gate.clone()),
             ),
             orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
-            products: Arc::new(ProductService::new(store.clone())),
+            products: Arc::new(ProductService::new(store.clone()).with_gate(gate.clone())),
+            gate,
             processing,
             store,
             traces,
@@ -98,6 +117,7 @@ impl EmbeddedPipeline {
     /// the consumer to finish.
     pub async fn shutdown(mut self) {
         self.sweeper.abort();
+        self.keeper.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -5,17 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::application::{
-    OrderService, ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+    fill_gate, GateKeeper, GatePolicy, OrderService, ProductService, QueryService,
+    RequestOrderService, SweepPolicy, TraceSweeper,
 };
 use oms_core::domain::OmsError;
-use oms_core::port::outbound::HealthCheck;
+use oms_core::port::outbound::{HealthCheck, StockGate};
 
 use crate::config::{ConfigError, Settings};
 use crate::kafka::{
     ensure_topics, KafkaBacklog, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher,
 };
 use crate::mysql::MySqlStore;
-use crate::redis::RedisTraceStore;
+use crate::redis::{RedisStockGate, RedisTraceOptions, RedisTraceStore};
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,8 @@ pub struct Services {
     pub traces: Arc<RedisTraceStore>,
     /// Orders, outcomes and products.
     pub store: Arc<MySqlStore>,
+    /// The stock gate on Redis, unless `OMS_STOCK_GATE=off`.
+    pub gate: Option<Arc<RedisStockGate>>,
 }
 
 impl Settings {
@@ -100,10 +103,17 @@ impl Services {
 
         let store = patiently("database", || MySqlStore::connect(&database_url)).await?;
         patiently("migrations", || store.migrate()).await?;
-        let traces = patiently("redis", || RedisTraceStore::connect(&redis_url)).await?;
+        let traces = patiently("redis", || RedisTraceStore::connect(&redis_url))
+            .await?
+            .with_options(RedisTraceOptions {
+                prefix: settings.redis_prefix.clone(),
+                ..RedisTraceOptions::default()
+            });
         patiently("kafka topics", || ensure_topics(&kafka)).await?;
         let publisher = KafkaOrderPublisher::new(&kafka)?;
+        let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
         Ok(Self {
+            gate,
             kafka,
             publisher: Arc::new(publisher),
             traces: Arc::new(traces),
@@ -120,13 +130,46 @@ impl Services {
         ]
     }
 
+    fn stock_gate(&self) -> Option<Arc<dyn StockGate>> {
+        self.gate.clone().map(|g| g as Arc<dyn StockGate>)
+    }
+
     /// The order-processing service on these adapters.
     pub fn order_service(&self) -> OrderService {
-        OrderService::new(
+        let service = OrderService::new(
             self.store.clone(),
             self.traces.clone(),
             self.publisher.clone(),
-        )
+        );
+        match self.stock_gate() {
+            Some(gate) => service.with_gate(gate),
+            None => service,
+        }
+    }
+
+    /// The keeper of the stock gate (settles refusals, reconciles with the
+    /// database), reading the backlog of the consumer group; `None` when
+    /// the gate is off.
+    pub fn gate_keeper(&self) -> Result<Option<GateKeeper>, OmsError> {
+        let Some(gate) = self.stock_gate() else {
+            return Ok(None);
+        };
+        Ok(Some(GateKeeper::new(
+            gate,
+            self.store.clone(),
+            self.store.clone(),
+            Arc::new(KafkaBacklog::new(&self.kafka)?),
+            self.publisher.clone(),
+            GatePolicy::default(),
+        )))
+    }
+
+    /// Fills the gate of every product that has none (intake start).
+    pub async fn fill_gate(&self) -> Result<(), OmsError> {
+        if let Some(gate) = &self.gate {
+            fill_gate(gate.as_ref(), self.store.as_ref()).await?;
+        }
+        Ok(())
     }
 
     /// The stuck-trace sweeper on these adapters, reading the backlog of
@@ -150,13 +193,17 @@ impl Services {
     /// from Redis and the database.
     #[cfg(feature = "http")]
     pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
+        let mut intake = RequestOrderService::new(self.publisher.clone(), self.traces.clone())
+            .with_arbiter(self.store.clone());
+        let mut products = ProductService::new(self.store.clone());
+        if let Some(gate) = self.stock_gate() {
+            intake = intake.with_gate(gate.clone());
+            products = products.with_gate(gate);
+        }
         crate::http::AppState {
-            intake: Arc::new(
-                RequestOrderService::new(self.publisher.clone(), self.traces.clone())
-                    .with_arbiter(self.store.clone()),
-            ),
+            intake: Arc::new(intake),
             orders: Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
-            products: Arc::new(ProductService::new(self.store.clone())),
+            products: Arc::new(products),
             auth: Arc::new(auth),
             checks: self.checks(),
         }

@@ -58,14 +58,28 @@ async fn negowang_1000_buyers_500_units() {
                 .unwrap();
             assert_eq!(r.status(), 202);
             let body: Value = r.json().await.unwrap();
-            (i as u64 + 1, body["traceId"].as_str().unwrap().to_owned())
+            (
+                i as u64 + 1,
+                body["traceId"].as_str().unwrap().to_owned(),
+                body["status"].as_str().unwrap().to_owned(),
+            )
         })
     });
     let mut traces = Vec::new();
+    let mut refused_at_once = 0;
     for p in futures::future::join_all(posts).await {
-        traces.push(p.unwrap());
+        let (member, trace, status) = p.unwrap();
+        if status == "FAILED" {
+            refused_at_once += 1;
+        } else {
+            assert_eq!(status, "PROCESSING");
+        }
+        traces.push((member, trace));
     }
     assert_eq!(traces.len(), MEMBERS as usize);
+    // The stock gate holds exactly the units in stock: every order past
+    // them is answered FAILED at once, without reaching the queue.
+    assert_eq!(refused_at_once, 500, "orders refused by the stock gate");
 
     // Poll every trace until it is final.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -176,11 +190,23 @@ async fn negowang_1000_buyers_500_units() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    assert_eq!(
-        pipeline.queue.dead_letters().len(),
-        500,
-        "one DLQ record per FAILED trace"
-    );
+    // Refusals reach the DLQ through the gate keeper, in the background.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pipeline.queue.dead_letters().len() < 500 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let letters = pipeline.queue.dead_letters();
+    assert_eq!(letters.len(), 500, "one DLQ record per FAILED trace");
+    let failed: HashSet<String> = finals
+        .values()
+        .filter(|t| t["status"] == "FAILED")
+        .map(|t| t["traceId"].as_str().unwrap().to_owned())
+        .collect();
+    let lettered: HashSet<String> = letters
+        .iter()
+        .map(|l| l.trace_id.unwrap().to_string())
+        .collect();
+    assert_eq!(lettered, failed, "the DLQ holds exactly the FAILED traces");
     server.abort();
     pipeline.shutdown().await;
 }

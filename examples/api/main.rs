@@ -52,7 +52,11 @@ async fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        info!(topic = %services.kafka.order_topic, "real adapters: orders are published to Kafka and processed by `examples/consumer`");
+        info!(topic = %services.kafka.order_topic, stock_gate = settings.stock_gate, "real adapters: orders are published to Kafka and processed by `examples/consumer`");
+        if let Err(e) = services.fill_gate().await {
+            // Products without a gate pass; the consumers' keeper fills it.
+            warn!(error = %e, "stock gate not filled at start");
+        }
         let state = services.app_state(JwtAuth::new(secret.as_bytes()));
         if std::env::var("OMS_BASELINE_AS_IS").is_ok_and(|v| v == "1") {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");

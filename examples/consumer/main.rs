@@ -2,7 +2,9 @@
 //! `OMS_CONSUMER_GROUP`, places orders in batches, writes final traces and
 //! sends failures to the DLQ. Needs `OMS_KAFKA_BROKERS`, `OMS_REDIS_URL` and
 //! `OMS_DATABASE_URL`. Run as many as the topic has partitions. Each also
-//! runs the stuck-trace sweeper (`OMS_SWEEP_AFTER_SECS`, default 300).
+//! runs the stuck-trace sweeper (`OMS_SWEEP_AFTER_SECS`, default 300) and,
+//! unless `OMS_STOCK_GATE=off`, the keeper of the stock gate (settles the
+//! orders the gate refused: outcome in the database, DLQ record).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,13 +66,36 @@ async fn main() -> ExitCode {
             }
         },
     };
+    let (stop_keeper, keeper_stopped) = tokio::sync::oneshot::channel::<()>();
+    let keeper = match services.gate_keeper() {
+        Ok(keeper) => keeper.map(|k| {
+            tokio::spawn(k.run(async move {
+                let _ = keeper_stopped.await;
+            }))
+        }),
+        Err(e) => {
+            error!("cannot start the stock gate keeper: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
         .run(Arc::new(services.order_service()), shutdown_signal())
         .await;
+    // Every step of a sweep is idempotent: stopping it anywhere is safe.
     if let Some(sweeper) = sweeper {
-        // Every step of a sweep is idempotent: stopping it anywhere is safe.
         sweeper.abort();
+    }
+    // The keeper finishes the settlement under way (a refusal it holds
+    // would otherwise wait for the journal's redelivery time).
+    if let Some(keeper) = keeper {
+        let _ = stop_keeper.send(());
+        if tokio::time::timeout(std::time::Duration::from_secs(10), keeper)
+            .await
+            .is_err()
+        {
+            error!("stock gate keeper did not stop in 10 s");
+        }
     }
     match ended {
         Ok(()) => {

@@ -395,6 +395,76 @@ impl OrderStore for MySqlStore {
         Ok(known.placement(!inserted))
     }
 
+    async fn settle_failures(&self, traces: &[OrderTrace]) -> OmsResult<Vec<Placement>> {
+        let mut settled = Vec::with_capacity(traces.len());
+        for chunk in traces.chunks(1000) {
+            let reasons = chunk
+                .iter()
+                .map(|t| match t.state {
+                    TraceState::Failed { reason } => Ok(reason.as_str()),
+                    _ => Err(OmsError::Invalid(
+                        "only a FAILED outcome can be settled".into(),
+                    )),
+                })
+                .collect::<OmsResult<Vec<_>>>()?;
+            let ids: Vec<String> = chunk.iter().map(|t| t.trace_id.to_string()).collect();
+            let select = |columns: &str| {
+                let mut q = QueryBuilder::<MySql>::new(format!(
+                    "SELECT {columns} FROM order_outcomes WHERE trace_id IN ("
+                ));
+                let mut sep = q.separated(", ");
+                for id in &ids {
+                    sep.push_bind(id.clone());
+                }
+                q.push(")");
+                q
+            };
+            let before: BTreeSet<String> = select("trace_id")
+                .build_query_scalar::<String>()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?
+                .into_iter()
+                .collect();
+            let now = Utc::now().naive_utc();
+            let mut insert = QueryBuilder::<MySql>::new(
+                "INSERT IGNORE INTO order_outcomes \
+                 (trace_id, member_id, status, order_id, reason, dead_lettered, created_at) ",
+            );
+            insert.push_values(chunk.iter().zip(&reasons), |mut row, (trace, reason)| {
+                row.push_bind(trace.trace_id.to_string())
+                    .push_bind(sql_id(trace.member_id.0))
+                    .push_bind("FAILED")
+                    .push_bind(None::<i64>)
+                    .push_bind(*reason)
+                    .push_bind(false)
+                    .push_bind(now);
+            });
+            insert.build().execute(&self.pool).await.map_err(db_error)?;
+            let standing: HashMap<String, KnownRow> =
+                select("trace_id, member_id, status, order_id, reason, dead_lettered")
+                    .build_query_as::<KnownRow>()
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db_error)?
+                    .into_iter()
+                    .map(|row| (row.0.clone(), row))
+                    .collect();
+            for id in &ids {
+                let (t, m, s, o, r, dead_lettered) =
+                    standing.get(id).cloned().ok_or_else(|| {
+                        OmsError::unavailable("mysql", "settled outcome not readable")
+                    })?;
+                let known = KnownOutcome {
+                    trace: trace_of((t, m, s, o, r))?,
+                    dead_lettered,
+                };
+                settled.push(known.placement(before.contains(id)));
+            }
+        }
+        Ok(settled)
+    }
+
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()> {
         for chunk in trace_ids.chunks(1000) {
             let mut q = QueryBuilder::<MySql>::new(

@@ -10,6 +10,9 @@ use oms_core::port::outbound::{HealthCheck, TraceStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+mod gate;
+pub use gate::RedisStockGate;
+
 /// Key prefix and expiry times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTraceOptions {
@@ -37,8 +40,8 @@ impl Default for RedisTraceOptions {
 /// The [`TraceStore`] on Redis.
 #[derive(Clone)]
 pub struct RedisTraceStore {
-    conn: ConnectionManager,
-    options: RedisTraceOptions,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) options: RedisTraceOptions,
 }
 
 impl std::fmt::Debug for RedisTraceStore {
@@ -49,7 +52,7 @@ impl std::fmt::Debug for RedisTraceStore {
     }
 }
 
-fn unavailable(e: redis::RedisError) -> OmsError {
+pub(crate) fn unavailable(e: redis::RedisError) -> OmsError {
     OmsError::unavailable("redis", e)
 }
 
@@ -83,11 +86,11 @@ impl RedisTraceStore {
         self
     }
 
-    fn trace_key(&self, trace_id: TraceId) -> String {
+    pub(crate) fn trace_key(&self, trace_id: TraceId) -> String {
         format!("{}:trace:{trace_id}", self.options.prefix)
     }
 
-    fn processing_key(&self) -> String {
+    pub(crate) fn processing_key(&self) -> String {
         format!("{}:processing", self.options.prefix)
     }
 
@@ -95,7 +98,7 @@ impl RedisTraceStore {
         format!("{}:idem:{member_id}:{key}", self.options.prefix)
     }
 
-    fn ttl(&self, trace: &OrderTrace) -> u64 {
+    pub(crate) fn ttl(&self, trace: &OrderTrace) -> u64 {
         let ttl = match trace.state {
             TraceState::Processing => self.options.processing_ttl,
             _ => self.options.final_ttl,
@@ -104,7 +107,7 @@ impl RedisTraceStore {
     }
 }
 
-fn encode(trace: &OrderTrace) -> OmsResult<String> {
+pub(crate) fn encode(trace: &OrderTrace) -> OmsResult<String> {
     serde_json::to_string(trace).map_err(|e| OmsError::Invalid(format!("trace encoding: {e}")))
 }
 
@@ -271,7 +274,7 @@ impl TraceStore for RedisTraceStore {
     }
 }
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

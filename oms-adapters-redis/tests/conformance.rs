@@ -43,3 +43,15 @@ async fn traces_expire_with_their_ttl() {
 async fn health_check_pings() {
     store().await.check().await.unwrap();
 }
+
+#[tokio::test]
+async fn redis_stock_gate_conforms() {
+    // A keyspace of its own: the journal is shared by everything on a prefix.
+    let store = store().await.with_options(RedisTraceOptions {
+        prefix: format!("oms-gate-{}", TraceId::new()),
+        ..RedisTraceOptions::default()
+    });
+    let redeliver = Duration::from_millis(300);
+    let gate = store.stock_gate().with_redeliver_after(redeliver);
+    testkit::stock_gate::run(&gate, &store, redeliver).await;
+}

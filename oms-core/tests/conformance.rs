@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use oms_core::memory::{InMemoryStore, InMemoryTraceStore};
+use oms_core::memory::{InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
 use oms_core::testkit;
 
 #[tokio::test]
@@ -20,4 +20,12 @@ async fn in_memory_product_store_conforms() {
 async fn in_memory_order_store_conforms() {
     let store = Arc::new(InMemoryStore::new());
     testkit::order_store::run(store.clone(), store).await;
+}
+
+#[tokio::test]
+async fn in_memory_stock_gate_conforms() {
+    let traces = Arc::new(InMemoryTraceStore::new());
+    let redeliver = std::time::Duration::from_millis(300);
+    let gate = InMemoryStockGate::new(traces.clone()).with_redeliver_after(redeliver);
+    testkit::stock_gate::run(&gate, traces.as_ref(), redeliver).await;
 }

@@ -196,15 +196,9 @@ async fn list_products(
 
 // ---- orders ----
 
-/// The body of `202 Accepted`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AcceptedBody {
-    /// The trace to poll.
-    pub trace_id: TraceId,
-}
-
-/// A trace as the API shows it.
+/// A trace as the API shows it; also the body of `202 Accepted` (the
+/// trace as it stands: PROCESSING, or already FAILED `OUT_OF_STOCK` when the
+/// stock gate refused the order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceBody {
@@ -314,8 +308,9 @@ async fn place_order(
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, Problem> {
     let key = idempotency_key(&headers)?;
-    let trace_id = state.intake.request_order(caller, request, key).await?;
-    let mut response = (StatusCode::ACCEPTED, Json(AcceptedBody { trace_id })).into_response();
+    let trace = state.intake.request_order(caller, request, key).await?;
+    let trace_id = trace.trace_id;
+    let mut response = (StatusCode::ACCEPTED, Json(TraceBody::from(trace))).into_response();
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/by-trace/{trace_id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }

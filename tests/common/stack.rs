@@ -193,6 +193,7 @@ impl Stack {
             ("OMS_DLQ_TOPIC", dlq_topic.clone()),
             ("OMS_ORDER_PARTITIONS", "6".to_owned()),
             ("OMS_CONSUMER_GROUP", group.clone()),
+            ("OMS_REDIS_PREFIX", format!("e2e-{run}")),
             ("OMS_HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("RUST_LOG", "warn".to_owned()),
         ]
@@ -386,7 +387,9 @@ impl Stack {
 
     /// Records on `topic`: the sum over partitions of high − low watermark.
     /// tansu 0.6 reports its log end in batches, so this is exact only when
-    /// every record was produced on its own (as the DLQ sends are).
+    /// every record was produced on its own (as the consumer's DLQ sends
+    /// are; the gate keeper's concurrent sends are batched): otherwise it is
+    /// a lower bound that grows with every new record.
     pub fn record_count(&self, topic: &str) -> i64 {
         let reader = self.reader(topic);
         let metadata = reader

@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use tracing::{debug, warn};
 
-use crate::domain::{OmsError, OmsResult, OrderCommand, Placement, TraceState};
+use crate::domain::{FailureReason, OmsError, OmsResult, OrderCommand, Placement, TraceState};
 use crate::port::inbound::OrderUseCase;
-use crate::port::outbound::{DeadLetter, OrderRequestPublisher, OrderStore, TraceStore};
+use crate::port::outbound::{DeadLetter, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
 
 /// How the order service retries a lost optimistic lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +48,18 @@ impl RetryPolicy {
 /// The database outcome is the record: a trace store that does not answer is
 /// logged and skipped (queries fall back to the database), while a DLQ that
 /// does not answer is an error, so the batch is not acknowledged.
+///
+/// With a [`StockGate`] ([`with_gate`](Self::with_gate)), the units the
+/// gate reserved for an order that fails for a reason other than stock are
+/// given back. (An order that fails `OUT_OF_STOCK` here passed a gate that
+/// counted too many units; its units are not given back, and the gate is
+/// reconciled from the database.)
 pub struct OrderService {
     store: Arc<dyn OrderStore>,
     traces: Arc<dyn TraceStore>,
     publisher: Arc<dyn OrderRequestPublisher>,
     retry: RetryPolicy,
+    gate: Option<Arc<dyn StockGate>>,
 }
 
 impl OrderService {
@@ -67,6 +74,31 @@ impl OrderService {
             traces,
             publisher,
             retry: RetryPolicy::default(),
+            gate: None,
+        }
+    }
+
+    /// Gives back the gate's units of orders that fail for a reason other
+    /// than stock (see the type's docs).
+    pub fn with_gate(mut self, gate: Arc<dyn StockGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    async fn release_failed(&self, batch: &[OrderCommand], placements: &[Placement]) {
+        let Some(gate) = &self.gate else {
+            return;
+        };
+        for (command, placement) in batch.iter().zip(placements) {
+            let TraceState::Failed { reason } = placement.trace.state else {
+                continue;
+            };
+            if placement.replayed || reason == FailureReason::OutOfStock {
+                continue;
+            }
+            if let Err(e) = gate.release(&command.items).await {
+                warn!(trace_id = %command.trace_id, error = %e, "units of a failed order not given back; the gate is reconciled later");
+            }
         }
     }
 
@@ -116,6 +148,7 @@ impl OrderUseCase for OrderService {
                 warn!(error = %e, "DLQ records sent but not confirmed; a redelivery sends them again");
             }
         }
+        self.release_failed(&batch, &placements).await;
         Ok(placements)
     }
 

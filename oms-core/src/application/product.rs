@@ -4,17 +4,43 @@ use async_trait::async_trait;
 
 use crate::domain::{Caller, OmsError, OmsResult, Product, ProductDraft, ProductId};
 use crate::port::inbound::ProductUseCase;
-use crate::port::outbound::ProductStore;
+use crate::port::outbound::{ProductStore, StockGate};
 
 /// The product catalogue use cases: writes for operators, reads for everyone.
+///
+/// With a [`StockGate`] ([`with_gate`](Self::with_gate)), every stock an
+/// operator sets is set in the gate too. A gate that does not answer is
+/// logged: it is filled again by the
+/// [`GateKeeper`](crate::application::GateKeeper).
 pub struct ProductService {
     products: Arc<dyn ProductStore>,
+    gate: Option<Arc<dyn StockGate>>,
 }
 
 impl ProductService {
     /// A service on this store.
     pub fn new(products: Arc<dyn ProductStore>) -> Self {
-        Self { products }
+        Self {
+            products,
+            gate: None,
+        }
+    }
+
+    /// Sets the stock of created and updated products in `gate`.
+    pub fn with_gate(mut self, gate: Arc<dyn StockGate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    async fn open_gate(&self, product: &Product) {
+        if let Some(gate) = &self.gate {
+            if let Err(e) = gate
+                .set_available(&[(product.id, product.stock)], true)
+                .await
+            {
+                tracing::warn!(product_id = %product.id, error = %e, "stock gate not set; it is filled again later");
+            }
+        }
     }
 }
 
@@ -40,6 +66,7 @@ impl ProductUseCase for ProductService {
         draft.validate()?;
         let product = draft.into_product(product_id);
         self.products.create(&product).await?;
+        self.open_gate(&product).await;
         Ok(product)
     }
 
@@ -51,7 +78,9 @@ impl ProductUseCase for ProductService {
     ) -> OmsResult<Product> {
         caller.require_admin()?;
         draft.validate()?;
-        self.products.update(product_id, &draft).await
+        let product = self.products.update(product_id, &draft).await?;
+        self.open_gate(&product).await;
+        Ok(product)
     }
 
     async fn get(&self, product_id: ProductId) -> OmsResult<Product> {

@@ -8,7 +8,7 @@ use crate::domain::{
     TraceState,
 };
 use crate::port::inbound::RequestOrderUseCase;
-use crate::port::outbound::{OrderRequestPublisher, OrderStore, TraceStore};
+use crate::port::outbound::{Admission, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
 
 /// Accepts orders: validates, records PROCESSING, queues, returns the trace id.
 ///
@@ -17,6 +17,12 @@ use crate::port::outbound::{OrderRequestPublisher, OrderStore, TraceStore};
 /// the command, the trace (and the idempotency key) are removed again and the
 /// error is returned: no trace is left PROCESSING for an order that was never
 /// queued.
+///
+/// With a [`StockGate`] ([`with_gate`](Self::with_gate)), the gate reserves
+/// the units and writes the PROCESSING trace in one step; an order for a
+/// sold-out product is answered FAILED `OUT_OF_STOCK` at once and never
+/// queued. Units reserved for an order that could not be queued are given
+/// back.
 ///
 /// A queue that does not answer in time may still deliver the record later.
 /// With an [`OrderStore`] ([`with_arbiter`](Self::with_arbiter)), the service
@@ -27,6 +33,7 @@ pub struct RequestOrderService {
     publisher: Arc<dyn OrderRequestPublisher>,
     traces: Arc<dyn TraceStore>,
     arbiter: Option<Arc<dyn OrderStore>>,
+    gate: Option<Arc<dyn StockGate>>,
 }
 
 impl RequestOrderService {
@@ -36,7 +43,14 @@ impl RequestOrderService {
             publisher,
             traces,
             arbiter: None,
+            gate: None,
         }
+    }
+
+    /// Reserves stock at intake through `gate` (see the type's docs).
+    pub fn with_gate(mut self, gate: Arc<dyn StockGate>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Settles unqueued orders in `store` (see the type's docs).
@@ -45,10 +59,11 @@ impl RequestOrderService {
         self
     }
 
-    /// After a failed send: whether the order went through after all.
-    async fn settle(&self, trace_id: TraceId, caller: Caller) -> bool {
+    /// After a failed send: the standing outcome if the order went through
+    /// after all.
+    async fn settle(&self, trace_id: TraceId, caller: Caller) -> Option<OrderTrace> {
         let Some(store) = &self.arbiter else {
-            return false;
+            return None;
         };
         let tombstone = OrderTrace {
             trace_id,
@@ -58,26 +73,32 @@ impl RequestOrderService {
             },
         };
         match store.settle_failure(&tombstone, false).await {
-            Ok(settled) if !settled.replayed => false,
+            Ok(settled) if !settled.replayed => None,
             Ok(settled) => {
                 if let Err(e) = self.traces.save(&settled.trace).await {
                     warn!(%trace_id, error = %e, "trace not cached");
                 }
-                true
+                Some(settled.trace)
             }
             Err(e) => {
                 warn!(%trace_id, error = %e, "unqueued order not settled; a late delivery may still place it");
-                false
+                None
             }
         }
     }
 
-    async fn undo(&self, trace_id: TraceId, caller: Caller, key: Option<&str>) {
+    async fn undo(&self, command: &OrderCommand, key: Option<&str>) {
+        let (trace_id, member_id) = (command.trace_id, command.member_id);
+        if let Some(gate) = &self.gate {
+            if let Err(e) = gate.release(&command.items).await {
+                warn!(%trace_id, error = %e, "units of an order that was not queued not given back; the gate is reconciled later");
+            }
+        }
         if let Err(e) = self.traces.remove(trace_id).await {
             warn!(%trace_id, error = %e, "could not remove the trace of an order that was not queued");
         }
         if let Some(key) = key {
-            if let Err(e) = self.traces.release_key(caller.member_id, key).await {
+            if let Err(e) = self.traces.release_key(member_id, key).await {
                 warn!(%trace_id, error = %e, "could not release an idempotency key");
             }
         }
@@ -101,38 +122,58 @@ impl RequestOrderUseCase for RequestOrderService {
         caller: Caller,
         request: OrderRequest,
         idempotency_key: Option<String>,
-    ) -> OmsResult<TraceId> {
+    ) -> OmsResult<OrderTrace> {
         request.validate()?;
         let trace_id = TraceId::new();
-        if let Some(key) = idempotency_key.as_deref() {
+        let key = idempotency_key.as_deref();
+        if let Some(key) = key {
             validate_idempotency_key(key)?;
             if let Some(existing) = self
                 .traces
                 .claim_key(caller.member_id, key, trace_id)
                 .await?
             {
-                return Ok(existing);
+                let known = self.traces.get(existing).await?;
+                return Ok(known.unwrap_or(OrderTrace::processing(existing, caller.member_id)));
             }
         }
         let command = OrderCommand::new(trace_id, caller.member_id, request);
-        if let Err(e) = self
-            .traces
-            .save(&OrderTrace::processing(trace_id, caller.member_id))
-            .await
-        {
-            self.undo(trace_id, caller, idempotency_key.as_deref())
-                .await;
-            return Err(e);
+        let recorded = match &self.gate {
+            Some(gate) => gate.admit(&command).await,
+            None => self
+                .traces
+                .save(&OrderTrace::processing(trace_id, caller.member_id))
+                .await
+                .map(|()| Admission::Reserved),
+        };
+        match recorded {
+            Ok(Admission::Reserved) => {}
+            Ok(Admission::Refused { .. }) => {
+                return Ok(OrderTrace {
+                    trace_id,
+                    member_id: caller.member_id,
+                    state: TraceState::Failed {
+                        reason: FailureReason::OutOfStock,
+                    },
+                })
+            }
+            Err(e) => {
+                if let Some(key) = key {
+                    if let Err(e) = self.traces.release_key(caller.member_id, key).await {
+                        warn!(%trace_id, error = %e, "could not release an idempotency key");
+                    }
+                }
+                return Err(e);
+            }
         }
         if let Err(e) = self.publisher.send(&command).await {
-            if self.settle(trace_id, caller).await {
-                return Ok(trace_id);
+            if let Some(standing) = self.settle(trace_id, caller).await {
+                return Ok(standing);
             }
-            self.undo(trace_id, caller, idempotency_key.as_deref())
-                .await;
+            self.undo(&command, key).await;
             return Err(e);
         }
-        Ok(trace_id)
+        Ok(OrderTrace::processing(trace_id, caller.member_id))
     }
 }
 
@@ -167,7 +208,8 @@ mod tests {
         let id = service
             .request_order(Caller::user(7), request(), None)
             .await
-            .unwrap();
+            .unwrap()
+            .trace_id;
         let trace = traces.get(id).await.unwrap().unwrap();
         assert_eq!(trace.state, TraceState::Processing);
         assert_eq!(trace.member_id, MemberId(7));
@@ -248,11 +290,13 @@ mod tests {
             .returning(|_| Err(OmsError::unavailable("kafka", "timed out")));
         let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
             .with_arbiter(Arc::new(store));
-        let id = service
+        let answered = service
             .request_order(Caller::user(7), request(), None)
             .await
             .unwrap();
-        assert!(traces.get(id).await.unwrap().unwrap().state.is_final());
+        assert!(answered.state.is_final());
+        let cached = traces.get(answered.trace_id).await.unwrap().unwrap();
+        assert_eq!(cached, answered);
     }
 
     #[tokio::test]
@@ -269,13 +313,13 @@ mod tests {
             .request_order(Caller::user(7), request(), Some("key".into()))
             .await
             .unwrap();
-        assert_eq!(a, b);
+        assert_eq!(a.trace_id, b.trace_id);
         // Another member with the same key is another order.
         let c = service
             .request_order(Caller::user(8), request(), Some("key".into()))
             .await
             .unwrap();
-        assert_ne!(a, c);
+        assert_ne!(a.trace_id, c.trace_id);
     }
 
     #[tokio::test]

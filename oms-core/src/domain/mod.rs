@@ -13,8 +13,8 @@ pub use caller::{Caller, Role};
 pub use error::{BoxError, OmsError, OmsResult};
 pub use ids::{MemberId, OrderId, ProductId, TraceId};
 pub use order::{
-    Order, OrderCommand, OrderItem, OrderLine, OrderRequest, OrderStatus, ReceiverInfo, MAX_LINES,
-    MAX_QUANTITY, MAX_RECEIVER_FIELD,
+    units_by_product, Order, OrderCommand, OrderItem, OrderLine, OrderRequest, OrderStatus,
+    ReceiverInfo, MAX_LINES, MAX_QUANTITY, MAX_RECEIVER_FIELD,
 };
 pub use placement::{BatchPlan, KnownOutcome, Placement, StockDecrement};
 pub use pricing::{OrderPriceCalculator, PricedOrder};

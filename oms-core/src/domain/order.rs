@@ -135,6 +135,11 @@ impl OrderCommand {
         .validate()
     }
 
+    /// Units per product, summed over the lines, by product id.
+    pub fn units_by_product(&self) -> Vec<(ProductId, u64)> {
+        units_by_product(&self.items)
+    }
+
     /// The partition key of the command: the smallest product id it orders,
     /// so that every order whose lowest product is the same lands on the same
     /// partition and keeps its order there.
@@ -212,4 +217,13 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     /// Receiver.
     pub receiver_info: ReceiverInfo,
+}
+
+/// Units per product of `lines`, summed, by product id.
+pub fn units_by_product(lines: &[OrderLine]) -> Vec<(ProductId, u64)> {
+    let mut units = std::collections::BTreeMap::<ProductId, u64>::new();
+    for line in lines {
+        *units.entry(line.product_id).or_default() += u64::from(line.quantity);
+    }
+    units.into_iter().collect()
 }

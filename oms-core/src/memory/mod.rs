@@ -1,10 +1,12 @@
 //! In-memory adapters of every outbound port: the embedded default, and the
 //! reference the conformance suites hold real adapters to.
 
+mod gate;
 mod queue;
 mod store;
 mod traces;
 
+pub use gate::InMemoryStockGate;
 pub use queue::{InMemoryOrderQueue, OrderQueueReceiver};
 pub use store::InMemoryStore;
 pub use traces::InMemoryTraceStore;

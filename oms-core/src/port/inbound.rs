@@ -9,19 +9,22 @@ use crate::domain::{
 };
 use crate::port::outbound::DeadLetter;
 
-/// Accepts an order request: records it as PROCESSING, queues it, returns
-/// its trace id.
+/// Accepts an order request: records it as PROCESSING and queues it (or,
+/// with a stock gate, refuses it at once when a product is sold out), and
+/// returns its trace.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait RequestOrderUseCase: Send + Sync {
-    /// Accepts `request` from `caller`. With an idempotency key, the same
-    /// member and key return the same trace id and queue nothing new.
+    /// Accepts `request` from `caller` and returns its trace: PROCESSING, or
+    /// already final (FAILED `OUT_OF_STOCK` from the stock gate). With an
+    /// idempotency key, the same member and key return the same trace and
+    /// queue nothing new.
     async fn request_order(
         &self,
         caller: Caller,
         request: OrderRequest,
         idempotency_key: Option<String>,
-    ) -> OmsResult<TraceId>;
+    ) -> OmsResult<OrderTrace>;
 }
 
 /// Processes queued order commands.

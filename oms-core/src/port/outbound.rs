@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderTrace,
-    Placement, Product, ProductDraft, ProductId, TraceId,
+    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderLine,
+    OrderTrace, Placement, Product, ProductDraft, ProductId, TraceId,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
@@ -161,6 +161,17 @@ pub trait OrderStore: Send + Sync {
     /// DLQ record.
     async fn settle_failure(&self, trace: &OrderTrace, dead_letter: bool) -> OmsResult<Placement>;
 
+    /// [`settle_failure`](Self::settle_failure) with `dead_letter: true` for
+    /// many traces, in input order. Adapters override it to settle the
+    /// whole batch in one round trip.
+    async fn settle_failures(&self, traces: &[OrderTrace]) -> OmsResult<Vec<Placement>> {
+        let mut settled = Vec::with_capacity(traces.len());
+        for trace in traces {
+            settled.push(self.settle_failure(trace, true).await?);
+        }
+        Ok(settled)
+    }
+
     /// Confirms that the DLQ records of these FAILED traces are sent.
     async fn mark_dead_lettered(&self, trace_ids: &[TraceId]) -> OmsResult<()>;
 
@@ -190,6 +201,73 @@ pub trait ProductStore: Send + Sync {
 
     /// Every product, by id.
     async fn list(&self) -> OmsResult<Vec<Product>>;
+}
+
+/// What the [`StockGate`] decided for an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Units are reserved for every gated line (lines of products without a
+    /// gate pass unchecked) and the trace is PROCESSING.
+    Reserved,
+    /// A gated product lacks the units: nothing is reserved, the trace is
+    /// FAILED `OUT_OF_STOCK`, and the refusal is journaled.
+    Refused {
+        /// The first product that lacked the units.
+        product_id: ProductId,
+    },
+}
+
+/// A journaled refusal, waiting to be settled in the database and the DLQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The journal's id of the entry, for [`StockGate::settled`].
+    pub id: String,
+    /// The refused order.
+    pub command: OrderCommand,
+}
+
+/// Units available to intake per product, reserved atomically before an
+/// order is queued, so that orders for a sold-out product are answered at
+/// once and never reach the queue.
+///
+/// The database stays the source of truth: a gate may count *more* units
+/// than are left (the consumer then fails the extra orders `OUT_OF_STOCK`,
+/// as it would without a gate), and every count it holds is filled and
+/// reconciled from the database (see
+/// [`GateKeeper`](crate::application::GateKeeper)). A gate that is down
+/// fails intake (503); it never lets an order skip the database's check.
+///
+/// Every decision writes the order's trace in the trace store the gate
+/// shares, in the same atomic step: PROCESSING when reserved; FAILED
+/// `OUT_OF_STOCK` when refused, together with a journal entry that stays
+/// until [`settled`](Self::settled), so a refused order is never lost
+/// between the answer and its durable outcome.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait StockGate: Send + Sync {
+    /// Reserves the units of every line of `command`, all or none, and
+    /// records its trace (see the trait's docs).
+    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission>;
+
+    /// Gives back the units reserved for `lines` (an order that was not
+    /// queued, or that failed for a reason other than stock). Products
+    /// without a gate are left without one.
+    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()>;
+
+    /// Sets the available units of products; with `overwrite: false` only
+    /// where a product has no gate yet.
+    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()>;
+
+    /// The available units of a product; `None` when it has no gate.
+    async fn available(&self, product_id: ProductId) -> OmsResult<Option<i64>>;
+
+    /// Up to `limit` journaled refusals not yet settled, oldest first. An
+    /// entry handed out and not settled within the adapter's redelivery
+    /// time (its settler died) is handed out again.
+    async fn refusals(&self, limit: usize) -> OmsResult<Vec<Refusal>>;
+
+    /// Removes settled refusals from the journal.
+    async fn settled(&self, ids: &[String]) -> OmsResult<()>;
 }
 
 /// A dependency whose health `/readyz` reports.

@@ -9,6 +9,7 @@
 
 pub mod order_store;
 pub mod product_store;
+pub mod stock_gate;
 pub mod trace_store;
 
 use crate::domain::{

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    FailureReason, OmsError, OrderStatus, Placement, ProductId, TraceId, TraceState,
+    FailureReason, OmsError, OrderStatus, OrderTrace, Placement, ProductId, TraceId, TraceState,
 };
 use crate::port::outbound::{OrderStore, ProductStore};
 
@@ -19,6 +19,7 @@ pub async fn run(orders: Arc<dyn OrderStore>, products: Arc<dyn ProductStore>) {
     failures_are_recorded_and_take_no_stock(&*orders, &*products).await;
     an_order_takes_all_its_products_or_none(&*orders, &*products).await;
     a_settled_failure_wins_over_a_late_delivery(&*orders, &*products).await;
+    failures_are_settled_in_batches(&*orders, &*products).await;
     a_batch_is_placed_in_order(&*orders, &*products).await;
     members_see_their_orders_newest_first(&*orders, &*products).await;
     concurrent_batches_never_oversell(orders, products).await;
@@ -231,6 +232,46 @@ pub async fn a_settled_failure_wins_over_a_late_delivery(
     let third = orders.settle_failure(&lost, true).await.unwrap();
     assert!(third.replayed && !third.needs_dead_letter);
     assert_eq!(third.trace, lost);
+}
+
+pub async fn failures_are_settled_in_batches(orders: &dyn OrderStore, products: &dyn ProductStore) {
+    let id = product(products, 1).await;
+    let member = random_member_id();
+    let placed = place(orders, &[command(member, &[(id, 1)])]).await;
+    let failed = |trace_id| OrderTrace {
+        trace_id,
+        member_id: member,
+        state: TraceState::Failed {
+            reason: FailureReason::OutOfStock,
+        },
+    };
+    // One trace already has an outcome (COMPLETED): it stands.
+    let batch = vec![
+        failed(TraceId::new()),
+        failed(placed[0].trace.trace_id),
+        failed(TraceId::new()),
+    ];
+    let settled = orders.settle_failures(&batch).await.unwrap();
+    assert_eq!(settled.len(), 3);
+    assert_eq!(settled[0].trace, batch[0]);
+    assert!(!settled[0].replayed && settled[0].needs_dead_letter);
+    assert_eq!(settled[1].trace, placed[0].trace);
+    assert!(settled[1].replayed && !settled[1].needs_dead_letter);
+    assert_eq!(settled[2].trace, batch[2]);
+    for trace in [&batch[0], &batch[2]] {
+        assert_eq!(orders.outcome(trace.trace_id).await.unwrap(), Some(*trace));
+    }
+    // Again: replayed, still needing the DLQ record until it is confirmed.
+    let again = orders.settle_failures(&batch[..1]).await.unwrap();
+    assert!(again[0].replayed && again[0].needs_dead_letter);
+    orders
+        .mark_dead_lettered(&[batch[0].trace_id])
+        .await
+        .unwrap();
+    let confirmed = orders.settle_failures(&batch[..1]).await.unwrap();
+    assert!(confirmed[0].replayed && !confirmed[0].needs_dead_letter);
+    assert_eq!(stock(products, id).await, 0);
+    assert!(orders.settle_failures(&[]).await.unwrap().is_empty());
 }
 
 pub async fn an_order_takes_all_its_products_or_none(

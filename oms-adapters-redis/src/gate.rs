@@ -1,0 +1,312 @@
+//! The stock gate on Redis: counters per product, one Lua script per order.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oms_core::domain::{
+    units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
+    TraceState,
+};
+use oms_core::port::outbound::{decode_command, encode_command, Admission, Refusal, StockGate};
+use redis::streams::{StreamAutoClaimReply, StreamReadReply};
+use redis::Script;
+
+use crate::{encode, now_millis, unavailable, RedisTraceStore};
+
+/// Reserves every line or none, and writes the trace of the decision.
+///
+/// KEYS: the gate counter of each product, the trace key, the PROCESSING
+/// index, the refusal journal. ARGV: the product count n, the n units, the
+/// PROCESSING trace and its TTL, the FAILED trace and its TTL, the trace id,
+/// now (ms), the command as the order topic carries it.
+const ADMIT: &str = r"
+local n = tonumber(ARGV[1])
+local have = {}
+for i = 1, n do
+  have[i] = redis.call('GET', KEYS[i])
+  if have[i] and tonumber(have[i]) < tonumber(ARGV[1 + i]) then
+    redis.call('SET', KEYS[n + 1], ARGV[n + 4], 'EX', ARGV[n + 5])
+    redis.call('XADD', KEYS[n + 3], '*', 'command', ARGV[n + 8])
+    return i
+  end
+end
+for i = 1, n do
+  if have[i] then
+    redis.call('DECRBY', KEYS[i], ARGV[1 + i])
+  end
+end
+redis.call('SET', KEYS[n + 1], ARGV[n + 2], 'EX', ARGV[n + 3])
+redis.call('ZADD', KEYS[n + 2], ARGV[n + 7], ARGV[n + 6])
+return 0
+";
+
+/// Gives units back to the counters that exist.
+const RELEASE: &str = r"
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCRBY', KEYS[i], ARGV[i])
+  end
+end
+return 0
+";
+
+const GROUP: &str = "settlers";
+
+/// The [`StockGate`] on Redis, sharing the keyspace and connection of a
+/// [`RedisTraceStore`] (made by [`RedisTraceStore::stock_gate`]).
+///
+/// A product's counter is `{prefix}:gate:{productId}`; a product without
+/// one passes. [`admit`](StockGate::admit) is one Lua script: it checks and
+/// decrements the counters of all lines and writes the trace (PROCESSING,
+/// or FAILED `OUT_OF_STOCK` plus an entry in the journal stream
+/// `{prefix}:refusals`) in one atomic step and one round trip. The journal is
+/// read through the consumer group `settlers`, so each refusal is handed to
+/// one settler, and one whose settler died is claimed again after the
+/// redelivery time (`XAUTOCLAIM`).
+#[derive(Clone)]
+pub struct RedisStockGate {
+    store: RedisTraceStore,
+    admit: Script,
+    release: Script,
+    consumer: String,
+    redeliver_after: Duration,
+}
+
+impl std::fmt::Debug for RedisStockGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStockGate")
+            .field("store", &self.store)
+            .field("consumer", &self.consumer)
+            .field("redeliver_after", &self.redeliver_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisTraceStore {
+    /// The stock gate on this store's connection and keyspace; refusals
+    /// handed out are handed out again after 10 s unless settled.
+    pub fn stock_gate(&self) -> RedisStockGate {
+        RedisStockGate {
+            store: self.clone(),
+            admit: Script::new(ADMIT),
+            release: Script::new(RELEASE),
+            consumer: format!("settler-{}", uuid::Uuid::new_v4()),
+            redeliver_after: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RedisStockGate {
+    /// Replaces the redelivery time of the refusal journal.
+    pub fn with_redeliver_after(mut self, after: Duration) -> Self {
+        self.redeliver_after = after;
+        self
+    }
+
+    fn gate_key(&self, product_id: ProductId) -> String {
+        format!("{}:gate:{product_id}", self.store.options.prefix)
+    }
+
+    fn journal_key(&self) -> String {
+        format!("{}:refusals", self.store.options.prefix)
+    }
+
+    async fn ensure_group(&self) -> OmsResult<()> {
+        let mut conn = self.store.conn.clone();
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.journal_key())
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(unavailable(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The refusal of a journal entry; an unreadable entry (never written
+    /// by this gate) is put in `unreadable`, to be dropped.
+    fn refusal(entry: redis::streams::StreamId, unreadable: &mut Vec<String>) -> Option<Refusal> {
+        let decoded = entry
+            .get::<Vec<u8>>("command")
+            .ok_or_else(|| "no command field".to_owned())
+            .and_then(|bytes| decode_command(&bytes).map_err(|e| e.to_string()));
+        match decoded {
+            Ok(command) => Some(Refusal {
+                id: entry.id,
+                command,
+            }),
+            Err(e) => {
+                tracing::warn!(id = %entry.id, error = %e, "unreadable entry dropped from the refusal journal");
+                unreadable.push(entry.id);
+                None
+            }
+        }
+    }
+}
+
+fn failed(command: &OrderCommand) -> OrderTrace {
+    OrderTrace {
+        trace_id: command.trace_id,
+        member_id: command.member_id,
+        state: TraceState::Failed {
+            reason: FailureReason::OutOfStock,
+        },
+    }
+}
+
+#[async_trait]
+impl StockGate for RedisStockGate {
+    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission> {
+        let units = command.units_by_product();
+        let processing = OrderTrace::processing(command.trace_id, command.member_id);
+        let refused = failed(command);
+        let mut invocation = self.admit.prepare_invoke();
+        for (product, _) in &units {
+            invocation.key(self.gate_key(*product));
+        }
+        invocation
+            .key(self.store.trace_key(command.trace_id))
+            .key(self.store.processing_key())
+            .key(self.journal_key())
+            .arg(units.len());
+        for (_, n) in &units {
+            invocation.arg(*n);
+        }
+        invocation
+            .arg(encode(&processing)?)
+            .arg(self.store.ttl(&processing))
+            .arg(encode(&refused)?)
+            .arg(self.store.ttl(&refused))
+            .arg(command.trace_id.to_string())
+            .arg(now_millis())
+            .arg(encode_command(command)?);
+        let mut conn = self.store.conn.clone();
+        let short: usize = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(match short.checked_sub(1).and_then(|i| units.get(i)) {
+            None => Admission::Reserved,
+            Some(&(product_id, _)) => Admission::Refused { product_id },
+        })
+    }
+
+    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()> {
+        let units = units_by_product(lines);
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.release.prepare_invoke();
+        for (product, n) in &units {
+            invocation.key(self.gate_key(*product)).arg(*n);
+        }
+        let mut conn = self.store.conn.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()> {
+        if levels.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (product, units) in levels {
+            let set = pipe.cmd("SET").arg(self.gate_key(*product)).arg(*units);
+            if !overwrite {
+                set.arg("NX");
+            }
+            set.ignore();
+        }
+        let mut conn = self.store.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn available(&self, product_id: ProductId) -> OmsResult<Option<i64>> {
+        let mut conn = self.store.conn.clone();
+        redis::cmd("GET")
+            .arg(self.gate_key(product_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn refusals(&self, limit: usize) -> OmsResult<Vec<Refusal>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.ensure_group().await?;
+        let mut conn = self.store.conn.clone();
+        let idle = u64::try_from(self.redeliver_after.as_millis()).unwrap_or(u64::MAX);
+        let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+            .arg(self.journal_key())
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg(idle)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut unreadable = Vec::new();
+        let mut out: Vec<Refusal> = claimed
+            .claimed
+            .into_iter()
+            .filter_map(|e| Self::refusal(e, &mut unreadable))
+            .collect();
+        if out.len() < limit {
+            let fresh: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(limit - out.len())
+                .arg("STREAMS")
+                .arg(self.journal_key())
+                .arg(">")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            for key in fresh.map(|r| r.keys).unwrap_or_default() {
+                out.extend(
+                    key.ids
+                        .into_iter()
+                        .filter_map(|e| Self::refusal(e, &mut unreadable)),
+                );
+            }
+        }
+        self.settled(&unreadable).await?;
+        Ok(out)
+    }
+
+    async fn settled(&self, ids: &[String]) -> OmsResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let journal = self.journal_key();
+        let mut conn = self.store.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(&journal)
+            .arg(GROUP)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&journal)
+            .arg(ids)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,410 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::future::try_join_all;
+use tracing::{debug, info, warn};
+
+use crate::domain::{FailureReason, OmsError, OmsResult, OrderTrace, TraceState};
+use crate::port::outbound::{
+    DeadLetter, OrderBacklog, OrderRequestPublisher, OrderStore, ProductStore, StockGate,
+};
+
+/// How often the [`GateKeeper`] works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GatePolicy {
+    /// Most refusals settled in one database round trip.
+    pub batch: usize,
+    /// Pause when the journal is empty.
+    pub idle: Duration,
+    /// Time between reconciliations of the gate with the database.
+    pub reconcile_every: Duration,
+}
+
+impl Default for GatePolicy {
+    fn default() -> Self {
+        Self {
+            batch: 1000,
+            idle: Duration::from_millis(20),
+            reconcile_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Keeps a [`StockGate`] honest, next to the consumers:
+///
+/// * **settles refusals**: every order the gate refused gets its FAILED
+///   `OUT_OF_STOCK` outcome in the database (first writer wins, one round
+///   trip per batch) and its DLQ record, and only then leaves the journal —
+///   so the database answers for it after the trace store forgets it, and
+///   FAILED traces and DLQ records stay one to one;
+/// * **reconciles**: when the consumers have drained the queue (the
+///   [`OrderBacklog`] is zero), every product's gate is set to its stock in
+///   the database. Units reserved by an order that never reached the queue
+///   (a crash between the reservation and the send) come back this way.
+///   A reconciliation can only count too many units, never too few, and
+///   too many is harmless: the database decides.
+///
+/// Several keepers may run at once (one per consumer process): the journal
+/// hands each refusal to one of them, and settling is idempotent.
+pub struct GateKeeper {
+    gate: Arc<dyn StockGate>,
+    store: Arc<dyn OrderStore>,
+    products: Arc<dyn ProductStore>,
+    backlog: Arc<dyn OrderBacklog>,
+    publisher: Arc<dyn OrderRequestPublisher>,
+    policy: GatePolicy,
+}
+
+impl GateKeeper {
+    /// A keeper of `gate` on these ports.
+    pub fn new(
+        gate: Arc<dyn StockGate>,
+        store: Arc<dyn OrderStore>,
+        products: Arc<dyn ProductStore>,
+        backlog: Arc<dyn OrderBacklog>,
+        publisher: Arc<dyn OrderRequestPublisher>,
+        policy: GatePolicy,
+    ) -> Self {
+        Self {
+            gate,
+            store,
+            products,
+            backlog,
+            publisher,
+            policy,
+        }
+    }
+
+    /// Settles one batch of journaled refusals; returns how many.
+    pub async fn settle_refusals(&self) -> OmsResult<usize> {
+        let refusals = self.gate.refusals(self.policy.batch).await?;
+        if refusals.is_empty() {
+            return Ok(0);
+        }
+        let traces: Vec<OrderTrace> = refusals
+            .iter()
+            .map(|r| OrderTrace {
+                trace_id: r.command.trace_id,
+                member_id: r.command.member_id,
+                state: TraceState::Failed {
+                    reason: FailureReason::OutOfStock,
+                },
+            })
+            .collect();
+        let settled = self.store.settle_failures(&traces).await?;
+        let mut letters = Vec::new();
+        for (refusal, placement) in refusals.iter().zip(&settled) {
+            if let (true, TraceState::Failed { reason }) =
+                (placement.needs_dead_letter, placement.trace.state)
+            {
+                letters.push(DeadLetter::for_command(&refusal.command, reason)?);
+            }
+        }
+        let sends: Vec<_> = letters.iter().map(|l| self.send(l)).collect();
+        try_join_all(sends).await?;
+        let sent: Vec<_> = letters.iter().filter_map(|l| l.trace_id).collect();
+        if !sent.is_empty() {
+            self.store.mark_dead_lettered(&sent).await?;
+        }
+        let ids: Vec<String> = refusals.into_iter().map(|r| r.id).collect();
+        self.gate.settled(&ids).await?;
+        debug!(count = ids.len(), "refusals settled");
+        Ok(ids.len())
+    }
+
+    async fn send(&self, letter: &DeadLetter) -> OmsResult<()> {
+        (|| async { self.publisher.send_to_dlq(letter).await })
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_times(5),
+            )
+            .when(OmsError::is_retryable)
+            .await
+    }
+
+    /// Sets every product's gate to its stock in the database, if the
+    /// consumers have drained the queue; returns whether it did.
+    pub async fn reconcile(&self) -> OmsResult<bool> {
+        if self.backlog.pending().await? != 0 {
+            return Ok(false);
+        }
+        let levels: Vec<_> = self
+            .products
+            .list()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.stock))
+            .collect();
+        self.gate.set_available(&levels, true).await?;
+        Ok(true)
+    }
+
+    /// Settles refusals as they come and reconciles every
+    /// [`GatePolicy::reconcile_every`], until `shutdown` completes. A round
+    /// that fails (a dependency down) is logged and tried again. A round
+    /// under way is finished before it stops.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut reconcile = tokio::time::interval(self.policy.reconcile_every);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let pause = match self.settle_refusals().await {
+                Ok(0) => self.policy.idle,
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    warn!(error = %e, "refusals not settled; trying again later");
+                    self.policy.reconcile_every
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                _ = reconcile.tick() => {
+                    if let Err(e) = self.reconcile().await {
+                        warn!(error = %e, "stock gate not reconciled; trying again later");
+                    }
+                }
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
+
+/// Fills the gate of every product that has none from its stock in the
+/// database (at intake start); returns how many products it looked at.
+pub async fn fill_gate(gate: &dyn StockGate, products: &dyn ProductStore) -> OmsResult<usize> {
+    let levels: Vec<_> = products
+        .list()
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.stock))
+        .collect();
+    gate.set_available(&levels, false).await?;
+    info!(products = levels.len(), "stock gate filled");
+    Ok(levels.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::application::{OrderService, ProductService, RequestOrderService};
+    use crate::domain::{
+        Caller, MemberId, OrderLine, OrderRequest, ProductDraft, ProductId, ReceiverInfo,
+    };
+    use crate::memory::{InMemoryOrderQueue, InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
+    use crate::port::inbound::{OrderUseCase, ProductUseCase, RequestOrderUseCase};
+    use crate::port::outbound::{MockOrderBacklog, MockOrderRequestPublisher, TraceStore};
+
+    struct Rig {
+        store: Arc<InMemoryStore>,
+        traces: Arc<InMemoryTraceStore>,
+        gate: Arc<InMemoryStockGate>,
+        queue: Arc<InMemoryOrderQueue>,
+    }
+
+    impl Rig {
+        async fn new(stock: i64) -> Self {
+            let store = Arc::new(InMemoryStore::new());
+            let traces = Arc::new(InMemoryTraceStore::new());
+            let gate = Arc::new(InMemoryStockGate::new(traces.clone()));
+            let (queue, _receiver) = InMemoryOrderQueue::new();
+            let rig = Self {
+                store,
+                traces,
+                gate,
+                queue: Arc::new(queue),
+            };
+            ProductService::new(rig.store.clone())
+                .with_gate(rig.gate.clone())
+                .create(
+                    Caller::admin(1),
+                    ProductId(1),
+                    ProductDraft {
+                        name: "A".into(),
+                        price: 10,
+                        stock,
+                    },
+                )
+                .await
+                .unwrap();
+            rig
+        }
+
+        fn keeper(&self, pending: u64) -> GateKeeper {
+            let mut backlog = MockOrderBacklog::new();
+            backlog.expect_pending().returning(move || Ok(pending));
+            GateKeeper::new(
+                self.gate.clone(),
+                self.store.clone(),
+                self.store.clone(),
+                Arc::new(backlog),
+                self.queue.clone(),
+                GatePolicy::default(),
+            )
+        }
+    }
+
+    fn request(product: u64, quantity: u32) -> OrderRequest {
+        OrderRequest {
+            items: vec![OrderLine {
+                product_id: ProductId(product),
+                quantity,
+            }],
+            receiver_info: ReceiverInfo {
+                name: "Kim".into(),
+                phone: "010".into(),
+                address: "Seoul".into(),
+            },
+        }
+    }
+
+    fn out_of_stock() -> TraceState {
+        TraceState::Failed {
+            reason: FailureReason::OutOfStock,
+        }
+    }
+
+    #[tokio::test]
+    async fn sold_out_orders_are_refused_at_once_then_settled_with_a_dlq_record() {
+        let rig = Rig::new(2).await;
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher.expect_send().times(2).returning(|_| Ok(()));
+        let intake = RequestOrderService::new(Arc::new(publisher), rig.traces.clone())
+            .with_gate(rig.gate.clone());
+        let mut answers = Vec::new();
+        for member in 1..=3 {
+            answers.push(
+                intake
+                    .request_order(Caller::user(member), request(1, 1), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        assert_eq!(answers[0].state, TraceState::Processing);
+        assert_eq!(answers[1].state, TraceState::Processing);
+        assert_eq!(answers[2].state, out_of_stock());
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(0));
+        let refused = answers[2].trace_id;
+        assert_eq!(
+            rig.traces.get(refused).await.unwrap().map(|t| t.state),
+            Some(out_of_stock())
+        );
+        // Not yet in the database: the keeper settles it.
+        assert_eq!(rig.store.outcome(refused).await.unwrap(), None);
+
+        let keeper = rig.keeper(0);
+        assert_eq!(keeper.settle_refusals().await.unwrap(), 1);
+        assert_eq!(keeper.settle_refusals().await.unwrap(), 0);
+        assert_eq!(
+            rig.store.outcome(refused).await.unwrap(),
+            Some(OrderTrace {
+                trace_id: refused,
+                member_id: MemberId(3),
+                state: out_of_stock(),
+            })
+        );
+        let letters = rig.queue.dead_letters();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].trace_id, Some(refused));
+        assert_eq!(letters[0].reason, FailureReason::OutOfStock);
+        // A second settlement of the same trace sends nothing more.
+        let again = rig
+            .store
+            .settle_failures(&[OrderTrace {
+                trace_id: refused,
+                member_id: MemberId(3),
+                state: out_of_stock(),
+            }])
+            .await
+            .unwrap();
+        assert!(again[0].replayed && !again[0].needs_dead_letter);
+    }
+
+    #[tokio::test]
+    async fn units_of_an_order_that_was_not_queued_are_given_back() {
+        let rig = Rig::new(1).await;
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher
+            .expect_send()
+            .returning(|_| Err(OmsError::unavailable("kafka", "down")));
+        let intake = RequestOrderService::new(Arc::new(publisher), rig.traces.clone())
+            .with_gate(rig.gate.clone());
+        let err = intake
+            .request_order(Caller::user(1), request(1, 1), None)
+            .await;
+        assert!(matches!(err, Err(OmsError::Unavailable { .. })));
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(1));
+        assert!(rig.traces.is_empty());
+    }
+
+    #[tokio::test]
+    async fn units_come_back_for_failures_other_than_stock_only() {
+        let rig = Rig::new(5).await;
+        let processing =
+            OrderService::new(rig.store.clone(), rig.traces.clone(), rig.queue.clone())
+                .with_gate(rig.gate.clone());
+        // An order with an unknown product reserved product 1's units.
+        let unknown = crate::testkit::command(MemberId(1), &[(ProductId(1), 2), (ProductId(9), 1)]);
+        assert_eq!(
+            rig.gate.admit(&unknown).await.unwrap(),
+            crate::port::outbound::Admission::Reserved
+        );
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(3));
+        let placed = processing.process(vec![unknown]).await.unwrap();
+        assert_eq!(
+            placed[0].trace.state,
+            TraceState::Failed {
+                reason: FailureReason::ProductNotFound
+            }
+        );
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(5));
+
+        // A gate that counted too many: the order fails OUT_OF_STOCK in the
+        // database and its units stay taken until the gate is reconciled.
+        rig.gate
+            .set_available(&[(ProductId(1), 50)], true)
+            .await
+            .unwrap();
+        let too_many = crate::testkit::command(MemberId(2), &[(ProductId(1), 6)]);
+        rig.gate.admit(&too_many).await.unwrap();
+        let placed = processing.process(vec![too_many]).await.unwrap();
+        assert_eq!(placed[0].trace.state, out_of_stock());
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(44));
+        assert!(!rig.keeper(3).reconcile().await.unwrap());
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(44));
+        assert!(rig.keeper(0).reconcile().await.unwrap());
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn fill_sets_missing_gates_only() {
+        let rig = Rig::new(5).await;
+        rig.gate
+            .set_available(&[(ProductId(1), 2)], true)
+            .await
+            .unwrap();
+        let products: Arc<dyn ProductStore> = rig.store.clone();
+        products
+            .create(
+                &ProductDraft {
+                    name: "B".into(),
+                    price: 10,
+                    stock: 7,
+                }
+                .into_product(ProductId(2)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            fill_gate(rig.gate.as_ref(), products.as_ref())
+                .await
+                .unwrap(),
+            2
+        );
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(2));
+        assert_eq!(rig.gate.available(ProductId(2)).await.unwrap(), Some(7));
+    }
+}

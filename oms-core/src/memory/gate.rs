@@ -1,0 +1,157 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use super::lock;
+use crate::domain::{
+    units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
+    TraceState,
+};
+use crate::port::outbound::{Admission, Refusal, StockGate, TraceStore};
+
+#[derive(Debug, Default)]
+struct State {
+    available: HashMap<ProductId, i64>,
+    /// Journal entries by sequence number, with when they were handed out.
+    journal: BTreeMap<u64, (OrderCommand, Option<Instant>)>,
+    next_entry: u64,
+}
+
+/// A [`StockGate`] in a map, writing traces to the trace store it is given.
+pub struct InMemoryStockGate {
+    state: Mutex<State>,
+    traces: Arc<dyn TraceStore>,
+    redeliver_after: Duration,
+}
+
+impl std::fmt::Debug for InMemoryStockGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryStockGate")
+            .field("state", &self.state)
+            .field("redeliver_after", &self.redeliver_after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InMemoryStockGate {
+    /// An empty gate (every product passes) on this trace store; refusals
+    /// handed out are handed out again after 10 s unless settled.
+    pub fn new(traces: Arc<dyn TraceStore>) -> Self {
+        Self {
+            state: Mutex::default(),
+            traces,
+            redeliver_after: Duration::from_secs(10),
+        }
+    }
+
+    /// Replaces the redelivery time of the refusal journal.
+    pub fn with_redeliver_after(mut self, after: Duration) -> Self {
+        self.redeliver_after = after;
+        self
+    }
+}
+
+#[async_trait]
+impl StockGate for InMemoryStockGate {
+    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission> {
+        let units = command.units_by_product();
+        let refused = {
+            let mut state = lock(&self.state);
+            let short = units.iter().find(|(product, wanted)| {
+                state
+                    .available
+                    .get(product)
+                    .is_some_and(|&have| i128::from(have) < i128::from(*wanted))
+            });
+            match short {
+                Some(&(product_id, _)) => {
+                    let entry = state.next_entry;
+                    state.next_entry += 1;
+                    state.journal.insert(entry, (command.clone(), None));
+                    Some(product_id)
+                }
+                None => {
+                    for (product, wanted) in &units {
+                        if let Some(have) = state.available.get_mut(product) {
+                            *have -= i64::try_from(*wanted).unwrap_or(i64::MAX);
+                        }
+                    }
+                    None
+                }
+            }
+        };
+        let trace = OrderTrace {
+            trace_id: command.trace_id,
+            member_id: command.member_id,
+            state: match refused {
+                Some(_) => TraceState::Failed {
+                    reason: FailureReason::OutOfStock,
+                },
+                None => TraceState::Processing,
+            },
+        };
+        self.traces.save(&trace).await?;
+        Ok(match refused {
+            Some(product_id) => Admission::Refused { product_id },
+            None => Admission::Reserved,
+        })
+    }
+
+    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        for (product, units) in units_by_product(lines) {
+            if let Some(have) = state.available.get_mut(&product) {
+                *have += i64::try_from(units).unwrap_or(i64::MAX);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        for &(product, units) in levels {
+            if overwrite {
+                state.available.insert(product, units);
+            } else {
+                state.available.entry(product).or_insert(units);
+            }
+        }
+        Ok(())
+    }
+
+    async fn available(&self, product_id: ProductId) -> OmsResult<Option<i64>> {
+        Ok(lock(&self.state).available.get(&product_id).copied())
+    }
+
+    async fn refusals(&self, limit: usize) -> OmsResult<Vec<Refusal>> {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (id, (command, handed_out)) in state.journal.iter_mut() {
+            if out.len() >= limit {
+                break;
+            }
+            if handed_out.is_some_and(|at| now.duration_since(at) < self.redeliver_after) {
+                continue;
+            }
+            *handed_out = Some(now);
+            out.push(Refusal {
+                id: id.to_string(),
+                command: command.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn settled(&self, ids: &[String]) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        for id in ids {
+            if let Ok(entry) = id.parse::<u64>() {
+                state.journal.remove(&entry);
+            }
+        }
+        Ok(())
+    }
+}

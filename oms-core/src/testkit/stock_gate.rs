@@ -1,0 +1,165 @@
+//! The contract of [`StockGate`].
+
+use std::time::{Duration, Instant};
+
+use crate::domain::{FailureReason, OrderLine, OrderTrace, TraceState};
+use crate::port::outbound::{Admission, Refusal, StockGate, TraceStore};
+
+use super::{command, random_member_id, random_product_id};
+
+/// Runs every check of the stock gate contract. `traces` is the trace
+/// store the gate writes to; `redeliver_after` is the gate's redelivery
+/// time of handed-out refusals (keep it short, e.g. 300 ms).
+pub async fn run(gate: &dyn StockGate, traces: &dyn TraceStore, redeliver_after: Duration) {
+    reserves_all_lines_or_none(gate, traces).await;
+    products_without_a_gate_pass(gate).await;
+    release_gives_back_gated_units_only(gate).await;
+    set_available_overwrites_or_fills(gate).await;
+    refusals_are_journaled_until_settled(gate, redeliver_after).await;
+}
+
+/// Settles whatever is in the journal and was never handed out.
+async fn drain(gate: &dyn StockGate) {
+    loop {
+        let taken = gate.refusals(1000).await.unwrap();
+        if taken.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = taken.into_iter().map(|r| r.id).collect();
+        gate.settled(&ids).await.unwrap();
+    }
+}
+
+pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn TraceStore) {
+    drain(gate).await;
+    let (a, b) = (random_product_id(), random_product_id());
+    gate.set_available(&[(a, 3), (b, 1)], true).await.unwrap();
+    let member = random_member_id();
+
+    // Two lines of the same product count together.
+    let first = command(member, &[(a, 1), (a, 1), (b, 1)]);
+    assert_eq!(gate.admit(&first).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.available(a).await.unwrap(), Some(1));
+    assert_eq!(gate.available(b).await.unwrap(), Some(0));
+    assert_eq!(
+        traces.get(first.trace_id).await.unwrap(),
+        Some(OrderTrace::processing(first.trace_id, member))
+    );
+
+    // b is sold out: nothing of the order is reserved, a included.
+    let second = command(member, &[(a, 1), (b, 1)]);
+    assert_eq!(
+        gate.admit(&second).await.unwrap(),
+        Admission::Refused { product_id: b }
+    );
+    assert_eq!(gate.available(a).await.unwrap(), Some(1));
+    assert_eq!(gate.available(b).await.unwrap(), Some(0));
+    assert_eq!(
+        traces.get(second.trace_id).await.unwrap(),
+        Some(OrderTrace {
+            trace_id: second.trace_id,
+            member_id: member,
+            state: TraceState::Failed {
+                reason: FailureReason::OutOfStock
+            },
+        })
+    );
+
+    // More than is left of a is refused too.
+    let third = command(member, &[(a, 2)]);
+    assert_eq!(
+        gate.admit(&third).await.unwrap(),
+        Admission::Refused { product_id: a }
+    );
+    let refused: Vec<Refusal> = gate.refusals(1000).await.unwrap();
+    let ids: Vec<_> = refused.iter().map(|r| r.command.trace_id).collect();
+    assert_eq!(ids, vec![second.trace_id, third.trace_id]);
+    assert_eq!(refused[0].command, second);
+    let ids: Vec<String> = refused.into_iter().map(|r| r.id).collect();
+    gate.settled(&ids).await.unwrap();
+}
+
+pub async fn products_without_a_gate_pass(gate: &dyn StockGate) {
+    let (gated, free) = (random_product_id(), random_product_id());
+    gate.set_available(&[(gated, 1)], true).await.unwrap();
+    let order = command(random_member_id(), &[(gated, 1), (free, 5)]);
+    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.available(free).await.unwrap(), None);
+    assert_eq!(gate.available(gated).await.unwrap(), Some(0));
+}
+
+pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
+    let (gated, free) = (random_product_id(), random_product_id());
+    gate.set_available(&[(gated, 2)], true).await.unwrap();
+    let order = command(random_member_id(), &[(gated, 2), (free, 1)]);
+    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.available(gated).await.unwrap(), Some(0));
+    gate.release(&order.items).await.unwrap();
+    assert_eq!(gate.available(gated).await.unwrap(), Some(2));
+    assert_eq!(gate.available(free).await.unwrap(), None);
+    gate.release(&[OrderLine {
+        product_id: gated,
+        quantity: 1,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(gate.available(gated).await.unwrap(), Some(3));
+}
+
+pub async fn set_available_overwrites_or_fills(gate: &dyn StockGate) {
+    let (a, b) = (random_product_id(), random_product_id());
+    gate.set_available(&[(a, 5)], true).await.unwrap();
+    gate.set_available(&[(a, 9), (b, 4)], false).await.unwrap();
+    assert_eq!(gate.available(a).await.unwrap(), Some(5));
+    assert_eq!(gate.available(b).await.unwrap(), Some(4));
+    gate.set_available(&[(a, 0)], true).await.unwrap();
+    assert_eq!(gate.available(a).await.unwrap(), Some(0));
+    gate.set_available(&[], true).await.unwrap();
+}
+
+pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redeliver_after: Duration) {
+    drain(gate).await;
+    let product = random_product_id();
+    gate.set_available(&[(product, 0)], true).await.unwrap();
+    let member = random_member_id();
+    let orders: Vec<_> = (0..3).map(|_| command(member, &[(product, 1)])).collect();
+    for order in &orders {
+        assert!(matches!(
+            gate.admit(order).await.unwrap(),
+            Admission::Refused { .. }
+        ));
+    }
+    let first = gate.refusals(2).await.unwrap();
+    assert_eq!(first.len(), 2, "the limit holds");
+    let rest = gate.refusals(10).await.unwrap();
+    assert_eq!(
+        rest.len(),
+        1,
+        "handed-out entries are not handed out at once again"
+    );
+    assert_eq!(rest[0].command, orders[2]);
+    gate.settled(&[first[0].id.clone(), rest[0].id.clone()])
+        .await
+        .unwrap();
+
+    // The one handed out and never settled comes back.
+    let deadline = Instant::now() + redeliver_after * 20 + Duration::from_secs(5);
+    let again = loop {
+        let taken = gate.refusals(10).await.unwrap();
+        if !taken.is_empty() {
+            break taken;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an unsettled refusal never came back"
+        );
+        tokio::time::sleep(redeliver_after / 4).await;
+    };
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].command, orders[1]);
+    gate.settled(&[again[0].id.clone()]).await.unwrap();
+
+    // Settled entries never come back.
+    tokio::time::sleep(redeliver_after * 2).await;
+    assert!(gate.refusals(10).await.unwrap().is_empty());
+}
