@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use oms_core::domain::{OmsError, OmsResult};
 use oms_core::port::outbound::OrderBacklog;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::{unavailable, KafkaConfig, FETCH_REWIND};
 
@@ -23,9 +24,24 @@ const PROBE: Duration = Duration::from_millis(3000);
 /// is then a lower bound.
 #[derive(Clone)]
 pub struct KafkaBacklog {
-    consumer: Arc<Mutex<BaseConsumer>>,
+    consumer: Arc<Mutex<BaseConsumer<Probe>>>,
     topic: String,
 }
+
+/// The probe's client context: reaching the end of a partition is what a
+/// probe expects, not an error worth a log line.
+struct Probe;
+
+impl ClientContext for Probe {
+    fn error(&self, error: KafkaError, reason: &str) {
+        match error {
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF) => {}
+            other => tracing::error!("librdkafka: {other}: {reason}"),
+        }
+    }
+}
+
+impl ConsumerContext for Probe {}
 
 impl std::fmt::Debug for KafkaBacklog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -38,13 +54,13 @@ impl std::fmt::Debug for KafkaBacklog {
 impl KafkaBacklog {
     /// The backlog of `config.group` on `config.order_topic`.
     pub fn new(config: &KafkaConfig) -> OmsResult<Self> {
-        let consumer: BaseConsumer = ClientConfig::new()
+        let consumer: BaseConsumer<Probe> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("group.id", &config.group)
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "50")
-            .create()
+            .create_with_context(Probe)
             .map_err(unavailable)?;
         Ok(Self {
             consumer: Arc::new(Mutex::new(consumer)),
@@ -52,7 +68,7 @@ impl KafkaBacklog {
         })
     }
 
-    fn pending_blocking(consumer: &BaseConsumer, topic: &str) -> OmsResult<u64> {
+    fn pending_blocking(consumer: &BaseConsumer<Probe>, topic: &str) -> OmsResult<u64> {
         let metadata = consumer
             .fetch_metadata(Some(topic), TIMEOUT)
             .map_err(unavailable)?;
@@ -108,7 +124,7 @@ impl KafkaBacklog {
     /// How many of the partitions in `from` have a record at or past their
     /// floor (reads from the given offsets up to the first such record).
     fn records_past(
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<Probe>,
         from: TopicPartitionList,
         floors: &HashMap<i32, i64>,
     ) -> OmsResult<u64> {

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tracing::{debug, warn};
@@ -10,24 +11,43 @@ use crate::port::outbound::{OrderStore, TraceStore};
 /// Reads traces and orders.
 ///
 /// A trace is read from the trace store first; when it is missing (expired),
-/// still PROCESSING, or the store does not answer, the database outcome
-/// decides — so a final status stays readable long after any cache TTL, and a
-/// cache that missed a final write is repaired on read.
+/// PROCESSING for longer than [`with_fresh_for`](Self::with_fresh_for)
+/// (default 2 s), or the store does not answer, the database outcome decides
+/// — so a final status stays readable long after any cache TTL, and a cache
+/// that missed a final write is repaired on read. A PROCESSING trace younger
+/// than that is answered from the cache alone: the consumer writes the final
+/// trace right after its commit, so polling clients do not load the
+/// database while a sale is on.
 pub struct QueryService {
     store: Arc<dyn OrderStore>,
     traces: Arc<dyn TraceStore>,
+    fresh_for: Duration,
 }
 
 impl QueryService {
     /// A service on these ports.
     pub fn new(store: Arc<dyn OrderStore>, traces: Arc<dyn TraceStore>) -> Self {
-        Self { store, traces }
+        Self {
+            store,
+            traces,
+            fresh_for: Duration::from_secs(2),
+        }
+    }
+
+    /// Replaces the age below which a PROCESSING trace is answered from the
+    /// cache alone (`Duration::ZERO`: always ask the database).
+    pub fn with_fresh_for(mut self, fresh_for: Duration) -> Self {
+        self.fresh_for = fresh_for;
+        self
     }
 
     async fn resolve(&self, trace_id: TraceId) -> OmsResult<Option<OrderTrace>> {
         let cached = self.traces.get(trace_id).await;
         match cached {
             Ok(Some(trace)) if trace.state.is_final() => Ok(Some(trace)),
+            Ok(Some(trace)) if trace_id.age().is_some_and(|age| age < self.fresh_for) => {
+                Ok(Some(trace))
+            }
             Ok(Some(trace)) => match self.store.outcome(trace_id).await {
                 Ok(Some(done)) => {
                     if let Err(e) = self.traces.save(&done).await {
@@ -112,7 +132,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_stale_processing_trace_is_repaired_from_the_database() {
-        let id = TraceId::new();
+        // Made three seconds ago: older than the default two.
+        let made = std::time::SystemTime::now() - Duration::from_secs(3);
+        let since = made.duration_since(std::time::UNIX_EPOCH).unwrap();
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+        let id = TraceId(uuid::Uuid::new_v7(ts));
+        assert!(id.age().unwrap() >= Duration::from_secs(3));
         let mut traces = MockTraceStore::new();
         traces
             .expect_get()
@@ -141,7 +166,21 @@ mod tests {
         store
             .expect_outcome()
             .returning(|_| Err(OmsError::unavailable("mysql", "down")));
-        let q = QueryService::new(Arc::new(store), Arc::new(traces));
+        let q = QueryService::new(Arc::new(store), Arc::new(traces)).with_fresh_for(Duration::ZERO);
+        let t = q.trace(Caller::user(5), id).await.unwrap();
+        assert_eq!(t.state, TraceState::Processing);
+    }
+
+    #[tokio::test]
+    async fn a_young_processing_trace_is_answered_without_the_database() {
+        let id = TraceId::new();
+        let mut traces = MockTraceStore::new();
+        traces
+            .expect_get()
+            .returning(|id| Ok(Some(OrderTrace::processing(id, MemberId(5)))));
+        let store = MockOrderStore::new(); // no call expected
+        let q = QueryService::new(Arc::new(store), Arc::new(traces))
+            .with_fresh_for(Duration::from_secs(3600));
         let t = q.trace(Caller::user(5), id).await.unwrap();
         assert_eq!(t.state, TraceState::Processing);
     }

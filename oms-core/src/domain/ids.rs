@@ -48,9 +48,18 @@ numeric_id!(
 pub struct TraceId(pub Uuid);
 
 impl TraceId {
-    /// A new, random trace id (UUIDv4).
+    /// A new trace id: a UUIDv7, random and ordered by creation time (kind
+    /// to the database index of outcomes, and it tells its own age).
     pub fn new() -> Self {
-        Self(Uuid::new_v4())
+        Self(Uuid::now_v7())
+    }
+
+    /// How long ago the id was made, for a UUIDv7 (`None` for other
+    /// versions, or a time in the future).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        let made = std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+        std::time::SystemTime::now().duration_since(made).ok()
     }
 }
 
