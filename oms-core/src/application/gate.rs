@@ -2,11 +2,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use futures::future::try_join_all;
 use tracing::{debug, info, warn};
 
-use crate::domain::{FailureReason, OmsError, OmsResult, OrderTrace, TraceState};
+use crate::domain::{FailureReason, OmsResult, OrderTrace, TraceState};
 use crate::port::outbound::{
     DeadLetter, OrderBacklog, OrderRequestPublisher, OrderStore, ProductStore, StockGate,
 };
@@ -102,7 +101,10 @@ impl GateKeeper {
                 letters.push(DeadLetter::for_command(&refusal.command, reason)?);
             }
         }
-        let sends: Vec<_> = letters.iter().map(|l| self.send(l)).collect();
+        let sends: Vec<_> = letters
+            .iter()
+            .map(|l| super::send_dead_letter(self.publisher.as_ref(), l))
+            .collect();
         try_join_all(sends).await?;
         let sent: Vec<_> = letters.iter().filter_map(|l| l.trace_id).collect();
         if !sent.is_empty() {
@@ -112,17 +114,6 @@ impl GateKeeper {
         self.gate.settled(&ids).await?;
         debug!(count = ids.len(), "refusals settled");
         Ok(ids.len())
-    }
-
-    async fn send(&self, letter: &DeadLetter) -> OmsResult<()> {
-        (|| async { self.publisher.send_to_dlq(letter).await })
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_times(5),
-            )
-            .when(OmsError::is_retryable)
-            .await
     }
 
     /// Sets every product's gate to its stock in the database, if the
@@ -192,7 +183,7 @@ mod tests {
     use super::*;
     use crate::application::{OrderService, ProductService, RequestOrderService};
     use crate::domain::{
-        Caller, MemberId, OrderLine, OrderRequest, ProductDraft, ProductId, ReceiverInfo,
+        Caller, MemberId, OmsError, OrderLine, OrderRequest, ProductDraft, ProductId, ReceiverInfo,
     };
     use crate::memory::{InMemoryOrderQueue, InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
     use crate::port::inbound::{OrderUseCase, ProductUseCase, RequestOrderUseCase};

@@ -13,3 +13,20 @@ pub use product::ProductService;
 pub use query::QueryService;
 pub use request::RequestOrderService;
 pub use sweeper::{SweepPolicy, SweepReport, TraceSweeper};
+
+/// Sends a DLQ record, retrying what can be retried (5 times, from 50 ms):
+/// the background services (sweeper, gate keeper) send this way.
+pub(crate) async fn send_dead_letter(
+    publisher: &dyn crate::port::outbound::OrderRequestPublisher,
+    letter: &crate::port::outbound::DeadLetter,
+) -> crate::domain::OmsResult<()> {
+    use backon::{ExponentialBuilder, Retryable};
+    (|| async { publisher.send_to_dlq(letter).await })
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(std::time::Duration::from_millis(50))
+                .with_max_times(5),
+        )
+        .when(crate::domain::OmsError::is_retryable)
+        .await
+}

@@ -2,10 +2,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use tracing::{info, warn};
 
-use crate::domain::{FailureReason, OmsError, OmsResult, OrderTrace, TraceState};
+use crate::domain::{FailureReason, OmsResult, OrderTrace, TraceState};
 use crate::port::outbound::{
     DeadLetter, OrderBacklog, OrderRequestPublisher, OrderStore, TraceStore,
 };
@@ -144,14 +143,7 @@ impl TraceSweeper {
         let settled = self.store.settle_failure(&lost, true).await?;
         if settled.needs_dead_letter {
             let letter = DeadLetter::for_lost_trace(&settled.trace)?;
-            (|| async { self.publisher.send_to_dlq(&letter).await })
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(50))
-                        .with_max_times(5),
-                )
-                .when(OmsError::is_retryable)
-                .await?;
+            super::send_dead_letter(self.publisher.as_ref(), &letter).await?;
             self.store.mark_dead_lettered(&[trace.trace_id]).await?;
         }
         self.traces.save(&settled.trace).await?;
