@@ -2,11 +2,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
-use oms_core::domain::placement::{plan_batch, resolve_placements, Step};
+use oms_core::domain::placement::{plan_batch, resolve_placements, KeyBindings, Step};
 use oms_core::domain::{
     FailureReason, KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId,
-    OrderItem, OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo, TraceId,
-    TraceState,
+    OrderItem, OrderPage, OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo,
+    TraceId, TraceState,
 };
 use oms_core::port::outbound::OrderStore;
 use sqlx::{MySql, QueryBuilder, Transaction};
@@ -40,7 +40,7 @@ fn trace_of(row: OutcomeRow) -> OmsResult<OrderTrace> {
             reason: FailureReason::parse(&reason)?,
         },
         _ => {
-            return Err(OmsError::Invalid(format!(
+            return Err(OmsError::Internal(format!(
                 "outcome of {trace_id} is malformed ({status})"
             )))
         }
@@ -69,6 +69,12 @@ fn order_of(row: OrderRow, items: Vec<OrderItem>) -> OmsResult<Order> {
         },
     })
 }
+
+/// Rows per multi-row statement: MySQL and MariaDB allow 65,535 placeholders
+/// per statement, and the widest row here has 8.
+const ROWS_PER_STATEMENT: usize = 1000;
+/// Values per `IN (…)` list.
+const IDS_PER_STATEMENT: usize = 10_000;
 
 const ORDER_COLUMNS: &str = "id, trace_id, member_id, status, order_date, total_price, \
      receiver_name, receiver_phone, receiver_address";
@@ -122,7 +128,7 @@ impl MySqlStore {
                 tx.commit().await.map_err(db_error)?;
                 placements
                     .pop()
-                    .ok_or_else(|| OmsError::Invalid("no placement for the order".into()))
+                    .ok_or_else(|| OmsError::Internal("no placement for the order".into()))
             }
             Err(e) => {
                 if let Err(rollback) = tx.rollback().await {
@@ -138,31 +144,63 @@ impl MySqlStore {
         commands: &[OrderCommand],
         lock: Lock,
     ) -> OmsResult<Vec<Placement>> {
-        // 1. Outcomes recorded before (redeliveries).
-        let mut q = QueryBuilder::<MySql>::new(
-            "SELECT trace_id, member_id, status, order_id, reason, dead_lettered \
-             FROM order_outcomes WHERE trace_id IN (",
-        );
-        let mut sep = q.separated(", ");
-        for c in commands {
-            sep.push_bind(c.trace_id.to_string());
-        }
-        q.push(")");
-        let rows: Vec<KnownRow> = q
-            .build_query_as()
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db_error)?;
+        // 1. Outcomes recorded before (redeliveries), and the traces the
+        //    batch's idempotency keys are bound to.
         let mut known = HashMap::new();
-        for (t, m, s, o, r, dead_lettered) in rows {
-            let trace = trace_of((t, m, s, o, r))?;
-            known.insert(
-                trace.trace_id,
-                KnownOutcome {
-                    trace,
-                    dead_lettered,
-                },
+        for chunk in commands.chunks(IDS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "SELECT trace_id, member_id, status, order_id, reason, dead_lettered \
+                 FROM order_outcomes WHERE trace_id IN (",
             );
+            let mut sep = q.separated(", ");
+            for c in chunk {
+                sep.push_bind(c.trace_id.to_string());
+            }
+            q.push(")");
+            let rows: Vec<KnownRow> = q
+                .build_query_as()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            for (t, m, s, o, r, dead_lettered) in rows {
+                let trace = trace_of((t, m, s, o, r))?;
+                known.insert(
+                    trace.trace_id,
+                    KnownOutcome {
+                        trace,
+                        dead_lettered,
+                    },
+                );
+            }
+        }
+        let keyed: Vec<(MemberId, String)> = commands
+            .iter()
+            .filter_map(OrderCommand::idempotency_binding)
+            .collect();
+        let mut bound: KeyBindings = HashMap::new();
+        for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "SELECT member_id, idem_key, trace_id FROM idempotency_keys WHERE (member_id, idem_key) IN (",
+            );
+            let mut sep = q.separated(", ");
+            for (member, key) in chunk {
+                sep.push("(")
+                    .push_bind_unseparated(sql_id(member.0))
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(key.as_str())
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            // An `ascii_bin` column reads as bytes.
+            let rows: Vec<(i64, Vec<u8>, String)> = q
+                .build_query_as()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            for (member, key, trace) in rows {
+                let key = String::from_utf8_lossy(&key).into_owned();
+                bound.insert((MemberId(member.unsigned_abs()), key), trace.parse()?);
+            }
         }
 
         // 2. The products the batch names (a consistent snapshot).
@@ -172,12 +210,13 @@ impl MySqlStore {
             .filter(|id| *id > 0)
             .collect();
         let mut products: HashMap<ProductId, Product> = HashMap::new();
-        if !product_ids.is_empty() {
+        let product_ids: Vec<i64> = product_ids.into_iter().collect();
+        for chunk in product_ids.chunks(IDS_PER_STATEMENT) {
             let mut q = QueryBuilder::<MySql>::new(
                 "SELECT id, name, price, stock, version FROM products WHERE id IN (",
             );
             let mut sep = q.separated(", ");
-            for id in &product_ids {
+            for id in chunk {
                 sep.push_bind(*id);
             }
             q.push(")");
@@ -195,7 +234,7 @@ impl MySqlStore {
             }
         }
 
-        let plan = plan_batch(commands, &products, &known);
+        let plan = plan_batch(commands, &products, &known, &bound);
 
         // 3. One conditional, versioned decrement per product.
         for d in &plan.decrements {
@@ -230,38 +269,42 @@ impl MySqlStore {
         let mut order_ids = Vec::with_capacity(placing.len());
         if !placing.is_empty() {
             let now = Utc::now().naive_utc();
-            let mut q = QueryBuilder::<MySql>::new(
-                "INSERT INTO orders (trace_id, member_id, status, order_date, total_price, \
-                 receiver_name, receiver_phone, receiver_address) ",
-            );
-            q.push_values(&placing, |mut b, (c, priced)| {
-                b.push_bind(c.trace_id.to_string())
-                    .push_bind(sql_id(c.member_id.0))
-                    .push_bind(OrderStatus::Ordered.as_str())
-                    .push_bind(now)
-                    .push_bind(priced.total_price)
-                    .push_bind(c.receiver_info.name.as_str())
-                    .push_bind(c.receiver_info.phone.as_str())
-                    .push_bind(c.receiver_info.address.as_str());
-            });
-            q.build().execute(&mut **tx).await.map_err(db_error)?;
+            let mut ids: HashMap<String, i64> = HashMap::with_capacity(placing.len());
+            for chunk in placing.chunks(ROWS_PER_STATEMENT) {
+                let mut q = QueryBuilder::<MySql>::new(
+                    "INSERT INTO orders (trace_id, member_id, status, order_date, total_price, \
+                     receiver_name, receiver_phone, receiver_address) ",
+                );
+                q.push_values(chunk, |mut b, (c, priced)| {
+                    b.push_bind(c.trace_id.to_string())
+                        .push_bind(sql_id(c.member_id.0))
+                        .push_bind(OrderStatus::Ordered.as_str())
+                        .push_bind(now)
+                        .push_bind(priced.total_price)
+                        .push_bind(c.receiver_info.name.as_str())
+                        .push_bind(c.receiver_info.phone.as_str())
+                        .push_bind(c.receiver_info.address.as_str());
+                });
+                q.build().execute(&mut **tx).await.map_err(db_error)?;
 
-            let mut q =
-                QueryBuilder::<MySql>::new("SELECT id, trace_id FROM orders WHERE trace_id IN (");
-            let mut sep = q.separated(", ");
-            for (c, _) in &placing {
-                sep.push_bind(c.trace_id.to_string());
+                let mut q = QueryBuilder::<MySql>::new(
+                    "SELECT id, trace_id FROM orders WHERE trace_id IN (",
+                );
+                let mut sep = q.separated(", ");
+                for (c, _) in chunk {
+                    sep.push_bind(c.trace_id.to_string());
+                }
+                q.push(")");
+                let rows: Vec<(i64, String)> = q
+                    .build_query_as()
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(db_error)?;
+                ids.extend(rows.into_iter().map(|(id, t)| (t, id)));
             }
-            q.push(")");
-            let rows: Vec<(i64, String)> = q
-                .build_query_as()
-                .fetch_all(&mut **tx)
-                .await
-                .map_err(db_error)?;
-            let ids: HashMap<String, i64> = rows.into_iter().map(|(id, t)| (t, id)).collect();
             for (c, _) in &placing {
                 let id = ids.get(&c.trace_id.to_string()).copied().ok_or_else(|| {
-                    OmsError::Invalid(format!("order of {} was not inserted", c.trace_id))
+                    OmsError::Internal(format!("order of {} was not inserted", c.trace_id))
                 })?;
                 order_ids.push(id);
             }
@@ -277,7 +320,7 @@ impl MySqlStore {
                         .map(move |(n, i)| (*id, n, i))
                 })
                 .collect();
-            for chunk in lines.chunks(2000) {
+            for chunk in lines.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<MySql>::new(
                     "INSERT INTO order_items (order_id, line_no, product_id, product_name, price, quantity) ",
                 );
@@ -300,12 +343,12 @@ impl MySqlStore {
             order_ids.iter().map(|id| OrderId(id.unsigned_abs())),
         )?;
         let fresh: Vec<&Placement> = placements.iter().filter(|p| !p.replayed).collect();
-        if !fresh.is_empty() {
-            let now = Utc::now().naive_utc();
+        let now = Utc::now().naive_utc();
+        for chunk in fresh.chunks(ROWS_PER_STATEMENT) {
             let mut q = QueryBuilder::<MySql>::new(
                 "INSERT INTO order_outcomes (trace_id, member_id, status, order_id, reason, created_at) ",
             );
-            q.push_values(&fresh, |mut b, p| {
+            q.push_values(chunk, |mut b, p| {
                 let (order_id, reason) = match p.trace.state {
                     TraceState::Completed { order_id } => (Some(sql_id(order_id.0)), None),
                     TraceState::Failed { reason } => (None, Some(reason.as_str())),
@@ -316,6 +359,31 @@ impl MySqlStore {
                     .push_bind(p.trace.state.status_str())
                     .push_bind(order_id)
                     .push_bind(reason)
+                    .push_bind(now);
+            });
+            q.build().execute(&mut **tx).await.map_err(db_error)?;
+        }
+
+        // 6. Bind the new keys to their traces (a concurrent binding of the
+        //    same key is a unique violation: a conflict, retried).
+        let binding: Vec<(&OrderCommand, (MemberId, String))> = commands
+            .iter()
+            .zip(&plan.steps)
+            .filter(|(_, step)| {
+                matches!(step, Step::Place(_))
+                    || matches!(step, Step::Fail(r) if *r != FailureReason::Duplicate)
+            })
+            .filter_map(|(c, _)| c.idempotency_binding().map(|b| (c, b)))
+            .filter(|(_, b)| !bound.contains_key(b))
+            .collect();
+        for chunk in binding.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO idempotency_keys (member_id, idem_key, trace_id, created_at) ",
+            );
+            q.push_values(chunk, |mut b, (c, (member, key))| {
+                b.push_bind(sql_id(member.0))
+                    .push_bind(key.as_str())
+                    .push_bind(c.trace_id.to_string())
                     .push_bind(now);
             });
             q.build().execute(&mut **tx).await.map_err(db_error)?;
@@ -358,7 +426,7 @@ impl OrderStore for MySqlStore {
         let reason = match trace.state {
             TraceState::Failed { reason } => reason.as_str(),
             _ => {
-                return Err(OmsError::Invalid(
+                return Err(OmsError::Internal(
                     "only a FAILED outcome can be settled".into(),
                 ))
             }
@@ -402,7 +470,7 @@ impl OrderStore for MySqlStore {
                 .iter()
                 .map(|t| match t.state {
                     TraceState::Failed { reason } => Ok(reason.as_str()),
-                    _ => Err(OmsError::Invalid(
+                    _ => Err(OmsError::Internal(
                         "only a FAILED outcome can be settled".into(),
                     )),
                 })
@@ -501,14 +569,51 @@ impl OrderStore for MySqlStore {
         Ok(self.load_orders(rows).await?.into_iter().next())
     }
 
-    async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>> {
+    async fn orders_of(&self, member_id: MemberId, page: OrderPage) -> OmsResult<Vec<Order>> {
+        let limit = i64::try_from(page.limit).unwrap_or(i64::MAX);
+        let before = page.before.map_or(i64::MAX, |id| sql_id(id.0));
         let rows: Vec<OrderRow> = sqlx::query_as(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE member_id = ? ORDER BY id DESC"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE member_id = ? AND id < ? \
+             ORDER BY id DESC LIMIT ?"
         ))
         .bind(sql_id(member_id.0))
+        .bind(before)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
         self.load_orders(rows).await
+    }
+
+    async fn trace_for_key(&self, member_id: MemberId, key: &str) -> OmsResult<Option<TraceId>> {
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT trace_id FROM idempotency_keys WHERE member_id = ? AND idem_key = ?",
+        )
+        .bind(sql_id(member_id.0))
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|t| t.parse()).transpose()
+    }
+
+    async fn undead_lettered(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> OmsResult<Vec<OrderTrace>> {
+        let age = chrono::Duration::from_std(older_than)
+            .map_err(|e| OmsError::Invalid(format!("older_than: {e}")))?;
+        let rows: Vec<OutcomeRow> = sqlx::query_as(
+            "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes \
+             WHERE dead_lettered = FALSE AND status = 'FAILED' AND created_at < ? \
+             ORDER BY created_at LIMIT ?",
+        )
+        .bind((Utc::now() - age).naive_utc())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.into_iter().map(trace_of).collect()
     }
 }

@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use oms_core::domain::{OmsError, OmsResult, Product, ProductDraft, ProductId};
+use oms_core::domain::{OmsError, OmsResult, Product, ProductChange, ProductId, ProductUpdate};
 use oms_core::port::outbound::ProductStore;
 
 use crate::error::{db_error, is_unique_violation};
@@ -40,29 +40,43 @@ impl ProductStore for MySqlStore {
         }
     }
 
-    async fn update(&self, product_id: ProductId, draft: &ProductDraft) -> OmsResult<Product> {
+    async fn update(
+        &self,
+        product_id: ProductId,
+        update: &ProductUpdate,
+    ) -> OmsResult<ProductChange> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let done = sqlx::query(
-            "UPDATE products SET name = ?, price = ?, stock = ?, version = version + 1 WHERE id = ?",
+        let row: Option<ProductRow> = sqlx::query_as(
+            "SELECT id, name, price, stock, version FROM products WHERE id = ? FOR UPDATE",
         )
-        .bind(&draft.name)
-        .bind(draft.price)
-        .bind(draft.stock)
         .bind(sql_id(product_id.0))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let current = row
+            .map(product_of)
+            .ok_or(OmsError::ProductNotFound { product_id })?;
+        let change = update.apply_to(&current)?;
+        let done = sqlx::query(
+            "UPDATE products SET name = ?, price = ?, stock = ?, version = ? \
+             WHERE id = ? AND version = ?",
+        )
+        .bind(&change.product.name)
+        .bind(change.product.price)
+        .bind(change.product.stock)
+        .bind(change.product.version)
+        .bind(sql_id(product_id.0))
+        .bind(current.version)
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        if done.rows_affected() == 0 {
-            return Err(OmsError::ProductNotFound { product_id });
+        if done.rows_affected() != 1 {
+            return Err(OmsError::Conflict(format!(
+                "product {product_id} changed while it was updated"
+            )));
         }
-        let row: ProductRow =
-            sqlx::query_as("SELECT id, name, price, stock, version FROM products WHERE id = ?")
-                .bind(sql_id(product_id.0))
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
-        Ok(product_of(row))
+        Ok(change)
     }
 
     async fn get(&self, product_id: ProductId) -> OmsResult<Option<Product>> {

@@ -7,7 +7,9 @@ use oms_core::domain::{
     units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
     TraceState,
 };
-use oms_core::port::outbound::{decode_command, encode_command, Admission, Refusal, StockGate};
+use oms_core::port::outbound::{
+    decode_command, encode_command, Admission, GateLevel, Refusal, StockGate,
+};
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::Script;
 
@@ -50,6 +52,46 @@ end
 return 0
 ";
 
+/// Sets levels as a compare-and-set on the product version kept beside
+/// each counter (`{counter}:v`; a counter without one is older than any).
+///
+/// KEYS: counter and version key of each product. ARGV: overwrite (0/1),
+/// then units and version of each product.
+const SET_LEVELS: &str = r"
+local overwrite = ARGV[1] == '1'
+for i = 1, #KEYS / 2 do
+  local count, ver = KEYS[2 * i - 1], KEYS[2 * i]
+  local units, version = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+  local exists = redis.call('EXISTS', count) == 1
+  local seen = tonumber(redis.call('GET', ver) or '-1')
+  if (not exists) or (overwrite and seen <= version) then
+    redis.call('SET', count, units)
+    redis.call('SET', ver, version)
+  end
+end
+return 0
+";
+
+/// Applies an operator's stock change once (see [`StockGate::adjust`]).
+///
+/// KEYS: the counter and its version key. ARGV: the level's units, its
+/// version, the delta.
+const ADJUST: &str = r"
+local version = tonumber(ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[2], version)
+  return 1
+end
+local seen = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if seen < version then
+  redis.call('INCRBY', KEYS[1], ARGV[3])
+  redis.call('SET', KEYS[2], version)
+  return 1
+end
+return 0
+";
+
 const GROUP: &str = "settlers";
 
 /// The [`StockGate`] on Redis, sharing the keyspace and connection of a
@@ -68,6 +110,8 @@ pub struct RedisStockGate {
     store: RedisTraceStore,
     admit: Script,
     release: Script,
+    set_levels: Script,
+    adjust: Script,
     consumer: String,
     redeliver_after: Duration,
 }
@@ -90,6 +134,8 @@ impl RedisTraceStore {
             store: self.clone(),
             admit: Script::new(ADMIT),
             release: Script::new(RELEASE),
+            set_levels: Script::new(SET_LEVELS),
+            adjust: Script::new(ADJUST),
             consumer: format!("settler-{}", uuid::Uuid::new_v4()),
             redeliver_after: Duration::from_secs(10),
         }
@@ -105,6 +151,10 @@ impl RedisStockGate {
 
     fn gate_key(&self, product_id: ProductId) -> String {
         format!("{}:gate:{product_id}", self.store.options.prefix)
+    }
+
+    fn version_key(&self, product_id: ProductId) -> String {
+        format!("{}:gate:{product_id}:v", self.store.options.prefix)
     }
 
     fn journal_key(&self) -> String {
@@ -212,20 +262,38 @@ impl StockGate for RedisStockGate {
         Ok(())
     }
 
-    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()> {
-        if levels.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        for (product, units) in levels {
-            let set = pipe.cmd("SET").arg(self.gate_key(*product)).arg(*units);
-            if !overwrite {
-                set.arg("NX");
-            }
-            set.ignore();
-        }
+    async fn set_available(&self, levels: &[GateLevel], overwrite: bool) -> OmsResult<()> {
         let mut conn = self.store.conn.clone();
-        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        for chunk in levels.chunks(500) {
+            let mut invocation = self.set_levels.prepare_invoke();
+            invocation.arg(if overwrite { 1 } else { 0 });
+            for level in chunk {
+                invocation
+                    .key(self.gate_key(level.product_id))
+                    .key(self.version_key(level.product_id))
+                    .arg(level.available)
+                    .arg(level.version);
+            }
+            let _: i64 = invocation
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn adjust(&self, level: GateLevel, delta: i64) -> OmsResult<()> {
+        let mut conn = self.store.conn.clone();
+        let _: i64 = self
+            .adjust
+            .key(self.gate_key(level.product_id))
+            .key(self.version_key(level.product_id))
+            .arg(level.available)
+            .arg(level.version)
+            .arg(delta)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -108,7 +108,7 @@ impl RedisTraceStore {
 }
 
 pub(crate) fn encode(trace: &OrderTrace) -> OmsResult<String> {
-    serde_json::to_string(trace).map_err(|e| OmsError::Invalid(format!("trace encoding: {e}")))
+    serde_json::to_string(trace).map_err(|e| OmsError::Internal(format!("trace encoding: {e}")))
 }
 
 #[async_trait]

@@ -2,12 +2,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use futures::future::join_all;
 use tracing::{debug, info, warn};
 
 use crate::domain::{FailureReason, OmsResult, OrderTrace, TraceState};
 use crate::port::outbound::{
-    DeadLetter, OrderBacklog, OrderRequestPublisher, OrderStore, ProductStore, StockGate,
+    DeadLetter, GateLevel, OrderBacklog, OrderRequestPublisher, OrderStore, ProductStore, StockGate,
 };
 
 /// How often the [`GateKeeper`] works.
@@ -101,14 +101,22 @@ impl GateKeeper {
                 letters.push(DeadLetter::for_command(&refusal.command, reason)?);
             }
         }
-        let sends: Vec<_> = letters
+        let sends = letters
             .iter()
-            .map(|l| super::send_dead_letter(self.publisher.as_ref(), l))
+            .map(|l| super::send_dead_letter(self.publisher.as_ref(), l));
+        let results = join_all(sends).await;
+        let sent: Vec<_> = letters
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .filter_map(|(l, _)| l.trace_id)
             .collect();
-        try_join_all(sends).await?;
-        let sent: Vec<_> = letters.iter().filter_map(|l| l.trace_id).collect();
         if !sent.is_empty() {
             self.store.mark_dead_lettered(&sent).await?;
+        }
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            // The unsent ones stay unconfirmed: the next round sends them.
+            return Err(e);
         }
         let ids: Vec<String> = refusals.into_iter().map(|r| r.id).collect();
         self.gate.settled(&ids).await?;
@@ -122,13 +130,7 @@ impl GateKeeper {
         if self.backlog.pending().await? != 0 {
             return Ok(false);
         }
-        let levels: Vec<_> = self
-            .products
-            .list()
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p.stock))
-            .collect();
+        let levels = levels(self.products.as_ref()).await?;
         self.gate.set_available(&levels, true).await?;
         Ok(true)
     }
@@ -139,7 +141,8 @@ impl GateKeeper {
     /// under way is finished before it stops.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut reconcile = tokio::time::interval(self.policy.reconcile_every);
+        let mut reconcile =
+            tokio::time::interval(self.policy.reconcile_every.max(Duration::from_millis(10)));
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let pause = match self.settle_refusals().await {
@@ -164,15 +167,24 @@ impl GateKeeper {
     }
 }
 
-/// Fills the gate of every product that has none from its stock in the
-/// database (at intake start); returns how many products it looked at.
-pub async fn fill_gate(gate: &dyn StockGate, products: &dyn ProductStore) -> OmsResult<usize> {
-    let levels: Vec<_> = products
+/// Every product's stock in the database, with the version it was read at.
+async fn levels(products: &dyn ProductStore) -> OmsResult<Vec<GateLevel>> {
+    Ok(products
         .list()
         .await?
         .into_iter()
-        .map(|p| (p.id, p.stock))
-        .collect();
+        .map(|p| GateLevel {
+            product_id: p.id,
+            available: p.stock,
+            version: p.version,
+        })
+        .collect())
+}
+
+/// Fills the gate of every product that has none from its stock in the
+/// database (at intake start); returns how many products it looked at.
+pub async fn fill_gate(gate: &dyn StockGate, products: &dyn ProductStore) -> OmsResult<usize> {
+    let levels = levels(products).await?;
     gate.set_available(&levels, false).await?;
     info!(products = levels.len(), "stock gate filled");
     Ok(levels.len())
@@ -356,7 +368,7 @@ mod tests {
         // A gate that counted too many: the order fails OUT_OF_STOCK in the
         // database and its units stay taken until the gate is reconciled.
         rig.gate
-            .set_available(&[(ProductId(1), 50)], true)
+            .set_available(&[level(1, 50, 0)], true)
             .await
             .unwrap();
         let too_many = crate::testkit::command(MemberId(2), &[(ProductId(1), 6)]);
@@ -370,11 +382,62 @@ mod tests {
         assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(5));
     }
 
+    fn level(product: u64, available: i64, version: i64) -> GateLevel {
+        GateLevel {
+            product_id: ProductId(product),
+            available,
+            version,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reconciliation_that_read_before_a_restock_does_not_undo_it() {
+        // The keeper read product 1 at version 4 with stock 0 (sold out);
+        // then an operator restocked 500 units (version 5) and the gate
+        // moved with it; then the keeper's write lands.
+        let rig = Rig::new(0).await;
+        let mut stale = crate::port::outbound::MockProductStore::new();
+        stale.expect_list().returning(|| {
+            Ok(vec![crate::domain::Product {
+                id: ProductId(1),
+                name: "A".into(),
+                price: 100,
+                stock: 0,
+                version: 4,
+            }])
+        });
+        rig.gate
+            .set_available(&[level(1, 0, 4)], true)
+            .await
+            .unwrap();
+        rig.gate.adjust(level(1, 500, 5), 500).await.unwrap();
+        let keeper = GateKeeper::new(
+            rig.gate.clone(),
+            rig.store.clone(),
+            Arc::new(stale),
+            {
+                let mut b = MockOrderBacklog::new();
+                b.expect_pending().returning(|| Ok(0));
+                Arc::new(b)
+            },
+            rig.queue.clone(),
+            GatePolicy::default(),
+        );
+        assert!(keeper.reconcile().await.unwrap());
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(500));
+        // A reconciliation that read the new version does set the gate.
+        rig.gate
+            .set_available(&[level(1, 480, 5)], true)
+            .await
+            .unwrap();
+        assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(480));
+    }
+
     #[tokio::test]
     async fn fill_sets_missing_gates_only() {
         let rig = Rig::new(5).await;
         rig.gate
-            .set_available(&[(ProductId(1), 2)], true)
+            .set_available(&[level(1, 2, 0)], true)
             .await
             .unwrap();
         let products: Arc<dyn ProductStore> = rig.store.clone();

@@ -3,7 +3,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
-use tracing::{debug, warn};
+use futures::future::BoxFuture;
+use tracing::{debug, error, warn};
 
 use crate::domain::{FailureReason, OmsError, OmsResult, OrderCommand, Placement, TraceState};
 use crate::port::inbound::OrderUseCase;
@@ -109,19 +110,94 @@ impl OrderService {
     }
 }
 
+impl OrderService {
+    /// Places a batch, retrying lost optimistic locks.
+    async fn place_once(&self, batch: &[OrderCommand]) -> OmsResult<Vec<Placement>> {
+        (|| async { self.store.place_batch(batch).await })
+            .retry(self.retry.backoff())
+            .when(|e| matches!(e, OmsError::Conflict(_)))
+            .notify(
+                |e, after| debug!(error = %e, ?after, "batch lost its optimistic lock; retrying"),
+            )
+            .await
+    }
+
+    /// Places a batch; when the store refuses it for a reason no retry can
+    /// change, splits it in halves until the commands at fault are alone,
+    /// fails each of those [`FailureReason::Unprocessable`] and places the
+    /// rest. Retryable errors are returned as they are (the whole batch is
+    /// tried again).
+    fn place<'a>(&'a self, batch: &'a [OrderCommand]) -> BoxFuture<'a, OmsResult<Vec<Placement>>> {
+        Box::pin(async move {
+            match self.place_once(batch).await {
+                Err(e) if !e.is_retryable() && batch.len() > 1 => {
+                    warn!(error = %e, size = batch.len(), "batch refused; splitting it to isolate the order at fault");
+                    let (left, right) = batch.split_at(batch.len() / 2);
+                    let mut placed = self.place(left).await?;
+                    placed.extend(self.place(right).await?);
+                    Ok(placed)
+                }
+                Err(e) if !e.is_retryable() => {
+                    let Some(command) = batch.first() else {
+                        return Ok(Vec::new());
+                    };
+                    error!(trace_id = %command.trace_id, error = %e, "order cannot be placed; failed UNPROCESSABLE");
+                    let failed = crate::domain::OrderTrace {
+                        trace_id: command.trace_id,
+                        member_id: command.member_id,
+                        state: TraceState::Failed {
+                            reason: FailureReason::Unprocessable,
+                        },
+                    };
+                    Ok(vec![self.store.settle_failure(&failed, true).await?])
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// Sends the DLQ records the placements need and confirms each one that
+    /// was sent, even when a later one fails (so a retry of the batch sends
+    /// only what is still unconfirmed).
+    async fn dead_letter(&self, batch: &[OrderCommand], placements: &[Placement]) -> OmsResult<()> {
+        let mut sent = Vec::new();
+        let mut failure = None;
+        for (command, placement) in batch.iter().zip(placements) {
+            if !placement.needs_dead_letter {
+                continue;
+            }
+            let TraceState::Failed { reason } = placement.trace.state else {
+                continue;
+            };
+            let letter = DeadLetter::for_command(command, reason)?;
+            let result = (|| async { self.publisher.send_to_dlq(&letter).await })
+                .retry(self.retry.backoff())
+                .when(OmsError::is_retryable)
+                .await;
+            match result {
+                Ok(()) => sent.push(command.trace_id),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !sent.is_empty() {
+            if let Err(e) = self.store.mark_dead_lettered(&sent).await {
+                warn!(error = %e, "DLQ records sent but not confirmed; the outbox relay sends them again");
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
 #[async_trait]
 impl OrderUseCase for OrderService {
     async fn process(&self, batch: Vec<OrderCommand>) -> OmsResult<Vec<Placement>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let placements = (|| async { self.store.place_batch(&batch).await })
-            .retry(self.retry.backoff())
-            .when(|e| matches!(e, OmsError::Conflict(_)))
-            .notify(
-                |e, after| debug!(error = %e, ?after, "batch lost its optimistic lock; retrying"),
-            )
-            .await?;
+        let placements = self.place(&batch).await?;
 
         // Replays are cached again too: a crash may have come between the
         // commit and the cache write.
@@ -129,25 +205,7 @@ impl OrderUseCase for OrderService {
         if let Err(e) = self.traces.save_all(&finals).await {
             warn!(error = %e, count = finals.len(), "final traces not cached; the database answers for them");
         }
-        let mut dead_lettered = Vec::new();
-        for (command, placement) in batch.iter().zip(&placements) {
-            if !placement.needs_dead_letter {
-                continue;
-            }
-            if let TraceState::Failed { reason } = placement.trace.state {
-                let letter = DeadLetter::for_command(command, reason)?;
-                (|| async { self.publisher.send_to_dlq(&letter).await })
-                    .retry(self.retry.backoff())
-                    .when(OmsError::is_retryable)
-                    .await?;
-                dead_lettered.push(command.trace_id);
-            }
-        }
-        if !dead_lettered.is_empty() {
-            if let Err(e) = self.store.mark_dead_lettered(&dead_lettered).await {
-                warn!(error = %e, "DLQ records sent but not confirmed; a redelivery sends them again");
-            }
-        }
+        self.dead_letter(&batch, &placements).await?;
         self.release_failed(&batch, &placements).await;
         Ok(placements)
     }
@@ -300,5 +358,133 @@ mod tests {
         let r = service.process(vec![command(1, &[(1, 1)])]).await;
         assert!(matches!(r, Err(OmsError::Unavailable { .. })));
         assert!(queue.dead_letters().is_empty());
+    }
+
+    /// A store that refuses, for good, any batch that holds `bad`.
+    struct Refusing {
+        inner: Arc<InMemoryStore>,
+        bad: TraceId,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl OrderStore for Refusing {
+        async fn place_batch(&self, commands: &[OrderCommand]) -> OmsResult<Vec<Placement>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            if commands.iter().any(|c| c.trace_id == self.bad) {
+                return Err(OmsError::Internal("row too long".into()));
+            }
+            self.inner.place_batch(commands).await
+        }
+        async fn settle_failure(
+            &self,
+            trace: &crate::domain::OrderTrace,
+            dead_letter: bool,
+        ) -> OmsResult<Placement> {
+            self.inner.settle_failure(trace, dead_letter).await
+        }
+        async fn mark_dead_lettered(&self, ids: &[TraceId]) -> OmsResult<()> {
+            self.inner.mark_dead_lettered(ids).await
+        }
+        async fn outcome(&self, id: TraceId) -> OmsResult<Option<crate::domain::OrderTrace>> {
+            self.inner.outcome(id).await
+        }
+        async fn order(
+            &self,
+            id: crate::domain::OrderId,
+        ) -> OmsResult<Option<crate::domain::Order>> {
+            self.inner.order(id).await
+        }
+        async fn orders_of(
+            &self,
+            m: MemberId,
+            page: crate::domain::OrderPage,
+        ) -> OmsResult<Vec<crate::domain::Order>> {
+            self.inner.orders_of(m, page).await
+        }
+        async fn trace_for_key(&self, m: MemberId, key: &str) -> OmsResult<Option<TraceId>> {
+            self.inner.trace_for_key(m, key).await
+        }
+        async fn undead_lettered(
+            &self,
+            older_than: Duration,
+            limit: usize,
+        ) -> OmsResult<Vec<crate::domain::OrderTrace>> {
+            self.inner.undead_lettered(older_than, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_order_is_isolated_and_the_rest_of_its_batch_is_placed() {
+        let inner = store_with(100).await;
+        let batch: Vec<_> = (0..9).map(|m| command(m + 1, &[(1, 1)])).collect();
+        let store = Arc::new(Refusing {
+            inner: inner.clone(),
+            bad: batch[5].trace_id,
+            calls: AtomicUsize::new(0),
+        });
+        let (queue, _rx) = InMemoryOrderQueue::new();
+        let queue = Arc::new(queue);
+        let service = OrderService::new(
+            store.clone(),
+            Arc::new(InMemoryTraceStore::new()),
+            queue.clone(),
+        );
+        let out = service.process(batch.clone()).await.unwrap();
+        assert_eq!(out.len(), 9);
+        for (i, p) in out.iter().enumerate() {
+            assert_eq!(p.trace.trace_id, batch[i].trace_id, "input order kept");
+            if i == 5 {
+                assert_eq!(
+                    p.trace.state,
+                    TraceState::Failed {
+                        reason: FailureReason::Unprocessable
+                    }
+                );
+            } else {
+                assert!(matches!(p.trace.state, TraceState::Completed { .. }));
+            }
+        }
+        assert_eq!(inner.get(ProductId(1)).await.unwrap().unwrap().stock, 92);
+        let letters = queue.dead_letters();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].trace_id, Some(batch[5].trace_id));
+        assert_eq!(letters[0].reason, FailureReason::Unprocessable);
+        assert!(
+            store.calls.load(Ordering::SeqCst) <= 2 * 9,
+            "splits, not one call per order twice over"
+        );
+        // The outcome is durable: a redelivery replays it.
+        let again = service.process(vec![batch[5].clone()]).await.unwrap();
+        assert!(again[0].replayed);
+    }
+
+    #[tokio::test]
+    async fn dlq_records_sent_before_a_failure_are_confirmed() {
+        let store = store_with(0).await;
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut publisher = crate::port::outbound::MockOrderRequestPublisher::new();
+        let count = sent.clone();
+        publisher.expect_send_to_dlq().returning(move |_| {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                Ok(())
+            } else {
+                Err(OmsError::Internal("dlq refused".into()))
+            }
+        });
+        let service = OrderService::new(
+            store.clone(),
+            Arc::new(InMemoryTraceStore::new()),
+            Arc::new(publisher),
+        );
+        let (a, b) = (command(1, &[(1, 1)]), command(2, &[(1, 1)]));
+        assert!(service.process(vec![a.clone(), b.clone()]).await.is_err());
+        let due = store.undead_lettered(Duration::ZERO, 10).await.unwrap();
+        let due: Vec<_> = due.iter().map(|t| t.trace_id).collect();
+        assert_eq!(
+            due,
+            vec![b.trace_id],
+            "the first record is confirmed, the second is not"
+        );
     }
 }

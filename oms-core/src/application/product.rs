@@ -2,15 +2,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Caller, OmsError, OmsResult, Product, ProductDraft, ProductId};
+use crate::domain::{Caller, OmsError, OmsResult, Product, ProductDraft, ProductId, ProductUpdate};
 use crate::port::inbound::ProductUseCase;
-use crate::port::outbound::{ProductStore, StockGate};
+use crate::port::outbound::{GateLevel, ProductStore, StockGate};
 
 /// The product catalogue use cases: writes for operators, reads for everyone.
 ///
-/// With a [`StockGate`] ([`with_gate`](Self::with_gate)), every stock an
-/// operator sets is set in the gate too. A gate that does not answer is
-/// logged: it is filled again by the
+/// With a [`StockGate`] ([`with_gate`](Self::with_gate)), a created
+/// product's gate is set to its stock, and an update moves the gate by the
+/// same number of units as the database stock, tagged with the product's new
+/// version, so a reconciliation that read an older version cannot undo it.
+/// A gate that does not answer is logged: it is filled again by the
 /// [`GateKeeper`](crate::application::GateKeeper).
 pub struct ProductService {
     products: Arc<dyn ProductStore>,
@@ -32,12 +34,18 @@ impl ProductService {
         self
     }
 
-    async fn open_gate(&self, product: &Product) {
+    async fn open_gate(&self, product: &Product, delta: Option<i64>) {
         if let Some(gate) = &self.gate {
-            if let Err(e) = gate
-                .set_available(&[(product.id, product.stock)], true)
-                .await
-            {
+            let level = GateLevel {
+                product_id: product.id,
+                available: product.stock,
+                version: product.version,
+            };
+            let done = match delta {
+                None => gate.set_available(&[level], true).await,
+                Some(delta) => gate.adjust(level, delta).await,
+            };
+            if let Err(e) = done {
                 tracing::warn!(product_id = %product.id, error = %e, "stock gate not set; it is filled again later");
             }
         }
@@ -66,7 +74,7 @@ impl ProductUseCase for ProductService {
         draft.validate()?;
         let product = draft.into_product(product_id);
         self.products.create(&product).await?;
-        self.open_gate(&product).await;
+        self.open_gate(&product, None).await;
         Ok(product)
     }
 
@@ -74,13 +82,14 @@ impl ProductUseCase for ProductService {
         &self,
         caller: Caller,
         product_id: ProductId,
-        draft: ProductDraft,
+        update: ProductUpdate,
     ) -> OmsResult<Product> {
         caller.require_admin()?;
-        draft.validate()?;
-        let product = self.products.update(product_id, &draft).await?;
-        self.open_gate(&product).await;
-        Ok(product)
+        update.validate()?;
+        let change = self.products.update(product_id, &update).await?;
+        self.open_gate(&change.product, Some(change.stock_delta))
+            .await;
+        Ok(change.product)
     }
 
     async fn get(&self, product_id: ProductId) -> OmsResult<Product> {
@@ -114,7 +123,12 @@ mod tests {
         let service = ProductService::new(Arc::new(store));
         let r = service.create(Caller::user(1), ProductId(1), draft()).await;
         assert!(matches!(r, Err(OmsError::Forbidden(_))));
-        let r = service.update(Caller::user(1), ProductId(1), draft()).await;
+        let update = ProductUpdate {
+            name: "B".into(),
+            price: 1,
+            stock: crate::domain::StockChange::Keep,
+        };
+        let r = service.update(Caller::user(1), ProductId(1), update).await;
         assert!(matches!(r, Err(OmsError::Forbidden(_))));
     }
 
@@ -138,6 +152,67 @@ mod tests {
             let r = service.create(Caller::admin(1), ProductId(1), bad).await;
             assert!(matches!(r, Err(OmsError::Invalid(_))));
         }
+    }
+
+    #[tokio::test]
+    async fn an_update_moves_the_gate_by_its_delta_only() {
+        use crate::domain::StockChange;
+        use crate::memory::{InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
+        let store = Arc::new(InMemoryStore::new());
+        let gate = Arc::new(InMemoryStockGate::new(Arc::new(InMemoryTraceStore::new())));
+        let service = ProductService::new(store.clone()).with_gate(gate.clone());
+        let id = ProductId(1);
+        service.create(Caller::admin(1), id, draft()).await.unwrap();
+        // 120 units reserved at the gate for orders still in the queue.
+        let reserved = [crate::domain::OrderLine {
+            product_id: id,
+            quantity: 120,
+        }];
+        gate.set_available(
+            &[GateLevel {
+                product_id: id,
+                available: 380,
+                version: 0,
+            }],
+            true,
+        )
+        .await
+        .unwrap();
+        let rename = ProductUpdate {
+            name: "New".into(),
+            price: 100,
+            stock: StockChange::Keep,
+        };
+        let p = service.update(Caller::admin(1), id, rename).await.unwrap();
+        assert_eq!((p.stock, p.version), (500, 1));
+        assert_eq!(gate.available(id).await.unwrap(), Some(380));
+        let restock = ProductUpdate {
+            name: "New".into(),
+            price: 100,
+            stock: StockChange::Adjust(100),
+        };
+        service.update(Caller::admin(1), id, restock).await.unwrap();
+        assert_eq!(gate.available(id).await.unwrap(), Some(480));
+        assert_eq!(store.get(id).await.unwrap().unwrap().stock, 600);
+        gate.release(&reserved).await.unwrap();
+        assert_eq!(gate.available(id).await.unwrap(), Some(600));
+        let stale = ProductUpdate {
+            name: "New".into(),
+            price: 100,
+            stock: StockChange::Set {
+                stock: 500,
+                expected_version: Some(1),
+            },
+        };
+        assert!(matches!(
+            service.update(Caller::admin(1), id, stale).await,
+            Err(OmsError::PreconditionFailed {
+                expected: 1,
+                actual: 2
+            })
+        ));
+        assert_eq!(store.get(id).await.unwrap().unwrap().stock, 600);
+        assert_eq!(gate.available(id).await.unwrap(), Some(600));
     }
 
     #[tokio::test]

@@ -4,7 +4,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tracing::{debug, warn};
 
-use crate::domain::{Caller, OmsError, OmsResult, Order, OrderId, OrderTrace, TraceId};
+use crate::domain::{
+    Caller, OmsError, OmsResult, Order, OrderId, OrderPage, OrderTrace, Orders, TraceId,
+};
 use crate::port::inbound::OrderQuery;
 use crate::port::outbound::{OrderStore, TraceStore};
 
@@ -90,8 +92,20 @@ impl OrderQuery for QueryService {
         }
     }
 
-    async fn my_orders(&self, caller: Caller) -> OmsResult<Vec<Order>> {
-        self.store.orders_of(caller.member_id).await
+    async fn my_orders(&self, caller: Caller, page: OrderPage) -> OmsResult<Orders> {
+        let limit = page.limit.clamp(1, OrderPage::MAX_LIMIT);
+        let probe = OrderPage {
+            limit: limit + 1,
+            before: page.before,
+        };
+        let mut orders = self.store.orders_of(caller.member_id, probe).await?;
+        let next = if orders.len() > limit {
+            orders.truncate(limit);
+            orders.last().map(|o| o.order_id)
+        } else {
+            None
+        };
+        Ok(Orders { orders, next })
     }
 }
 

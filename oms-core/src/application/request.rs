@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::domain::{
-    Caller, FailureReason, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId,
-    TraceState,
+    Caller, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace,
+    TraceId, TraceState,
 };
 use crate::port::inbound::RequestOrderUseCase;
 use crate::port::outbound::{Admission, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
@@ -59,11 +59,11 @@ impl RequestOrderService {
         self
     }
 
-    /// After a failed send: the standing outcome if the order went through
-    /// after all.
-    async fn settle(&self, trace_id: TraceId, caller: Caller) -> Option<OrderTrace> {
+    /// After a failed send: settles the trace as FAILED `NOT_ACCEPTED`
+    /// (first writer wins) and says what stands.
+    async fn settle(&self, trace_id: TraceId, caller: Caller) -> Settled {
         let Some(store) = &self.arbiter else {
-            return None;
+            return Settled::NotAccepted;
         };
         let tombstone = OrderTrace {
             trace_id,
@@ -72,17 +72,66 @@ impl RequestOrderService {
                 reason: FailureReason::NotAccepted,
             },
         };
-        match store.settle_failure(&tombstone, false).await {
-            Ok(settled) if !settled.replayed => None,
+        match store.settle_failure(&tombstone, true).await {
+            Ok(settled) if !settled.replayed => Settled::NotAccepted,
             Ok(settled) => {
                 if let Err(e) = self.traces.save(&settled.trace).await {
                     warn!(%trace_id, error = %e, "trace not cached");
                 }
-                Some(settled.trace)
+                Settled::Standing(settled.trace)
             }
             Err(e) => {
-                warn!(%trace_id, error = %e, "unqueued order not settled; a late delivery may still place it");
-                None
+                warn!(%trace_id, error = %e, "unqueued order not settled; it stays PROCESSING for the sweeper, its key stays bound");
+                Settled::Unknown
+            }
+        }
+    }
+
+    /// The trace an idempotency key stands for: the cached one, else the
+    /// outcome the database recorded, else PROCESSING.
+    async fn standing(&self, trace_id: TraceId, member_id: MemberId) -> OmsResult<OrderTrace> {
+        if let Some(known) = self.traces.get(trace_id).await? {
+            return Ok(known);
+        }
+        if let Some(store) = &self.arbiter {
+            match store.outcome(trace_id).await {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => {}
+                Err(e) => {
+                    debug!(%trace_id, error = %e, "outcome not readable; answering PROCESSING")
+                }
+            }
+        }
+        Ok(OrderTrace::processing(trace_id, member_id))
+    }
+
+    /// Claims `key` for `trace_id`; returns the trace that already holds
+    /// it, in the trace store or (when the store forgot it, e.g. after a
+    /// restart) in the database's durable binding.
+    async fn claim(
+        &self,
+        member_id: MemberId,
+        key: &str,
+        trace_id: TraceId,
+    ) -> OmsResult<Option<TraceId>> {
+        if let Some(existing) = self.traces.claim_key(member_id, key, trace_id).await? {
+            return Ok(Some(existing));
+        }
+        let Some(store) = &self.arbiter else {
+            return Ok(None);
+        };
+        match store.trace_for_key(member_id, key).await {
+            Ok(Some(bound)) if bound != trace_id => {
+                // Point the fast path at the binding again.
+                self.traces.release_key(member_id, key).await?;
+                let holder = self.traces.claim_key(member_id, key, bound).await?;
+                Ok(Some(holder.unwrap_or(bound)))
+            }
+            Ok(_) => Ok(None),
+            Err(e) => {
+                // The consumer's transaction enforces the binding anyway.
+                debug!(error = %e, "idempotency binding not readable at intake");
+                Ok(None)
             }
         }
     }
@@ -105,15 +154,17 @@ impl RequestOrderService {
     }
 }
 
-/// Checks an `Idempotency-Key`: 1–64 visible ASCII characters.
-pub(crate) fn validate_idempotency_key(key: &str) -> OmsResult<()> {
-    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(OmsError::Invalid(
-            "Idempotency-Key must be 1 to 64 visible ASCII characters".into(),
-        ));
-    }
-    Ok(())
+/// What stands after a send that failed.
+enum Settled {
+    /// Settled FAILED `NOT_ACCEPTED`: a late delivery cannot place it.
+    NotAccepted,
+    /// The consumer was first: its outcome stands.
+    Standing(OrderTrace),
+    /// The database did not answer: the record may still be placed.
+    Unknown,
 }
+
+use crate::domain::validate_idempotency_key;
 
 #[async_trait]
 impl RequestOrderUseCase for RequestOrderService {
@@ -128,16 +179,12 @@ impl RequestOrderUseCase for RequestOrderService {
         let key = idempotency_key.as_deref();
         if let Some(key) = key {
             validate_idempotency_key(key)?;
-            if let Some(existing) = self
-                .traces
-                .claim_key(caller.member_id, key, trace_id)
-                .await?
-            {
-                let known = self.traces.get(existing).await?;
-                return Ok(known.unwrap_or(OrderTrace::processing(existing, caller.member_id)));
+            if let Some(existing) = self.claim(caller.member_id, key, trace_id).await? {
+                return self.standing(existing, caller.member_id).await;
             }
         }
-        let command = OrderCommand::new(trace_id, caller.member_id, request);
+        let command = OrderCommand::new(trace_id, caller.member_id, request)
+            .with_idempotency_key(idempotency_key.clone());
         let recorded = match &self.gate {
             Some(gate) => gate.admit(&command).await,
             None => self
@@ -167,10 +214,14 @@ impl RequestOrderUseCase for RequestOrderService {
             }
         }
         if let Err(e) = self.publisher.send(&command).await {
-            if let Some(standing) = self.settle(trace_id, caller).await {
-                return Ok(standing);
+            match self.settle(trace_id, caller).await {
+                Settled::Standing(standing) => return Ok(standing),
+                Settled::NotAccepted => self.undo(&command, key).await,
+                // The record may still arrive: keep the trace PROCESSING
+                // (the sweeper resolves it) and the key bound to it, so a
+                // retry with the key answers this trace, never a second one.
+                Settled::Unknown => {}
             }
-            self.undo(&command, key).await;
             return Err(e);
         }
         Ok(OrderTrace::processing(trace_id, caller.member_id))
@@ -341,5 +392,77 @@ mod tests {
                 Err(OmsError::Invalid(_))
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_send_that_cannot_be_settled_keeps_the_trace_and_the_key() {
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let mut store = crate::port::outbound::MockOrderStore::new();
+        store
+            .expect_settle_failure()
+            .returning(|_, _| Err(OmsError::unavailable("mysql", "down")));
+        store.expect_trace_for_key().returning(|_, _| Ok(None));
+        store.expect_outcome().returning(|_| Ok(None));
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher
+            .expect_send()
+            .times(1)
+            .returning(|_| Err(OmsError::unavailable("kafka", "timed out")));
+        let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
+            .with_arbiter(Arc::new(store));
+        let err = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await;
+        assert!(matches!(err, Err(OmsError::Unavailable { .. })));
+        // The record may still be placed: the retry with the key answers
+        // the same trace (PROCESSING, for the sweeper), never a second order.
+        let retry = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await
+            .unwrap();
+        assert_eq!(retry.state, TraceState::Processing);
+        let cached = traces.get(retry.trace_id).await.unwrap().unwrap();
+        assert_eq!(cached.state, TraceState::Processing);
+    }
+
+    #[tokio::test]
+    async fn a_key_the_trace_store_forgot_is_answered_from_the_database() {
+        let store = Arc::new(InMemoryStore::new());
+        use crate::port::outbound::ProductStore;
+        store
+            .create(
+                &crate::domain::ProductDraft {
+                    name: "A".into(),
+                    price: 10,
+                    stock: 5,
+                }
+                .into_product(ProductId(1)),
+            )
+            .await
+            .unwrap();
+        let first = OrderCommand::new(TraceId::new(), MemberId(7), request())
+            .with_idempotency_key(Some("k1".into()));
+        let placed = store
+            .place_batch(std::slice::from_ref(&first))
+            .await
+            .unwrap();
+        // A restarted trace store knows neither the key nor the trace.
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let publisher = MockOrderRequestPublisher::new(); // never called
+        let service =
+            RequestOrderService::new(Arc::new(publisher), traces.clone()).with_arbiter(store);
+        let again = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await
+            .unwrap();
+        assert_eq!(again, placed[0].trace);
+        // And the fast path knows it again.
+        assert_eq!(
+            traces
+                .claim_key(MemberId(7), "k1", TraceId::new())
+                .await
+                .unwrap(),
+            Some(first.trace_id)
+        );
     }
 }

@@ -18,8 +18,14 @@ pub struct SweepPolicy {
     pub older_than: Duration,
     /// Time between sweeps.
     pub every: Duration,
-    /// Most traces one sweep resolves.
+    /// Most traces one sweep resolves (and most DLQ records one relay
+    /// sends).
     pub batch: usize,
+    /// A FAILED outcome whose DLQ record is still unconfirmed this long
+    /// after it was recorded is relayed from the outbox (see
+    /// [`TraceSweeper::relay_dead_letters`]); well above the time the
+    /// consumer and the gate keeper take to send their own.
+    pub relay_after: Duration,
 }
 
 impl Default for SweepPolicy {
@@ -28,6 +34,7 @@ impl Default for SweepPolicy {
             older_than: Duration::from_secs(300),
             every: Duration::from_secs(30),
             batch: 1000,
+            relay_after: Duration::from_secs(60),
         }
     }
 }
@@ -39,6 +46,7 @@ impl SweepPolicy {
         Self {
             older_than,
             every: (older_than / 10).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            relay_after: older_than.min(Duration::from_secs(60)),
             ..Self::default()
         }
     }
@@ -142,7 +150,7 @@ impl TraceSweeper {
         };
         let settled = self.store.settle_failure(&lost, true).await?;
         if settled.needs_dead_letter {
-            let letter = DeadLetter::for_lost_trace(&settled.trace)?;
+            let letter = DeadLetter::for_trace(&settled.trace)?;
             super::send_dead_letter(self.publisher.as_ref(), &letter).await?;
             self.store.mark_dead_lettered(&[trace.trace_id]).await?;
         }
@@ -156,18 +164,51 @@ impl TraceSweeper {
         Ok(())
     }
 
+    /// Relays the DLQ outbox: sends the DLQ record of every FAILED outcome
+    /// older than [`SweepPolicy::relay_after`] whose record is not confirmed
+    /// (a send that failed, a crash between the send and the confirmation,
+    /// an order the queue did not take), with the outcome's own reason, and
+    /// confirms it; returns how many it sent. At least once: a record sent
+    /// whose confirmation is lost is sent again, with the same trace id.
+    pub async fn relay_dead_letters(&self) -> OmsResult<usize> {
+        let due = self
+            .store
+            .undead_lettered(self.policy.relay_after, self.policy.batch)
+            .await?;
+        let mut sent = Vec::with_capacity(due.len());
+        let mut failure = None;
+        for trace in &due {
+            let letter = DeadLetter::for_trace(trace)?;
+            match super::send_dead_letter(self.publisher.as_ref(), &letter).await {
+                Ok(()) => sent.push(trace.trace_id),
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.store.mark_dead_lettered(&sent).await?;
+            info!(count = sent.len(), "unconfirmed DLQ records relayed");
+        }
+        failure.map_or(Ok(sent.len()), Err)
+    }
+
     /// Sweeps every [`SweepPolicy::every`] until `shutdown` completes. A
     /// sweep that fails (a dependency down) is logged and tried again on
     /// the next tick.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut tick = tokio::time::interval(self.policy.every);
+        let mut tick = tokio::time::interval(self.policy.every.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     if let Err(e) = self.sweep().await {
                         warn!(error = %e, "sweep failed; trying again later");
+                    }
+                    if let Err(e) = self.relay_dead_letters().await {
+                        warn!(error = %e, "DLQ outbox not relayed; trying again later");
                     }
                 }
                 () = &mut shutdown => return,
@@ -315,5 +356,36 @@ mod tests {
         let report = sweeper.sweep().await.unwrap();
         assert_eq!(report.repaired, 1);
         assert_eq!(queue.dead_letters().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_outbox_relay_sends_each_unconfirmed_failure_with_its_own_reason() {
+        let store = Arc::new(InMemoryStore::new());
+        let traces = Arc::new(InMemoryTraceStore::new());
+        let (queue, _rx) = InMemoryOrderQueue::new();
+        let queue = Arc::new(queue);
+        let not_accepted = OrderTrace {
+            trace_id: crate::domain::TraceId::new(),
+            member_id: MemberId(3),
+            state: TraceState::Failed {
+                reason: FailureReason::NotAccepted,
+            },
+        };
+        store.settle_failure(&not_accepted, true).await.unwrap();
+        let policy = SweepPolicy {
+            relay_after: Duration::ZERO,
+            ..SweepPolicy::default()
+        };
+        let sweeper = TraceSweeper::new(traces, store.clone(), backlog(0), queue.clone(), policy);
+        assert_eq!(sweeper.relay_dead_letters().await.unwrap(), 1);
+        assert_eq!(
+            sweeper.relay_dead_letters().await.unwrap(),
+            0,
+            "confirmed once sent"
+        );
+        let letters = queue.dead_letters();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].reason, FailureReason::NotAccepted);
+        assert_eq!(letters[0].trace_id, Some(not_accepted.trace_id));
     }
 }

@@ -52,6 +52,23 @@ pub enum OmsError {
     /// The caller may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A conditional write found the resource at another version than the
+    /// caller expected (the caller read a stale copy).
+    #[error("version mismatch: expected {expected}, found {actual}")]
+    PreconditionFailed {
+        /// The version the caller sent.
+        expected: i64,
+        /// The version that stands.
+        actual: i64,
+    },
+    /// The write needs a precondition (the version the caller read) and
+    /// none was given.
+    #[error("precondition required: {0}")]
+    PreconditionRequired(String),
+    /// A broken invariant or data the service cannot read: a bug or a
+    /// corrupted record, never the caller's fault, never retryable.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A dependency (broker, cache, database) did not answer.
     #[error("{what} is unavailable: {source}")]
     Unavailable {

@@ -13,10 +13,11 @@ pub use caller::{Caller, Role};
 pub use error::{BoxError, OmsError, OmsResult};
 pub use ids::{MemberId, OrderId, ProductId, TraceId};
 pub use order::{
-    units_by_product, Order, OrderCommand, OrderItem, OrderLine, OrderRequest, OrderStatus,
-    ReceiverInfo, MAX_LINES, MAX_QUANTITY, MAX_RECEIVER_FIELD,
+    units_by_product, validate_idempotency_key, Order, OrderCommand, OrderItem, OrderLine,
+    OrderPage, OrderRequest, OrderStatus, Orders, ReceiverInfo, MAX_LINES, MAX_QUANTITY,
+    MAX_RECEIVER_FIELD,
 };
-pub use placement::{BatchPlan, KnownOutcome, Placement, StockDecrement};
+pub use placement::{BatchPlan, KeyBindings, KnownOutcome, Placement, StockDecrement};
 pub use pricing::{OrderPriceCalculator, PricedOrder};
-pub use product::{Product, ProductDraft};
+pub use product::{Product, ProductChange, ProductDraft, ProductUpdate, StockChange};
 pub use trace::{FailureReason, OrderTrace, TraceState};

@@ -94,6 +94,16 @@ impl OrderRequest {
     }
 }
 
+/// Checks an `Idempotency-Key`: 1–64 visible ASCII characters.
+pub fn validate_idempotency_key(key: &str) -> OmsResult<()> {
+    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(OmsError::Invalid(
+            "Idempotency-Key must be 1 to 64 visible ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// An accepted order request on its way to processing: the record on the
 /// order topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,6 +119,11 @@ pub struct OrderCommand {
     pub receiver_info: ReceiverInfo,
     /// When the API accepted it.
     pub requested_at: DateTime<Utc>,
+    /// The member's `Idempotency-Key`, if the request had one: the store
+    /// binds it to this trace for good, so no other trace with the same
+    /// key can place an order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 impl OrderCommand {
@@ -120,13 +135,30 @@ impl OrderCommand {
             items: request.items,
             receiver_info: request.receiver_info,
             requested_at: Utc::now(),
+            idempotency_key: None,
         }
+    }
+
+    /// The command with the request's `Idempotency-Key`.
+    pub fn with_idempotency_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
+    /// The member's idempotency binding of this command, if it has a key.
+    pub fn idempotency_binding(&self) -> Option<(MemberId, String)> {
+        self.idempotency_key
+            .as_ref()
+            .map(|k| (self.member_id, k.clone()))
     }
 
     /// Checks the command as the consumer receives it (the same rules as intake).
     pub fn validate(&self) -> OmsResult<()> {
         if self.member_id.0 == 0 {
             return Err(OmsError::Invalid("memberId must be positive".into()));
+        }
+        if let Some(key) = &self.idempotency_key {
+            validate_idempotency_key(key)?;
         }
         OrderRequest {
             items: self.items.clone(),
@@ -177,7 +209,9 @@ impl OrderStatus {
             "ORDERED" => Ok(Self::Ordered),
             "PAID" => Ok(Self::Paid),
             "CANCELLED" => Ok(Self::Cancelled),
-            other => Err(OmsError::Invalid(format!("unknown order status `{other}`"))),
+            other => Err(OmsError::Internal(format!(
+                "unknown order status `{other}`"
+            ))),
         }
     }
 }
@@ -226,4 +260,59 @@ pub fn units_by_product(lines: &[OrderLine]) -> Vec<(ProductId, u64)> {
         *units.entry(line.product_id).or_default() += u64::from(line.quantity);
     }
     units.into_iter().collect()
+}
+
+/// A page of a member's orders, newest first: at most `limit` orders with
+/// ids below `before` (all when `None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderPage {
+    /// Most orders on the page.
+    pub limit: usize,
+    /// Only orders older (with smaller ids) than this one: the cursor the
+    /// previous page returned.
+    pub before: Option<OrderId>,
+}
+
+impl OrderPage {
+    /// Largest page a caller may ask for.
+    pub const MAX_LIMIT: usize = 100;
+
+    /// The first page of up to `limit` orders; `limit` must be 1 to
+    /// [`MAX_LIMIT`](Self::MAX_LIMIT).
+    pub fn first(limit: usize) -> OmsResult<Self> {
+        if !(1..=Self::MAX_LIMIT).contains(&limit) {
+            return Err(OmsError::Invalid(format!(
+                "limit must be from 1 to {}",
+                Self::MAX_LIMIT
+            )));
+        }
+        Ok(Self {
+            limit,
+            before: None,
+        })
+    }
+
+    /// This page continued after the cursor `before`.
+    pub fn after(self, before: Option<OrderId>) -> Self {
+        Self { before, ..self }
+    }
+}
+
+impl Default for OrderPage {
+    fn default() -> Self {
+        Self {
+            limit: Self::MAX_LIMIT,
+            before: None,
+        }
+    }
+}
+
+/// One page of orders and the cursor of the next one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orders {
+    /// The orders, newest first.
+    pub orders: Vec<Order>,
+    /// Pass it as [`OrderPage::before`] for the next page; `None` on the
+    /// last page.
+    pub next: Option<OrderId>,
 }

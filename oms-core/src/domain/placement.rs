@@ -12,8 +12,8 @@
 use std::collections::HashMap;
 
 use super::{
-    FailureReason, OmsError, OrderCommand, OrderPriceCalculator, OrderTrace, PricedOrder, Product,
-    ProductId, TraceId, TraceState,
+    FailureReason, MemberId, OmsError, OrderCommand, OrderPriceCalculator, OrderTrace, PricedOrder,
+    Product, ProductId, TraceId, TraceState,
 };
 
 /// One aggregated, versioned stock decrement.
@@ -86,15 +86,25 @@ pub struct Placement {
     pub needs_dead_letter: bool,
 }
 
+/// The traces that idempotency keys are bound to, by member and key.
+pub type KeyBindings = HashMap<(MemberId, String), TraceId>;
+
 /// Plans `commands` in order against `products` (the current rows of every
-/// product the batch names) and `known` (outcomes already recorded).
+/// product the batch names), `known` (outcomes already recorded) and
+/// `bound` (the traces the batch's idempotency keys are bound to already).
+///
+/// A command whose key is bound to another trace — earlier, or by an
+/// earlier command of the batch — fails [`FailureReason::Duplicate`] and
+/// takes nothing; the store binds the keys of the other new commands.
 pub fn plan_batch(
     commands: &[OrderCommand],
     products: &HashMap<ProductId, Product>,
     known: &HashMap<TraceId, KnownOutcome>,
+    bound: &KeyBindings,
 ) -> BatchPlan {
     let mut taken: HashMap<ProductId, i64> = HashMap::new();
     let mut first_seen: HashMap<TraceId, usize> = HashMap::new();
+    let mut claimed: KeyBindings = HashMap::new();
     let mut steps = Vec::with_capacity(commands.len());
     for (i, command) in commands.iter().enumerate() {
         if let Some(outcome) = known.get(&command.trace_id) {
@@ -106,6 +116,14 @@ pub fn plan_batch(
             continue;
         }
         first_seen.insert(command.trace_id, i);
+        if let Some(binding) = command.idempotency_binding() {
+            let holder = bound.get(&binding).or_else(|| claimed.get(&binding));
+            if holder.is_some_and(|t| *t != command.trace_id) {
+                steps.push(Step::Fail(FailureReason::Duplicate));
+                continue;
+            }
+            claimed.insert(binding, command.trace_id);
+        }
         if command.validate().is_err() {
             steps.push(Step::Fail(FailureReason::Invalid));
             continue;
@@ -156,7 +174,7 @@ pub fn resolve_placements(
             Step::SameAs(first) => {
                 let first = out
                     .get(*first)
-                    .ok_or_else(|| OmsError::Invalid("batch plan refers forward".into()))?;
+                    .ok_or_else(|| OmsError::Internal("batch plan refers forward".into()))?;
                 Placement {
                     trace: first.trace,
                     replayed: true,
@@ -166,7 +184,7 @@ pub fn resolve_placements(
             Step::Place(_) => {
                 let order_id = order_ids
                     .next()
-                    .ok_or_else(|| OmsError::Invalid("fewer order ids than orders".into()))?;
+                    .ok_or_else(|| OmsError::Internal("fewer order ids than orders".into()))?;
                 Placement {
                     trace: OrderTrace {
                         trace_id: command.trace_id,
@@ -243,7 +261,12 @@ mod tests {
             cmd(2, &[(1, 2)]),
             cmd(3, &[(2, 1)]),
         ];
-        let plan = plan_batch(&cmds, &products(&[(1, 3), (2, 5)]), &HashMap::new());
+        let plan = plan_batch(
+            &cmds,
+            &products(&[(1, 3), (2, 5)]),
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         assert!(matches!(plan.steps[0], Step::Place(_)));
         assert_eq!(plan.steps[1], Step::Fail(FailureReason::OutOfStock));
         assert!(matches!(plan.steps[2], Step::Place(_)));
@@ -281,7 +304,7 @@ mod tests {
             dead_lettered: false,
         };
         let known = HashMap::from([(a.trace_id, outcome)]);
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known);
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known, &HashMap::new());
         assert_eq!(plan.steps[0], Step::Replay(outcome));
         assert_eq!(plan.steps[2], Step::SameAs(1));
         assert_eq!(plan.decrements[0].quantity, 1);
@@ -302,9 +325,39 @@ mod tests {
         let mut bad = cmd(1, &[(1, 1)]);
         bad.items[0].quantity = 0;
         let cmds = vec![cmd(1, &[(1, 1), (9, 1)]), bad];
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new());
+        let plan = plan_batch(
+            &cmds,
+            &products(&[(1, 5)]),
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         assert_eq!(plan.steps[0], Step::Fail(FailureReason::ProductNotFound));
         assert_eq!(plan.steps[1], Step::Fail(FailureReason::Invalid));
         assert!(plan.decrements.is_empty());
+    }
+
+    #[test]
+    fn a_key_bound_to_another_trace_places_nothing() {
+        let keyed = |member| cmd(member, &[(1, 1)]).with_idempotency_key(Some("k".into()));
+        let (first, retry, other_member) = (keyed(1), keyed(1), keyed(2));
+        let earlier = keyed(1);
+        let bound = HashMap::from([((MemberId(1), "k".to_string()), earlier.trace_id)]);
+        // Bound before: the new trace with the same key is a duplicate.
+        let plan = plan_batch(
+            std::slice::from_ref(&first),
+            &products(&[(1, 5)]),
+            &HashMap::new(),
+            &bound,
+        );
+        assert_eq!(plan.steps[0], Step::Fail(FailureReason::Duplicate));
+        assert!(plan.decrements.is_empty());
+        // The bound trace itself places; within a batch the first one wins;
+        // another member's key is another binding.
+        let cmds = vec![earlier, retry, other_member];
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new(), &bound);
+        assert!(matches!(plan.steps[0], Step::Place(_)));
+        assert_eq!(plan.steps[1], Step::Fail(FailureReason::Duplicate));
+        assert!(matches!(plan.steps[2], Step::Place(_)));
+        assert_eq!(plan.decrements[0].quantity, 2);
     }
 }

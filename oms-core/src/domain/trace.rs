@@ -24,6 +24,12 @@ pub enum FailureReason {
     /// The queue did not take the order; the client was answered 503 and
     /// the order can never be placed by a late delivery.
     NotAccepted,
+    /// The member's `Idempotency-Key` was already bound to another trace,
+    /// which stands for the request: this one places nothing.
+    Duplicate,
+    /// The store refused the order for a reason that no retry can change
+    /// (found by splitting its batch); the rest of the batch was placed.
+    Unprocessable,
 }
 
 impl FailureReason {
@@ -36,6 +42,8 @@ impl FailureReason {
             Self::Poison => "POISON",
             Self::Lost => "LOST",
             Self::NotAccepted => "NOT_ACCEPTED",
+            Self::Duplicate => "DUPLICATE",
+            Self::Unprocessable => "UNPROCESSABLE",
         }
     }
 
@@ -48,8 +56,10 @@ impl FailureReason {
             "POISON" => Self::Poison,
             "LOST" => Self::Lost,
             "NOT_ACCEPTED" => Self::NotAccepted,
+            "DUPLICATE" => Self::Duplicate,
+            "UNPROCESSABLE" => Self::Unprocessable,
             other => {
-                return Err(OmsError::Invalid(format!(
+                return Err(OmsError::Internal(format!(
                     "unknown failure reason `{other}`"
                 )))
             }

@@ -1,3 +1,4 @@
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -9,11 +10,12 @@ use crate::domain::{
     units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
     TraceState,
 };
-use crate::port::outbound::{Admission, Refusal, StockGate, TraceStore};
+use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
 
 #[derive(Debug, Default)]
 struct State {
-    available: HashMap<ProductId, i64>,
+    /// Units and the product version they were read at.
+    available: HashMap<ProductId, (i64, i64)>,
     /// Journal entries by sequence number, with when they were handed out.
     journal: BTreeMap<u64, (OrderCommand, Option<Instant>)>,
     next_entry: u64,
@@ -63,7 +65,7 @@ impl StockGate for InMemoryStockGate {
                 state
                     .available
                     .get(product)
-                    .is_some_and(|&have| i128::from(have) < i128::from(*wanted))
+                    .is_some_and(|&(have, _)| i128::from(have) < i128::from(*wanted))
             });
             match short {
                 Some(&(product_id, _)) => {
@@ -74,7 +76,7 @@ impl StockGate for InMemoryStockGate {
                 }
                 None => {
                     for (product, wanted) in &units {
-                        if let Some(have) = state.available.get_mut(product) {
+                        if let Some((have, _)) = state.available.get_mut(product) {
                             *have -= i64::try_from(*wanted).unwrap_or(i64::MAX);
                         }
                     }
@@ -102,27 +104,50 @@ impl StockGate for InMemoryStockGate {
     async fn release(&self, lines: &[OrderLine]) -> OmsResult<()> {
         let mut state = lock(&self.state);
         for (product, units) in units_by_product(lines) {
-            if let Some(have) = state.available.get_mut(&product) {
+            if let Some((have, _)) = state.available.get_mut(&product) {
                 *have += i64::try_from(units).unwrap_or(i64::MAX);
             }
         }
         Ok(())
     }
 
-    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()> {
+    async fn set_available(&self, levels: &[GateLevel], overwrite: bool) -> OmsResult<()> {
         let mut state = lock(&self.state);
-        for &(product, units) in levels {
-            if overwrite {
-                state.available.insert(product, units);
-            } else {
-                state.available.entry(product).or_insert(units);
+        for level in levels {
+            let entry = state.available.entry(level.product_id);
+            match entry {
+                Entry::Vacant(v) => {
+                    v.insert((level.available, level.version));
+                }
+                Entry::Occupied(mut o) if overwrite && o.get().1 <= level.version => {
+                    o.insert((level.available, level.version));
+                }
+                Entry::Occupied(_) => {}
             }
         }
         Ok(())
     }
 
+    async fn adjust(&self, level: GateLevel, delta: i64) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        match state.available.entry(level.product_id) {
+            Entry::Vacant(v) => {
+                v.insert((level.available, level.version));
+            }
+            Entry::Occupied(mut o) if o.get().1 < level.version => {
+                let (have, _) = *o.get();
+                o.insert((have.saturating_add(delta), level.version));
+            }
+            Entry::Occupied(_) => {}
+        }
+        Ok(())
+    }
+
     async fn available(&self, product_id: ProductId) -> OmsResult<Option<i64>> {
-        Ok(lock(&self.state).available.get(&product_id).copied())
+        Ok(lock(&self.state)
+            .available
+            .get(&product_id)
+            .map(|&(have, _)| have))
     }
 
     async fn refusals(&self, limit: usize) -> OmsResult<Vec<Refusal>> {

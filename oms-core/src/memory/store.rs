@@ -5,10 +5,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::lock;
-use crate::domain::placement::{plan_batch, resolve_placements, Step};
+use crate::domain::placement::{plan_batch, resolve_placements, KeyBindings, Step};
 use crate::domain::{
-    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderStatus,
-    OrderTrace, Placement, Product, ProductDraft, ProductId, TraceId,
+    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
+    OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, TraceId,
 };
 use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
 
@@ -17,6 +17,8 @@ struct State {
     products: BTreeMap<ProductId, Product>,
     orders: BTreeMap<OrderId, Order>,
     outcomes: HashMap<TraceId, KnownOutcome>,
+    keys: KeyBindings,
+    settled_at: HashMap<TraceId, std::time::Instant>,
     next_order_id: u64,
 }
 
@@ -47,7 +49,12 @@ impl OrderStore for InMemoryStore {
             .flat_map(|c| c.items.iter())
             .filter_map(|l| state.products.get(&l.product_id).map(|p| (p.id, p.clone())))
             .collect();
-        let plan = plan_batch(commands, &snapshot, &known);
+        let bound: KeyBindings = commands
+            .iter()
+            .filter_map(|c| c.idempotency_binding())
+            .filter_map(|b| state.keys.get(&b).map(|t| (b, *t)))
+            .collect();
+        let plan = plan_batch(commands, &snapshot, &known, &bound);
 
         // Check every decrement before changing anything.
         for d in &plan.decrements {
@@ -85,7 +92,17 @@ impl OrderStore for InMemoryStore {
             }
         }
         let placements = resolve_placements(commands, &plan, ids.into_iter())?;
+        for (command, step) in commands.iter().zip(&plan.steps) {
+            if matches!(step, Step::Place(_) | Step::Fail(_)) {
+                if let Some(binding) = command.idempotency_binding() {
+                    state.keys.entry(binding).or_insert(command.trace_id);
+                }
+            }
+        }
         for p in placements.iter().filter(|p| !p.replayed) {
+            state
+                .settled_at
+                .insert(p.trace.trace_id, std::time::Instant::now());
             state.outcomes.insert(
                 p.trace.trace_id,
                 KnownOutcome {
@@ -100,6 +117,11 @@ impl OrderStore for InMemoryStore {
     async fn settle_failure(&self, trace: &OrderTrace, dead_letter: bool) -> OmsResult<Placement> {
         let mut state = lock(&self.state);
         let replayed = state.outcomes.contains_key(&trace.trace_id);
+        if !replayed {
+            state
+                .settled_at
+                .insert(trace.trace_id, std::time::Instant::now());
+        }
         let outcome = state
             .outcomes
             .entry(trace.trace_id)
@@ -128,14 +150,46 @@ impl OrderStore for InMemoryStore {
         Ok(lock(&self.state).orders.get(&order_id).cloned())
     }
 
-    async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>> {
-        Ok(lock(&self.state)
-            .orders
-            .values()
+    async fn orders_of(&self, member_id: MemberId, page: OrderPage) -> OmsResult<Vec<Order>> {
+        let state = lock(&self.state);
+        let below = match page.before {
+            Some(before) => state.orders.range(..before),
+            None => state.orders.range(..),
+        };
+        Ok(below
             .rev()
+            .map(|(_, o)| o)
             .filter(|o| o.member_id == member_id)
+            .take(page.limit)
             .cloned()
             .collect())
+    }
+
+    async fn trace_for_key(&self, member_id: MemberId, key: &str) -> OmsResult<Option<TraceId>> {
+        Ok(lock(&self.state)
+            .keys
+            .get(&(member_id, key.to_owned()))
+            .copied())
+    }
+
+    async fn undead_lettered(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> OmsResult<Vec<OrderTrace>> {
+        let state = lock(&self.state);
+        let now = std::time::Instant::now();
+        let mut due: Vec<(std::time::Instant, OrderTrace)> = state
+            .outcomes
+            .values()
+            .filter(|o| o.placement(false).needs_dead_letter)
+            .filter_map(|o| {
+                let at = state.settled_at.get(&o.trace.trace_id).copied()?;
+                (now.saturating_duration_since(at) >= older_than).then_some((at, o.trace))
+            })
+            .collect();
+        due.sort_by_key(|(at, _)| *at);
+        Ok(due.into_iter().take(limit).map(|(_, t)| t).collect())
     }
 }
 
@@ -152,17 +206,19 @@ impl ProductStore for InMemoryStore {
         Ok(())
     }
 
-    async fn update(&self, product_id: ProductId, draft: &ProductDraft) -> OmsResult<Product> {
+    async fn update(
+        &self,
+        product_id: ProductId,
+        update: &ProductUpdate,
+    ) -> OmsResult<ProductChange> {
         let mut state = lock(&self.state);
         let product = state
             .products
             .get_mut(&product_id)
             .ok_or(OmsError::ProductNotFound { product_id })?;
-        product.name = draft.name.clone();
-        product.price = draft.price;
-        product.stock = draft.stock;
-        product.version += 1;
-        Ok(product.clone())
+        let change = update.apply_to(product)?;
+        *product = change.product.clone();
+        Ok(change)
     }
 
     async fn get(&self, product_id: ProductId) -> OmsResult<Option<Product>> {

@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    Caller, OmsResult, Order, OrderCommand, OrderId, OrderRequest, OrderTrace, Placement, Product,
-    ProductDraft, ProductId, TraceId,
+    Caller, OmsResult, Order, OrderCommand, OrderId, OrderPage, OrderRequest, OrderTrace, Orders,
+    Placement, Product, ProductDraft, ProductId, ProductUpdate, TraceId,
 };
 use crate::port::outbound::DeadLetter;
 
@@ -52,7 +52,7 @@ pub trait OrderQuery: Send + Sync {
     async fn order(&self, caller: Caller, order_id: OrderId) -> OmsResult<Order>;
 
     /// The caller's own orders, newest first.
-    async fn my_orders(&self, caller: Caller) -> OmsResult<Vec<Order>>;
+    async fn my_orders(&self, caller: Caller, page: OrderPage) -> OmsResult<Orders>;
 }
 
 /// Manages and reads the product catalogue.
@@ -67,12 +67,14 @@ pub trait ProductUseCase: Send + Sync {
         draft: ProductDraft,
     ) -> OmsResult<Product>;
 
-    /// Replaces a product's fields (operators only).
+    /// Updates a product (operators only): name and price are replaced;
+    /// the stock changes only as [`ProductUpdate::stock`] says, atomically
+    /// in the database and in the stock gate.
     async fn update(
         &self,
         caller: Caller,
         product_id: ProductId,
-        draft: ProductDraft,
+        update: ProductUpdate,
     ) -> OmsResult<Product>;
 
     /// A product.

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::{
     FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderLine,
-    OrderTrace, Placement, Product, ProductDraft, ProductId, TraceId,
+    OrderPage, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, TraceId,
+    TraceState,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
@@ -42,27 +43,39 @@ impl DeadLetter {
         })
     }
 
-    /// A dead letter for a trace whose record is gone (the sweeper failed it
-    /// as [`FailureReason::Lost`]): the payload is the trace as JSON.
-    pub fn for_lost_trace(trace: &OrderTrace) -> OmsResult<Self> {
+    /// A dead letter for a FAILED trace whose record is not at hand (lost
+    /// before processing, refused before queueing, or relayed from the
+    /// store's outbox): the payload is the trace as JSON and the reason is
+    /// the trace's own.
+    pub fn for_trace(trace: &OrderTrace) -> OmsResult<Self> {
+        let TraceState::Failed { reason } = trace.state else {
+            return Err(OmsError::Internal(format!(
+                "trace {} is not FAILED; it has no dead letter",
+                trace.trace_id
+            )));
+        };
         let payload = serde_json::to_vec(trace)
-            .map_err(|e| OmsError::Invalid(format!("cannot encode trace: {e}")))?;
+            .map_err(|e| OmsError::Internal(format!("cannot encode trace: {e}")))?;
         Ok(Self {
             key: None,
             payload,
-            reason: FailureReason::Lost,
+            reason,
             trace_id: Some(trace.trace_id),
             failed_at: Utc::now(),
         })
     }
 
-    /// A dead letter for a record that could not be decoded.
+    /// A dead letter for a record that could not be decoded; its trace id
+    /// is kept when the bytes are JSON with a readable `traceId`.
     pub fn poison(key: Option<Vec<u8>>, payload: Vec<u8>) -> Self {
+        let trace_id = serde_json::from_slice::<serde_json::Value>(&payload)
+            .ok()
+            .and_then(|v| v.get("traceId")?.as_str()?.parse().ok());
         Self {
             key,
             payload,
             reason: FailureReason::Poison,
-            trace_id: None,
+            trace_id,
             failed_at: Utc::now(),
         }
     }
@@ -70,7 +83,7 @@ impl DeadLetter {
 
 /// Encodes a command as the JSON record value of the order topic.
 pub fn encode_command(command: &OrderCommand) -> OmsResult<Vec<u8>> {
-    serde_json::to_vec(command).map_err(|e| OmsError::Invalid(format!("cannot encode order: {e}")))
+    serde_json::to_vec(command).map_err(|e| OmsError::Internal(format!("cannot encode order: {e}")))
 }
 
 /// Decodes a record value of the order topic.
@@ -181,8 +194,21 @@ pub trait OrderStore: Send + Sync {
     /// An order by id.
     async fn order(&self, order_id: OrderId) -> OmsResult<Option<Order>>;
 
-    /// A member's orders, newest first.
-    async fn orders_of(&self, member_id: MemberId) -> OmsResult<Vec<Order>>;
+    /// A page of a member's orders, newest first (see [`OrderPage`]).
+    async fn orders_of(&self, member_id: MemberId, page: OrderPage) -> OmsResult<Vec<Order>>;
+
+    /// The trace a member's idempotency key is bound to, if a placement
+    /// bound it (see [`OrderCommand::idempotency_key`]).
+    async fn trace_for_key(&self, member_id: MemberId, key: &str) -> OmsResult<Option<TraceId>>;
+
+    /// Up to `limit` FAILED outcomes recorded more than `older_than` ago
+    /// whose DLQ record is not confirmed, oldest first: the DLQ's outbox,
+    /// which the [sweeper](crate::application::TraceSweeper) relays.
+    async fn undead_lettered(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> OmsResult<Vec<OrderTrace>>;
 }
 
 /// The product catalogue and its stock.
@@ -192,9 +218,15 @@ pub trait ProductStore: Send + Sync {
     /// Adds a product; [`OmsError::ProductExists`] if the id is taken.
     async fn create(&self, product: &Product) -> OmsResult<()>;
 
-    /// Replaces name, price and stock, bumping the version;
-    /// [`OmsError::ProductNotFound`] if unknown.
-    async fn update(&self, product_id: ProductId, draft: &ProductDraft) -> OmsResult<Product>;
+    /// Applies `update` with [`ProductUpdate::apply_to`] to the product as
+    /// it stands, in one atomic step (a transaction that reads the row for
+    /// update), bumping the version; [`OmsError::ProductNotFound`] if
+    /// unknown. Returns the product and the stock delta the update applied.
+    async fn update(
+        &self,
+        product_id: ProductId,
+        update: &ProductUpdate,
+    ) -> OmsResult<ProductChange>;
 
     /// A product by id.
     async fn get(&self, product_id: ProductId) -> OmsResult<Option<Product>>;
@@ -215,6 +247,18 @@ pub enum Admission {
         /// The first product that lacked the units.
         product_id: ProductId,
     },
+}
+
+/// A product's gate level as of a version of the product: the units the
+/// database held at `version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateLevel {
+    /// The product.
+    pub product_id: ProductId,
+    /// Units available.
+    pub available: i64,
+    /// The product's version these units were read at.
+    pub version: i64,
 }
 
 /// A journaled refusal, waiting to be settled in the database and the DLQ.
@@ -254,9 +298,19 @@ pub trait StockGate: Send + Sync {
     /// without a gate are left without one.
     async fn release(&self, lines: &[OrderLine]) -> OmsResult<()>;
 
-    /// Sets the available units of products; with `overwrite: false` only
-    /// where a product has no gate yet.
-    async fn set_available(&self, levels: &[(ProductId, i64)], overwrite: bool) -> OmsResult<()>;
+    /// Sets the available units of products. Each gate remembers the
+    /// product version its level was read at, and a level read at an older
+    /// version than the gate's never replaces it (compare-and-set), so a
+    /// slow reader cannot undo a newer stock change. With
+    /// `overwrite: false` only products without a gate are set.
+    async fn set_available(&self, levels: &[GateLevel], overwrite: bool) -> OmsResult<()>;
+
+    /// Applies an operator's stock change of `delta` units that brought the
+    /// product to `level` (its stock and new version in the database): a
+    /// gate at an older version moves by `delta`, keeping the units reserved
+    /// for orders in flight; a gate at `level.version` or newer already
+    /// holds the change and stays; a product without a gate gets `level`.
+    async fn adjust(&self, level: GateLevel, delta: i64) -> OmsResult<()>;
 
     /// The available units of a product; `None` when it has no gate.
     async fn available(&self, product_id: ProductId) -> OmsResult<Option<i64>>;

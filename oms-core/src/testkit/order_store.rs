@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::{
-    FailureReason, OmsError, OrderStatus, OrderTrace, Placement, ProductId, TraceId, TraceState,
+    FailureReason, OmsError, OrderPage, OrderStatus, OrderTrace, Placement, ProductId, TraceId,
+    TraceState,
 };
 use crate::port::outbound::{OrderStore, ProductStore};
 
@@ -22,6 +23,10 @@ pub async fn run(orders: Arc<dyn OrderStore>, products: Arc<dyn ProductStore>) {
     failures_are_settled_in_batches(&*orders, &*products).await;
     a_batch_is_placed_in_order(&*orders, &*products).await;
     members_see_their_orders_newest_first(&*orders, &*products).await;
+    members_page_through_their_orders(&*orders, &*products).await;
+    an_idempotency_key_places_one_order_for_good(&*orders, &*products).await;
+    unconfirmed_failures_are_in_the_outbox(&*orders, &*products).await;
+    the_largest_batch_is_placed_in_one_call(&*orders, &*products).await;
     concurrent_batches_never_oversell(orders, products).await;
 }
 
@@ -104,7 +109,11 @@ pub async fn a_redelivered_trace_changes_nothing(
     assert!(again.iter().all(|p| p.trace == first[0].trace));
     assert_eq!(stock(products, a).await, 9, "no second decrement");
     assert_eq!(
-        orders.orders_of(member).await.unwrap().len(),
+        orders
+            .orders_of(member, OrderPage::default())
+            .await
+            .unwrap()
+            .len(),
         1,
         "no second order"
     );
@@ -163,7 +172,11 @@ pub async fn failures_are_recorded_and_take_no_stock(
         .unwrap();
     let again = place(orders, &[too_many, unknown]).await;
     assert!(again.iter().all(|p| p.replayed && !p.needs_dead_letter));
-    assert!(orders.orders_of(member).await.unwrap().is_empty());
+    assert!(orders
+        .orders_of(member, OrderPage::default())
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn a_settled_failure_wins_over_a_late_delivery(
@@ -327,12 +340,22 @@ pub async fn members_see_their_orders_newest_first(
     place(orders, &[command(member, &[(a, 1)])]).await;
     place(orders, &[command(other, &[(a, 1)])]).await;
     place(orders, &[command(member, &[(a, 2)])]).await;
-    let mine = orders.orders_of(member).await.unwrap();
+    let mine = orders
+        .orders_of(member, OrderPage::default())
+        .await
+        .unwrap();
     assert_eq!(mine.len(), 2);
     assert!(mine.iter().all(|o| o.member_id == member));
     assert!(mine[0].order_id > mine[1].order_id, "newest first");
     assert_eq!(mine[0].items[0].quantity, 2);
-    assert_eq!(orders.orders_of(other).await.unwrap().len(), 1);
+    assert_eq!(
+        orders
+            .orders_of(other, OrderPage::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 pub async fn concurrent_batches_never_oversell(
@@ -368,4 +391,150 @@ pub async fn concurrent_batches_never_oversell(
     assert_eq!(failed, 40);
     assert_eq!(stock(&*products, a).await, 0);
     assert_eq!(stock(&*products, b).await, 0);
+}
+
+pub async fn members_page_through_their_orders(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 10).await;
+    let member = random_member_id();
+    for _ in 0..5 {
+        place(orders, &[command(member, &[(a, 1)])]).await;
+    }
+    let first = orders
+        .orders_of(member, OrderPage::first(2).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let second = orders
+        .orders_of(
+            member,
+            OrderPage::first(2).unwrap().after(Some(first[1].order_id)),
+        )
+        .await
+        .unwrap();
+    let rest = orders
+        .orders_of(
+            member,
+            OrderPage::first(100)
+                .unwrap()
+                .after(Some(second[1].order_id)),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .chain(&rest)
+        .map(|o| o.order_id)
+        .collect();
+    assert_eq!(ids.len(), 5, "every order once");
+    assert!(
+        ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first across pages"
+    );
+}
+
+pub async fn an_idempotency_key_places_one_order_for_good(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = product(products, 10).await;
+    let member = random_member_id();
+    let key = format!("key-{}", TraceId::new());
+    let keyed = || command(member, &[(a, 1)]).with_idempotency_key(Some(key.clone()));
+    let first = keyed();
+    assert_eq!(orders.trace_for_key(member, &key).await.unwrap(), None);
+    let placed = place(orders, std::slice::from_ref(&first)).await;
+    assert!(matches!(
+        placed[0].trace.state,
+        TraceState::Completed { .. }
+    ));
+    assert_eq!(
+        orders.trace_for_key(member, &key).await.unwrap(),
+        Some(first.trace_id)
+    );
+    // Another trace with the key (the cache forgot it), alone or in a
+    // batch with a second one: nothing placed.
+    let (second, third) = (keyed(), keyed());
+    let placed = place(orders, &[second, third]).await;
+    for p in &placed {
+        assert_eq!(
+            p.trace.state,
+            TraceState::Failed {
+                reason: FailureReason::Duplicate
+            }
+        );
+    }
+    assert_eq!(stock(products, a).await, 9);
+    // Keys are case-sensitive and per member.
+    let upper = command(member, &[(a, 1)]).with_idempotency_key(Some(key.to_uppercase()));
+    let other = command(random_member_id(), &[(a, 1)]).with_idempotency_key(Some(key.clone()));
+    let placed = place(orders, &[upper, other]).await;
+    assert!(placed
+        .iter()
+        .all(|p| matches!(p.trace.state, TraceState::Completed { .. })));
+    assert_eq!(stock(products, a).await, 7);
+}
+
+pub async fn unconfirmed_failures_are_in_the_outbox(
+    orders: &dyn OrderStore,
+    _products: &dyn ProductStore,
+) {
+    let member = random_member_id();
+    let failed = |reason| OrderTrace {
+        trace_id: TraceId::new(),
+        member_id: member,
+        state: TraceState::Failed { reason },
+    };
+    let (needs, confirmed, none) = (
+        failed(FailureReason::NotAccepted),
+        failed(FailureReason::Lost),
+        failed(FailureReason::NotAccepted),
+    );
+    orders.settle_failure(&needs, true).await.unwrap();
+    orders.settle_failure(&confirmed, true).await.unwrap();
+    orders.settle_failure(&none, false).await.unwrap();
+    orders
+        .mark_dead_lettered(&[confirmed.trace_id])
+        .await
+        .unwrap();
+    let due = orders
+        .undead_lettered(Duration::ZERO, 100_000)
+        .await
+        .unwrap();
+    assert!(due.contains(&needs), "an unconfirmed failure is due");
+    assert!(!due.iter().any(|t| t.trace_id == confirmed.trace_id));
+    assert!(!due.iter().any(|t| t.trace_id == none.trace_id));
+    let later = orders
+        .undead_lettered(Duration::from_secs(3600), 100_000)
+        .await
+        .unwrap();
+    assert!(
+        !later.iter().any(|t| t.trace_id == needs.trace_id),
+        "not before its age"
+    );
+    orders.mark_dead_lettered(&[needs.trace_id]).await.unwrap();
+}
+
+/// The largest consumer batch (`OMS_CONSUMER_BATCH` = 10,000) is placed in
+/// one call: no statement may outgrow the database's placeholder limit.
+pub async fn the_largest_batch_is_placed_in_one_call(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    const LARGEST: usize = 10_000;
+    let a = product(products, LARGEST as i64).await;
+    let batch: Vec<_> = (0..LARGEST)
+        .map(|_| command(random_member_id(), &[(a, 1)]))
+        .collect();
+    let placed = place(orders, &batch).await;
+    assert_eq!(placed.len(), LARGEST);
+    assert!(placed
+        .iter()
+        .all(|p| matches!(p.trace.state, TraceState::Completed { .. })));
+    assert_eq!(stock(products, a).await, 0);
+    let again = place(orders, &batch).await;
+    assert!(again.iter().all(|p| p.replayed), "a redelivery replays all");
 }

@@ -1,6 +1,6 @@
 //! The contract of [`ProductStore`].
 
-use crate::domain::{OmsError, ProductDraft};
+use crate::domain::{OmsError, ProductUpdate, StockChange};
 use crate::port::outbound::ProductStore;
 
 use super::{draft, random_product_id};
@@ -10,6 +10,7 @@ pub async fn run(store: &dyn ProductStore) {
     create_get_list(store).await;
     duplicates_are_refused(store).await;
     update_bumps_the_version(store).await;
+    stock_changes_are_conditional_or_relative(store).await;
 }
 
 pub async fn create_get_list(store: &dyn ProductStore) {
@@ -37,12 +38,17 @@ pub async fn duplicates_are_refused(store: &dyn ProductStore) {
 pub async fn update_bumps_the_version(store: &dyn ProductStore) {
     let id = random_product_id();
     store.create(&draft("A", 1).into_product(id)).await.unwrap();
-    let new = ProductDraft {
+    let new = ProductUpdate {
         name: "A+".into(),
         price: 2000,
-        stock: 9,
+        stock: StockChange::Set {
+            stock: 9,
+            expected_version: Some(0),
+        },
     };
     let updated = store.update(id, &new).await.unwrap();
+    assert_eq!(updated.stock_delta, 8);
+    let updated = updated.product;
     assert_eq!(
         (
             updated.name.as_str(),
@@ -58,4 +64,52 @@ pub async fn update_bumps_the_version(store: &dyn ProductStore) {
         store.update(missing, &new).await,
         Err(OmsError::ProductNotFound { product_id }) if product_id == missing
     ));
+}
+
+pub async fn stock_changes_are_conditional_or_relative(store: &dyn ProductStore) {
+    let id = random_product_id();
+    store
+        .create(&draft("A", 500).into_product(id))
+        .await
+        .unwrap();
+    let with = |stock| ProductUpdate {
+        name: "A".into(),
+        price: 1000,
+        stock,
+    };
+    // A rename leaves the stock alone.
+    let renamed = store.update(id, &with(StockChange::Keep)).await.unwrap();
+    assert_eq!((renamed.product.stock, renamed.stock_delta), (500, 0));
+    // A stale absolute stock is refused and changes nothing.
+    let stale = StockChange::Set {
+        stock: 700,
+        expected_version: Some(0),
+    };
+    assert!(matches!(
+        store.update(id, &with(stale)).await,
+        Err(OmsError::PreconditionFailed {
+            expected: 0,
+            actual: 1
+        })
+    ));
+    let unconditional = StockChange::Set {
+        stock: 700,
+        expected_version: None,
+    };
+    assert!(matches!(
+        store.update(id, &with(unconditional)).await,
+        Err(OmsError::PreconditionRequired(_))
+    ));
+    // Relative changes apply to what is left.
+    let restock = store
+        .update(id, &with(StockChange::Adjust(-120)))
+        .await
+        .unwrap();
+    assert_eq!((restock.product.stock, restock.stock_delta), (380, -120));
+    assert!(matches!(
+        store.update(id, &with(StockChange::Adjust(-381))).await,
+        Err(OmsError::OutOfStock { .. })
+    ));
+    let p = store.get(id).await.unwrap().unwrap();
+    assert_eq!((p.stock, p.version), (380, 2));
 }

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::domain::{FailureReason, OrderLine, OrderTrace, TraceState};
-use crate::port::outbound::{Admission, Refusal, StockGate, TraceStore};
+use crate::domain::{FailureReason, OrderLine, OrderTrace, ProductId, TraceState};
+use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
 
 use super::{command, random_member_id, random_product_id};
 
@@ -15,7 +15,17 @@ pub async fn run(gate: &dyn StockGate, traces: &dyn TraceStore, redeliver_after:
     products_without_a_gate_pass(gate).await;
     release_gives_back_gated_units_only(gate).await;
     set_available_overwrites_or_fills(gate).await;
+    set_available_is_a_compare_and_set_on_the_version(gate).await;
+    adjust_moves_by_the_delta_once(gate).await;
     refusals_are_journaled_until_settled(gate, redeliver_after).await;
+}
+
+fn lv(product_id: ProductId, available: i64, version: i64) -> GateLevel {
+    GateLevel {
+        product_id,
+        available,
+        version,
+    }
 }
 
 /// Settles whatever is in the journal and was never handed out.
@@ -33,7 +43,9 @@ async fn drain(gate: &dyn StockGate) {
 pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn TraceStore) {
     drain(gate).await;
     let (a, b) = (random_product_id(), random_product_id());
-    gate.set_available(&[(a, 3), (b, 1)], true).await.unwrap();
+    gate.set_available(&[lv(a, 3, 0), lv(b, 1, 0)], true)
+        .await
+        .unwrap();
     let member = random_member_id();
 
     // Two lines of the same product count together.
@@ -81,7 +93,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
 
 pub async fn products_without_a_gate_pass(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
-    gate.set_available(&[(gated, 1)], true).await.unwrap();
+    gate.set_available(&[lv(gated, 1, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 1), (free, 5)]);
     assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
     assert_eq!(gate.available(free).await.unwrap(), None);
@@ -90,7 +102,7 @@ pub async fn products_without_a_gate_pass(gate: &dyn StockGate) {
 
 pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
-    gate.set_available(&[(gated, 2)], true).await.unwrap();
+    gate.set_available(&[lv(gated, 2, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 2), (free, 1)]);
     assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
     assert_eq!(gate.available(gated).await.unwrap(), Some(0));
@@ -108,19 +120,67 @@ pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
 
 pub async fn set_available_overwrites_or_fills(gate: &dyn StockGate) {
     let (a, b) = (random_product_id(), random_product_id());
-    gate.set_available(&[(a, 5)], true).await.unwrap();
-    gate.set_available(&[(a, 9), (b, 4)], false).await.unwrap();
+    gate.set_available(&[lv(a, 5, 0)], true).await.unwrap();
+    gate.set_available(&[lv(a, 9, 0), lv(b, 4, 0)], false)
+        .await
+        .unwrap();
     assert_eq!(gate.available(a).await.unwrap(), Some(5));
     assert_eq!(gate.available(b).await.unwrap(), Some(4));
-    gate.set_available(&[(a, 0)], true).await.unwrap();
+    gate.set_available(&[lv(a, 0, 0)], true).await.unwrap();
     assert_eq!(gate.available(a).await.unwrap(), Some(0));
     gate.set_available(&[], true).await.unwrap();
+}
+
+/// A level read at an older version never replaces a newer one.
+pub async fn set_available_is_a_compare_and_set_on_the_version(gate: &dyn StockGate) {
+    let a = random_product_id();
+    gate.set_available(&[lv(a, 40, 7)], true).await.unwrap();
+    gate.set_available(&[lv(a, 0, 6)], true).await.unwrap();
+    assert_eq!(
+        gate.available(a).await.unwrap(),
+        Some(40),
+        "older level ignored"
+    );
+    gate.set_available(&[lv(a, 35, 7)], true).await.unwrap();
+    assert_eq!(
+        gate.available(a).await.unwrap(),
+        Some(35),
+        "same version sets"
+    );
+    gate.set_available(&[lv(a, 30, 9)], true).await.unwrap();
+    assert_eq!(
+        gate.available(a).await.unwrap(),
+        Some(30),
+        "newer level sets"
+    );
+}
+
+/// An operator's change moves a gate by its delta once, keeping the units
+/// reserved for orders in flight; a product without a gate gets the level.
+pub async fn adjust_moves_by_the_delta_once(gate: &dyn StockGate) {
+    let (a, fresh) = (random_product_id(), random_product_id());
+    gate.set_available(&[lv(a, 100, 3)], true).await.unwrap();
+    let order = command(random_member_id(), &[(a, 30)]);
+    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    // The database went 100 → 150 (version 4): the gate keeps the 30 reserved.
+    gate.adjust(lv(a, 150, 4), 50).await.unwrap();
+    assert_eq!(gate.available(a).await.unwrap(), Some(120));
+    // The same change again, or one a reconciliation already holds, is a no-op.
+    gate.adjust(lv(a, 150, 4), 50).await.unwrap();
+    assert_eq!(gate.available(a).await.unwrap(), Some(120));
+    gate.set_available(&[lv(a, 140, 6)], true).await.unwrap();
+    gate.adjust(lv(a, 190, 5), 50).await.unwrap();
+    assert_eq!(gate.available(a).await.unwrap(), Some(140));
+    gate.adjust(lv(fresh, 12, 2), 12).await.unwrap();
+    assert_eq!(gate.available(fresh).await.unwrap(), Some(12));
 }
 
 pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redeliver_after: Duration) {
     drain(gate).await;
     let product = random_product_id();
-    gate.set_available(&[(product, 0)], true).await.unwrap();
+    gate.set_available(&[lv(product, 0, 0)], true)
+        .await
+        .unwrap();
     let member = random_member_id();
     let orders: Vec<_> = (0..3).map(|_| command(member, &[(product, 1)])).collect();
     for order in &orders {
