@@ -230,7 +230,9 @@ impl StockGate for RedisStockGate {
             .arg(encode(&processing)?)
             .arg(self.store.ttl(&processing))
             .arg(encode(&refused)?)
-            .arg(self.store.ttl(&refused))
+            // Not durable until the keeper settles it: kept as long as a
+            // PROCESSING trace.
+            .arg(self.store.ttl(&processing))
             .arg(command.trace_id.to_string())
             .arg(now_millis())
             .arg(encode_command(command)?);

@@ -18,7 +18,10 @@ pub use gate::RedisStockGate;
 pub struct RedisTraceOptions {
     /// Prefix of every key (default `oms`).
     pub prefix: String,
-    /// TTL of a PROCESSING trace (default 1 h).
+    /// TTL of a trace whose outcome is not in the database yet: PROCESSING,
+    /// and FAILED `OUT_OF_STOCK` refused by the stock gate until the keeper
+    /// settles it (default 24 h, so a long consumer outage never turns a
+    /// pending order into 404 nor hides it from the sweeper).
     pub processing_ttl: Duration,
     /// TTL of a COMPLETED or FAILED trace (default 10 min).
     pub final_ttl: Duration,
@@ -30,7 +33,7 @@ impl Default for RedisTraceOptions {
     fn default() -> Self {
         Self {
             prefix: "oms".into(),
-            processing_ttl: Duration::from_secs(3600),
+            processing_ttl: Duration::from_secs(24 * 3600),
             final_ttl: Duration::from_secs(600),
             key_ttl: Duration::from_secs(24 * 3600),
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use oms_adapters_redis::{RedisTraceOptions, RedisTraceStore};
 use oms_core::domain::{MemberId, OrderTrace, TraceId};
-use oms_core::port::outbound::{HealthCheck, TraceStore};
+use oms_core::port::outbound::{HealthCheck, StockGate, TraceStore};
 use oms_core::testkit;
 
 async fn store() -> RedisTraceStore {
@@ -54,4 +54,48 @@ async fn redis_stock_gate_conforms() {
     let redeliver = Duration::from_millis(300);
     let gate = store.stock_gate().with_redeliver_after(redeliver);
     testkit::stock_gate::run(&gate, &store, redeliver).await;
+}
+
+#[tokio::test]
+async fn a_refused_trace_outlives_the_final_ttl_until_it_is_settled() {
+    let prefix = format!("oms-refused-ttl-{}", TraceId::new());
+    let store = store().await.with_options(RedisTraceOptions {
+        prefix: prefix.clone(),
+        final_ttl: Duration::from_secs(5),
+        processing_ttl: Duration::from_secs(3600),
+        ..RedisTraceOptions::default()
+    });
+    let gate = store.stock_gate();
+    let product = oms_core::domain::ProductId(1);
+    gate.set_available(
+        &[oms_core::port::outbound::GateLevel {
+            product_id: product,
+            available: 0,
+            version: 0,
+        }],
+        true,
+    )
+    .await
+    .unwrap();
+    let order = testkit::command(MemberId(1), &[(product, 1)]);
+    assert!(matches!(
+        gate.admit(&order).await.unwrap(),
+        oms_core::port::outbound::Admission::Refused { .. }
+    ));
+    let url = std::env::var("OMS_REDIS_URL").unwrap();
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let key = format!("{prefix}:trace:{}", order.trace_id);
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 5,
+        "a refusal not yet in the database keeps its trace: ttl {ttl}"
+    );
 }
