@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::stack::{env, Paused, Stack};
+use common::stack::{env, Dlq, Paused, Stack};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
@@ -41,7 +41,7 @@ async fn duplicate_delivery_changes_nothing() {
     let finals = stack.wait_final(&traces, Duration::from_secs(60)).await;
     stack.wait_drained(Duration::from_secs(30)).await;
     let (completed, failed) = stack
-        .check_invariants(&[(product, 10)], &traces, &finals)
+        .check_invariants(&[(product, 10)], &traces, &finals, Dlq::ExactlyOnce)
         .await;
     assert_eq!((completed, failed), (10, 5));
     // (The DLQ holds exactly the 5 FAILED traces: checked above. The broker's
@@ -89,7 +89,7 @@ async fn consumers_killed_during_a_burst_lose_and_double_nothing() {
     }
     let finals = stack.wait_final(&traces, Duration::from_secs(120)).await;
     let (completed, failed) = stack
-        .check_invariants(&[(a, 300), (b, 300)], &traces, &finals)
+        .check_invariants(&[(a, 300), (b, 300)], &traces, &finals, Dlq::AtLeastOnce)
         .await;
     assert_eq!((completed, failed), (300, 300));
     stack.stop();
@@ -335,5 +335,64 @@ async fn racing_idempotency_keys_make_one_order() {
         .await;
     assert_eq!(stack.orders_of(member).await.len(), 1);
     assert_eq!(stack.stock(product).await, 99);
+    stack.stop();
+}
+
+/// The idempotency key of an order whose send failed while the database
+/// was down stays bound to its trace: the record may still be placed, so a
+/// retry with the key answers that trace and never queues a second order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_whose_send_could_not_be_settled_stays_bound() {
+    let _serial = SERIAL.lock().await;
+    let stack = Stack::start(1).await;
+    let product = stack.add_product(10).await;
+    let member = members(1)[0];
+    let key = format!("checkout-{}", stack.run);
+    {
+        let _db = DatabaseDown::new();
+        let _broker = Paused::service("tansu");
+        let r = stack.post_order(member, &[(product, 1)], Some(&key)).await;
+        assert_eq!(r.status(), 503);
+    }
+    let mut conn = redis_client()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let bound: Option<String> = redis::cmd("GET")
+        .arg(format!("e2e-{}:idem:{member}:{key}", stack.run))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let bound = bound.expect("the key stays bound to the unsettled trace");
+    stack.wait_ready().await;
+    for _ in 0..3 {
+        let r = stack.post_order(member, &[(product, 1)], Some(&key)).await;
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["traceId"],
+            bound.as_str(),
+            "the retry answers the same trace"
+        );
+    }
+    // Whatever became of the first record, the key made at most one order.
+    let other = members(1)[0];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let trace = loop {
+        let r = stack.post_order(other, &[(product, 1)], None).await;
+        if r.status() == 202 {
+            let v: Value = r.json().await.unwrap();
+            break v["traceId"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "intake never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stack
+        .wait_final(&[(other, trace)], Duration::from_secs(60))
+        .await;
+    stack.wait_drained(Duration::from_secs(60)).await;
+    let mine = stack.orders_of(member).await.len();
+    assert!(mine <= 1, "{mine} orders for one key");
+    assert_eq!(stack.stock(product).await, 10 - 1 - mine as i64);
     stack.stop();
 }

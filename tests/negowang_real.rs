@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::stack::Stack;
+use common::stack::{Dlq, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negowang_on_the_real_stack() {
@@ -28,7 +28,9 @@ async fn negowang_on_the_real_stack() {
         "negowang real stack: 1000 orders, first POST to all traces final in {:?}",
         started.elapsed()
     );
-    let (completed, failed) = stack.check_invariants(&products, &traces, &finals).await;
+    let (completed, failed) = stack
+        .check_invariants(&products, &traces, &finals, Dlq::ExactlyOnce)
+        .await;
     assert_eq!((completed, failed), (500, 500));
     for v in finals.values() {
         if v["status"] == "COMPLETED" {

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use tracing::{debug, warn};
 
 use crate::domain::{
-    Caller, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace,
-    TraceId, TraceState,
+    Caller, FailureReason, MemberId, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId,
+    TraceState,
 };
 use crate::port::inbound::RequestOrderUseCase;
 use crate::port::outbound::{Admission, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
@@ -231,7 +231,7 @@ impl RequestOrderUseCase for RequestOrderService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo};
+    use crate::domain::{MemberId, OmsError, OrderLine, ProductId, ReceiverInfo};
     use crate::memory::InMemoryStore;
     use crate::memory::InMemoryTraceStore;
     use crate::port::outbound::MockOrderRequestPublisher;
