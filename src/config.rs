@@ -2,9 +2,19 @@
 
 use std::env;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The fixed secret of the embedded default. Never use it with real services.
 pub const DEV_JWT_SECRET: &str = "oms-dev-secret";
+
+/// Default of `OMS_HTTP_REQUEST_TIMEOUT_SECS`.
+pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default of `OMS_HTTP_HEADER_TIMEOUT_SECS`.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `OMS_HTTP_MAX_IN_FLIGHT`.
+pub const DEFAULT_HTTP_MAX_IN_FLIGHT: usize = 1024;
+/// Default of `OMS_HTTP_MAX_CONNECTIONS`.
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 8192;
 
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +74,20 @@ pub struct Settings {
     /// `OMS_REDIS_PREFIX`: the prefix of every Redis key (default `oms`), so
     /// that several deployments can share one Redis.
     pub redis_prefix: String,
+    /// `OMS_HTTP_REQUEST_TIMEOUT_SECS`: longest a request may take before it
+    /// is answered 503 `TIMEOUT` (default 15 s, from 6 to 3600: above the 5 s
+    /// send bound of intake).
+    pub http_request_timeout: Duration,
+    /// `OMS_HTTP_HEADER_TIMEOUT_SECS`: longest a client may take to send a
+    /// request's headers, and the idle timeout of kept-alive connections
+    /// (default 10 s, from 1 to 300).
+    pub http_header_timeout: Duration,
+    /// `OMS_HTTP_MAX_IN_FLIGHT`: most requests handled at once; more are
+    /// answered 503 `OVERLOADED` at once (default 1024).
+    pub http_max_in_flight: usize,
+    /// `OMS_HTTP_MAX_CONNECTIONS`: most connections open at once; more wait
+    /// in the listen backlog (default 8192; keep it below `ulimit -n`).
+    pub http_max_connections: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -82,12 +106,40 @@ impl std::fmt::Debug for Settings {
             .field("sweep_after", &self.sweep_after)
             .field("stock_gate", &self.stock_gate)
             .field("redis_prefix", &self.redis_prefix)
+            .field("http_request_timeout", &self.http_request_timeout)
+            .field("http_header_timeout", &self.http_header_timeout)
+            .field("http_max_in_flight", &self.http_max_in_flight)
+            .field("http_max_connections", &self.http_max_connections)
             .finish()
     }
 }
 
 fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `name` as an integer in `range`, or `default` when unset.
+fn ranged(
+    name: &'static str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = var(name) else {
+        return Ok(default);
+    };
+    raw.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| ConfigError::Invalid {
+            name,
+            value: raw.clone(),
+            reason: format!(
+                "must be an integer from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        })
 }
 
 impl Settings {
@@ -160,7 +212,33 @@ impl Settings {
                 reason: "must be 1 to 64 visible ASCII characters".into(),
             });
         }
+        let http_request_timeout = Duration::from_secs(ranged(
+            "OMS_HTTP_REQUEST_TIMEOUT_SECS",
+            DEFAULT_HTTP_REQUEST_TIMEOUT.as_secs(),
+            6..=3600,
+        )?);
+        let http_header_timeout = Duration::from_secs(ranged(
+            "OMS_HTTP_HEADER_TIMEOUT_SECS",
+            DEFAULT_HTTP_HEADER_TIMEOUT.as_secs(),
+            1..=300,
+        )?);
+        let http_max_in_flight = usize::try_from(ranged(
+            "OMS_HTTP_MAX_IN_FLIGHT",
+            DEFAULT_HTTP_MAX_IN_FLIGHT as u64,
+            1..=1_000_000,
+        )?)
+        .unwrap_or(DEFAULT_HTTP_MAX_IN_FLIGHT);
+        let http_max_connections = usize::try_from(ranged(
+            "OMS_HTTP_MAX_CONNECTIONS",
+            DEFAULT_HTTP_MAX_CONNECTIONS as u64,
+            1..=1_000_000,
+        )?)
+        .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
         Ok(Self {
+            http_request_timeout,
+            http_header_timeout,
+            http_max_in_flight,
+            http_max_connections,
             redis_prefix,
             stock_gate,
             consumer_batch,

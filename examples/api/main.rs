@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use oms::config::{Settings, DEV_JWT_SECRET};
 use oms::embedded::EmbeddedPipeline;
-use oms::http::{router, JwtAuth};
+use oms::http::{router, serve, JwtAuth, ServerLimits};
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -72,14 +72,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    info!(addr = %settings.http_addr, "oms api listening");
+    let limits = ServerLimits::from_settings(&settings);
+    info!(addr = %settings.http_addr, ?limits, "oms api listening");
     let mut app = router(state);
     if let Some(baseline) = baseline {
         app = app.merge(baseline);
     }
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    let served = serve(listener, app, limits, shutdown_signal()).await;
     if let Some(pipeline) = embedded {
         pipeline.shutdown().await;
     }

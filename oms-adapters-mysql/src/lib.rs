@@ -24,10 +24,36 @@ pub struct MySqlStore {
 
 impl MySqlStore {
     /// Opens a pool of up to 16 connections to `url` (3 s acquire timeout).
+    ///
+    /// Every connection bounds what one statement may hold it for, so that
+    /// a runaway query or a pile-up on a locked row cannot take the pool:
+    ///
+    /// - statements: 10 s, with MariaDB's `max_statement_time` (seconds,
+    ///   every statement), or on MySQL, which lacks it, with
+    ///   `max_execution_time` (milliseconds, read-only `SELECT`s only);
+    /// - row-lock waits: 10 s, with `innodb_lock_wait_timeout` (both).
+    ///
+    /// A statement stopped by either fails like any database error: the
+    /// store reports the database unavailable (retryable), the consumer
+    /// retries its batch, and the connection returns to the pool.
     pub async fn connect(url: &str) -> OmsResult<Self> {
         let pool = MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    let mariadb = conn.execute("SET SESSION max_statement_time = 10").await;
+                    if let Err(e) = mariadb {
+                        tracing::debug!(error = %e, "no max_statement_time (not MariaDB); using max_execution_time");
+                        conn.execute("SET SESSION max_execution_time = 10000")
+                            .await?;
+                    }
+                    conn.execute("SET SESSION innodb_lock_wait_timeout = 10")
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(db_error)?;

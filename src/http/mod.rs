@@ -1,10 +1,12 @@
 //! The HTTP inbound adapter: an axum [`Router`] for the API of oms, with
 //! HS256 bearer auth and problem+json errors. Mount [`router`] in your own
-//! service or serve it as it is (see `examples/api`).
+//! service, or serve it with [`serve`], which adds timeouts and load
+//! shedding (see `examples/api`).
 
 mod auth;
 mod json;
 mod problem;
+mod serve;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::{Auth, Claims, JwtAuth};
 pub use json::ApiJson;
 pub use problem::Problem;
+pub use serve::{serve, with_limits, ServerLimits};
 
 /// Largest request body, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
