@@ -29,7 +29,7 @@ mkdir -p "$OUT"
 scripts/services.sh up
 # shellcheck disable=SC1091
 source target/services.env
-export OMS_JWT_SECRET=bench-secret RUST_LOG=warn
+export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
 cargo build --release --all-features --example api --example consumer --example negowang --example drain
 
 PIDS=()

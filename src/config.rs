@@ -7,6 +7,11 @@ use std::time::Duration;
 /// The fixed secret of the embedded default. Never use it with real services.
 pub const DEV_JWT_SECRET: &str = "oms-dev-secret";
 
+/// Shortest `OMS_JWT_SECRET`, in bytes, accepted outside the embedded
+/// default on loopback. HS256 with a short secret can be brute-forced from
+/// any captured token.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
 /// Default of `OMS_HTTP_REQUEST_TIMEOUT_SECS`.
 pub const DEFAULT_HTTP_REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default of `OMS_HTTP_HEADER_TIMEOUT_SECS`.
@@ -38,6 +43,63 @@ pub enum ConfigError {
         /// Why it is needed.
         why: &'static str,
     },
+    /// A secret is set but too weak for this mode (its value is never
+    /// shown).
+    #[error("{name} is refused: {reason}")]
+    Insecure {
+        /// The variable.
+        name: &'static str,
+        /// Why, and what to do instead.
+        reason: String,
+    },
+}
+
+/// The secret policy of `OMS_JWT_SECRET` (API.md, "Members and sessions"):
+/// the secret to sign and verify tokens with, or why the process must not
+/// start.
+///
+/// - Outside the embedded default (`embedded` false) the secret must be set,
+///   at least [`MIN_JWT_SECRET_BYTES`] bytes long and not
+///   [`DEV_JWT_SECRET`].
+/// - The embedded default on a loopback `http_addr` takes any secret, and
+///   [`DEV_JWT_SECRET`] when none is set (the caller should warn).
+/// - The embedded default on any other address is held to the same rule as
+///   outside it: the development secret is public, so anyone who can reach
+///   the port could mint `ADMIN` tokens.
+pub fn jwt_secret_policy(
+    secret: Option<&str>,
+    embedded: bool,
+    http_addr: SocketAddr,
+) -> Result<String, ConfigError> {
+    const NAME: &str = "OMS_JWT_SECRET";
+    let hint =
+        format!("use at least {MIN_JWT_SECRET_BYTES} random bytes, e.g. `openssl rand -base64 48`");
+    let loopback = http_addr.ip().is_loopback();
+    match secret {
+        None if embedded && loopback => Ok(DEV_JWT_SECRET.to_owned()),
+        Some(s) if embedded && loopback => Ok(s.to_owned()),
+        None if embedded => Err(ConfigError::Insecure {
+            name: NAME,
+            reason: format!(
+                "it is not set, and the development secret `{DEV_JWT_SECRET}` is refused on the non-loopback address {http_addr}; {hint}"
+            ),
+        }),
+        None => Err(ConfigError::Missing {
+            name: NAME,
+            why: "a service URL (OMS_KAFKA_BROKERS, OMS_REDIS_URL or OMS_DATABASE_URL) is set, so this is not the embedded default",
+        }),
+        Some(s) if s.trim() == DEV_JWT_SECRET => Err(ConfigError::Insecure {
+            name: NAME,
+            reason: format!(
+                "it is the public development secret `{DEV_JWT_SECRET}`, which is only for the embedded default on a loopback address; {hint}"
+            ),
+        }),
+        Some(s) if s.len() < MIN_JWT_SECRET_BYTES => Err(ConfigError::Insecure {
+            name: NAME,
+            reason: format!("it is {} bytes long; {hint}", s.len()),
+        }),
+        Some(s) => Ok(s.to_owned()),
+    }
 }
 
 /// Every setting of the two processes.
@@ -258,5 +320,114 @@ impl Settings {
     /// Whether no service URL is set: the embedded default.
     pub fn is_embedded(&self) -> bool {
         self.kafka_brokers.is_none() && self.redis_url.is_none() && self.database_url.is_none()
+    }
+
+    /// The JWT secret these settings allow, by [`jwt_secret_policy`].
+    pub fn checked_jwt_secret(&self) -> Result<String, ConfigError> {
+        jwt_secret_policy(
+            self.jwt_secret.as_deref(),
+            self.is_embedded(),
+            self.http_addr,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn the_embedded_default_on_loopback_uses_the_dev_secret_or_any_given() {
+        for a in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:1"] {
+            assert_eq!(
+                jwt_secret_policy(None, true, addr(a)).ok().as_deref(),
+                Some(DEV_JWT_SECRET),
+                "{a}"
+            );
+            assert_eq!(
+                jwt_secret_policy(Some("short"), true, addr(a))
+                    .ok()
+                    .as_deref(),
+                Some("short")
+            );
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_refuses_the_dev_secret_on_a_public_address() {
+        for a in ["0.0.0.0:8080", "192.168.1.5:8080", "[::]:8080"] {
+            assert!(
+                matches!(
+                    jwt_secret_policy(None, true, addr(a)),
+                    Err(ConfigError::Insecure { .. })
+                ),
+                "{a}"
+            );
+            assert!(matches!(
+                jwt_secret_policy(Some(DEV_JWT_SECRET), true, addr(a)),
+                Err(ConfigError::Insecure { .. })
+            ));
+            assert!(matches!(
+                jwt_secret_policy(Some("change-me"), true, addr(a)),
+                Err(ConfigError::Insecure { .. })
+            ));
+            assert_eq!(
+                jwt_secret_policy(Some(STRONG), true, addr(a))
+                    .ok()
+                    .as_deref(),
+                Some(STRONG)
+            );
+        }
+    }
+
+    #[test]
+    fn real_services_need_a_long_secret_that_is_not_the_dev_one() {
+        for a in ["127.0.0.1:8080", "0.0.0.0:8080"] {
+            let a = addr(a);
+            assert!(matches!(
+                jwt_secret_policy(None, false, a),
+                Err(ConfigError::Missing {
+                    name: "OMS_JWT_SECRET",
+                    ..
+                })
+            ));
+            assert!(matches!(
+                jwt_secret_policy(Some(DEV_JWT_SECRET), false, a),
+                Err(ConfigError::Insecure { .. })
+            ));
+            let padded = format!(" {DEV_JWT_SECRET} ");
+            assert!(matches!(
+                jwt_secret_policy(Some(&padded), false, a),
+                Err(ConfigError::Insecure { .. })
+            ));
+            let short = &STRONG[..MIN_JWT_SECRET_BYTES - 1];
+            assert!(matches!(
+                jwt_secret_policy(Some(short), false, a),
+                Err(ConfigError::Insecure { .. })
+            ));
+            assert_eq!(
+                jwt_secret_policy(Some(STRONG), false, a).ok().as_deref(),
+                Some(STRONG)
+            );
+        }
+    }
+
+    #[test]
+    fn a_refusal_says_why_without_showing_the_secret() {
+        let secret = "a-secret-of-23-bytes-xx";
+        let refused = jwt_secret_policy(Some(secret), false, addr("127.0.0.1:8080"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(refused.contains("OMS_JWT_SECRET"), "{refused}");
+        assert!(refused.contains("23 bytes"), "{refused}");
+        assert!(refused.contains("at least 32"), "{refused}");
+        assert!(!refused.contains(secret), "{refused}");
     }
 }

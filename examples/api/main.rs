@@ -28,23 +28,25 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let secret = match settings.checked_jwt_secret() {
+        Ok(s) => s,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut embedded = None;
     let mut baseline = None;
     let state = if settings.is_embedded() {
-        let secret = settings.jwt_secret.clone().unwrap_or_else(|| {
-            warn!("OMS_JWT_SECRET is not set: using the development secret `{DEV_JWT_SECRET}`; never expose this server");
-            DEV_JWT_SECRET.to_owned()
-        });
+        if secret == DEV_JWT_SECRET {
+            warn!("tokens are signed with the development secret `{DEV_JWT_SECRET}`, which is public and refused on a non-loopback OMS_HTTP_ADDR; never expose this server");
+        }
         info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
         let pipeline = EmbeddedPipeline::start();
         let state = pipeline.app_state(JwtAuth::new(secret.as_bytes()));
         embedded = Some(pipeline);
         state
     } else {
-        let Some(secret) = settings.jwt_secret.clone() else {
-            error!("OMS_JWT_SECRET must be set when any service URL is set");
-            return ExitCode::from(2);
-        };
         let services = match Services::connect(&settings).await {
             Ok(s) => s,
             Err(e) => {

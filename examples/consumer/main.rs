@@ -5,6 +5,8 @@
 //! runs the stuck-trace sweeper (`OMS_SWEEP_AFTER_SECS`, default 300) and,
 //! unless `OMS_STOCK_GATE=off`, the keeper of the stock gate (settles the
 //! orders the gate refused: outcome in the database, DLQ record).
+//! `OMS_JWT_SECRET` must pass the same policy as for `api` (at least 32
+//! bytes, not the development secret), or the consumer refuses to start.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,6 +42,12 @@ async fn main() -> ExitCode {
             "the consumer needs {} (run `scripts/services.sh up` and `source target/services.env`); for a single process with no servers, run `cargo run --release --example api`",
             missing.join(", ")
         );
+        return ExitCode::from(2);
+    }
+    // The consumer signs nothing, but it shares its environment with `api`:
+    // a deployment with a weak secret is refused here too.
+    if let Err(e) = settings.checked_jwt_secret() {
+        error!("cannot start: {e}");
         return ExitCode::from(2);
     }
     let services = match Services::connect(&settings).await {

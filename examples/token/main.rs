@@ -3,12 +3,14 @@
 //! `cargo run --example token -- <member-id> [USER|ADMIN] [ttl-seconds]`
 //!
 //! Signs with `OMS_JWT_SECRET`, or with the development secret of the
-//! embedded default when it is not set.
+//! embedded default when it is not set. It warns when `OMS_JWT_SECRET` is one
+//! the `api` refuses outside the embedded default on loopback (shorter than
+//! 32 bytes, or the development secret).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use oms::config::DEV_JWT_SECRET;
+use oms::config::{DEV_JWT_SECRET, MIN_JWT_SECRET_BYTES};
 use oms::domain::Role;
 use oms::http::JwtAuth;
 
@@ -39,7 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let secret = std::env::var("OMS_JWT_SECRET").unwrap_or_else(|_| DEV_JWT_SECRET.to_owned());
+    let given = std::env::var("OMS_JWT_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
+    let weak = given
+        .as_deref()
+        .is_some_and(|s| s.trim() == DEV_JWT_SECRET || s.len() < MIN_JWT_SECRET_BYTES);
+    let secret = given.unwrap_or_else(|| DEV_JWT_SECRET.to_owned());
+    if weak {
+        eprintln!(
+            "warning: this secret only works with the embedded default on a loopback address; elsewhere the api needs OMS_JWT_SECRET of at least {MIN_JWT_SECRET_BYTES} bytes"
+        );
+    }
     match JwtAuth::new(secret.as_bytes()).mint(member, role, Duration::from_secs(ttl)) {
         Ok(token) => {
             println!("{token}");
