@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use oms::domain::{OmsError, Role};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::{router, AppState};
 use oms::port::inbound::MockRequestOrderUseCase;
+use oms::port::outbound::{HealthCheck, MockHealthCheck};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -549,4 +551,101 @@ async fn unknown_routes_and_methods_are_problems() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = call(&api.app, "DELETE", "/api/v1/orders", Some(&user(1)), None).await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn a_server_error_names_the_dependency_but_never_its_error_text() {
+    let api = api();
+    let mut intake = MockRequestOrderUseCase::new();
+    intake.expect_request_order().returning(|_, _, _| {
+        Err(OmsError::unavailable(
+            "kafka",
+            "Local: Message timed out (broker 10.1.2.3:9092)",
+        ))
+    });
+    let app = router(AppState {
+        intake: Arc::new(intake),
+        ..api.state.clone()
+    });
+    let (s, _, b) = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(1)),
+        Some(order_body(&[(1, 1)])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    let text = b.to_string();
+    assert!(b["detail"].as_str().unwrap().contains("kafka"), "{b}");
+    for secret in ["Message timed out", "10.1.2.3", "9092"] {
+        assert!(!text.contains(secret), "{secret:?} leaked: {b}");
+    }
+}
+
+fn failing_check(name: &'static str, error: &'static str) -> Arc<dyn HealthCheck> {
+    let mut check = MockHealthCheck::new();
+    check.expect_name().return_const(name);
+    check
+        .expect_check()
+        .returning(move || Err(OmsError::unavailable(name, error)));
+    Arc::new(check)
+}
+
+#[tokio::test]
+async fn readyz_names_the_failing_dependencies_but_not_their_errors() {
+    let api = api();
+    let mut healthy = MockHealthCheck::new();
+    healthy.expect_name().return_const("redis");
+    healthy.expect_check().returning(|| Ok(()));
+    let app = router(AppState {
+        checks: vec![
+            failing_check("mysql", "Access denied for user 'oms'@'10.9.8.7'"),
+            Arc::new(healthy),
+            failing_check("kafka", "Local: Broker transport failure"),
+        ],
+        ..api.state.clone()
+    });
+    let (s, _, b) = call(&app, "GET", "/readyz", None, None).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["code"], "NOT_READY");
+    let detail = b["detail"].as_str().unwrap();
+    assert!(detail.contains("mysql") && detail.contains("kafka"), "{b}");
+    assert!(!detail.contains("redis"), "{b}");
+    let text = b.to_string();
+    for secret in ["Access denied", "10.9.8.7", "Broker transport"] {
+        assert!(!text.contains(secret), "{secret:?} leaked: {b}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_checks_once_for_a_flood_and_again_when_its_answer_is_old() {
+    let api = api();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut check = MockHealthCheck::new();
+    check.expect_name().return_const("mysql");
+    let counter = calls.clone();
+    check.expect_check().returning(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    });
+    let app = router(AppState {
+        checks: vec![Arc::new(check)],
+        ..api.state.clone()
+    });
+    let flood = (0..64).map(|_| call(&app, "GET", "/readyz", None, None));
+    for (s, _, b) in futures::future::join_all(flood).await {
+        assert_eq!(s, StatusCode::OK, "{b}");
+        assert_eq!(b["checked"], json!(["mysql"]));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one round for the flood");
+
+    // The answer is kept for about a second, then checked again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "readyz never checked again");
+        let (s, _, _) = call(&app, "GET", "/readyz", None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

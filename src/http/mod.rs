@@ -6,10 +6,10 @@
 mod auth;
 mod json;
 mod problem;
+mod ready;
 mod serve;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -45,15 +45,26 @@ pub struct AppState {
     pub products: Arc<dyn ProductUseCase>,
     /// Token verification.
     pub auth: Arc<JwtAuth>,
-    /// Checked by `/readyz`.
+    /// Checked by `/readyz` (at most one round of checks at a time; a
+    /// round answers for 1 s).
     pub checks: Vec<Arc<dyn HealthCheck>>,
 }
 
 /// The API router of `../shared/API.md`.
 pub fn router(state: AppState) -> Router {
+    let readiness = Arc::new(ready::Readiness::new(
+        state.checks.clone(),
+        ready::READY_CACHE,
+    ));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(
+            "/readyz",
+            get(move || {
+                let readiness = readiness.clone();
+                async move { readiness.respond().await }
+            }),
+        )
         .route("/api/v1/products", get(list_products).post(create_product))
         .route(
             "/api/v1/products/{product_id}",
@@ -93,29 +104,6 @@ async fn method_not_allowed() -> Problem {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
-}
-
-async fn readyz(State(state): State<AppState>) -> Response {
-    let mut failing = Vec::new();
-    for check in &state.checks {
-        let outcome = tokio::time::timeout(Duration::from_secs(2), check.check()).await;
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => failing.push(format!("{}: {e}", check.name())),
-            Err(_) => failing.push(format!("{}: no answer within 2 s", check.name())),
-        }
-    }
-    if failing.is_empty() {
-        let names: Vec<_> = state.checks.iter().map(|c| c.name()).collect();
-        Json(serde_json::json!({"status": "ready", "checked": names})).into_response()
-    } else {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NOT_READY",
-            format!("unavailable: {}", failing.join("; ")),
-        )
-        .into_response()
-    }
 }
 
 // ---- products ----

@@ -52,28 +52,57 @@ impl Problem {
     }
 }
 
+/// Client errors keep their message (it is about the request); server-side
+/// errors are logged here and answered with what a client can act on: the
+/// dependency that failed, never the text of its error.
 impl From<OmsError> for Problem {
     fn from(e: OmsError) -> Self {
-        let detail = e.to_string();
-        let (status, code) = match &e {
-            OmsError::Invalid(_) => (StatusCode::BAD_REQUEST, "VALIDATION_FAILED"),
-            OmsError::Forbidden(_) => (StatusCode::FORBIDDEN, "FORBIDDEN"),
-            OmsError::ProductNotFound { .. } => (StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND"),
-            OmsError::OrderNotFound { .. } => (StatusCode::NOT_FOUND, "ORDER_NOT_FOUND"),
-            OmsError::TraceNotFound { .. } => (StatusCode::NOT_FOUND, "TRACE_NOT_FOUND"),
-            OmsError::ProductExists { .. } => (StatusCode::CONFLICT, "PRODUCT_EXISTS"),
-            OmsError::OutOfStock { .. } => (StatusCode::CONFLICT, "OUT_OF_STOCK"),
-            OmsError::Conflict(_) => (StatusCode::CONFLICT, "CONFLICT"),
-            OmsError::Unavailable { .. } => {
-                tracing::warn!(error = %e, "dependency unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE")
+        match &e {
+            OmsError::Invalid(_) => Self::validation(e.to_string()),
+            OmsError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string()),
+            OmsError::ProductNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND", e.to_string())
             }
+            OmsError::OrderNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "ORDER_NOT_FOUND", e.to_string())
+            }
+            OmsError::TraceNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "TRACE_NOT_FOUND", e.to_string())
+            }
+            OmsError::ProductExists { .. } => {
+                Self::new(StatusCode::CONFLICT, "PRODUCT_EXISTS", e.to_string())
+            }
+            OmsError::OutOfStock { .. } => {
+                Self::new(StatusCode::CONFLICT, "OUT_OF_STOCK", e.to_string())
+            }
+            OmsError::Conflict(_) => {
+                // The message may come from the database (a deadlock, a
+                // constraint): log it, answer what the client can do.
+                tracing::info!(error = %e, "conflict");
+                Self::new(
+                    StatusCode::CONFLICT,
+                    "CONFLICT",
+                    "the resource was changed at the same time; try again",
+                )
+            }
+            OmsError::Unavailable { what, .. } => {
+                tracing::warn!(error = %e, "dependency unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "SERVICE_UNAVAILABLE",
+                    format!("{what} is unavailable; try again later"),
+                )
+            }
+            // A bug or a corrupted record (`Internal`), or anything new.
             _ => {
                 tracing::error!(error = %e, "unexpected error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "the request could not be handled; the error was logged",
+                )
             }
-        };
-        Self::new(status, code, detail)
+        }
     }
 }
 
