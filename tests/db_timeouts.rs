@@ -16,7 +16,7 @@ async fn every_pooled_connection_has_statement_and_lock_wait_timeouts() {
         held.push(store.pool().acquire().await.unwrap());
     }
     for conn in &mut held {
-        let lock_wait: i64 = sqlx::query_scalar("SELECT @@SESSION.innodb_lock_wait_timeout")
+        let lock_wait: u64 = sqlx::query_scalar("SELECT @@SESSION.innodb_lock_wait_timeout")
             .fetch_one(&mut **conn)
             .await
             .unwrap();
@@ -31,7 +31,7 @@ async fn every_pooled_connection_has_statement_and_lock_wait_timeouts() {
                 .await
                 .unwrap()
         } else {
-            let ms: i64 = sqlx::query_scalar("SELECT @@SESSION.max_execution_time")
+            let ms: u64 = sqlx::query_scalar("SELECT @@SESSION.max_execution_time")
                 .fetch_one(&mut **conn)
                 .await
                 .unwrap();
