@@ -109,8 +109,12 @@ start_tansu() {
 }
 
 write_env() {
+  # tansu 0.6 answers a fetch that starts inside a producer batch with the
+  # batches after it: the consumers and the backlog probe must re-read what
+  # it skips (docs/brokers.md). It accepts the default replication factor.
   cat >"$ROOT/target/services.env" <<ENV
 export OMS_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export OMS_KAFKA_REWIND_ON_GAP=on
 export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 export OMS_DATABASE_URL=mysql://oms:oms@127.0.0.1:$MYSQL_PORT/oms
 ENV

@@ -121,6 +121,15 @@ pub struct Settings {
     pub order_partitions: i32,
     /// `OMS_CONSUMER_GROUP`.
     pub consumer_group: String,
+    /// `OMS_KAFKA_REWIND_ON_GAP`: `on` re-reads records a fetch skipped, for
+    /// brokers that skip the rest of a producer batch when a fetch starts
+    /// inside it (tansu 0.6); `off` (default) for Apache Kafka. See
+    /// `KafkaConfig::rewind_on_gap`.
+    pub kafka_rewind_on_gap: bool,
+    /// `OMS_CONSUMER_STALL_SECS`: how long a consumer may hold partitions
+    /// with records waiting and process none before it rejoins its group
+    /// (default 30 s, from 1 to 3600).
+    pub consumer_stall: std::time::Duration,
     /// `OMS_JWT_SECRET`.
     pub jwt_secret: Option<String>,
     /// `OMS_CONSUMER_BATCH`: most records a consumer places in one
@@ -163,6 +172,8 @@ impl std::fmt::Debug for Settings {
             .field("dlq_topic", &self.dlq_topic)
             .field("order_partitions", &self.order_partitions)
             .field("consumer_group", &self.consumer_group)
+            .field("kafka_rewind_on_gap", &self.kafka_rewind_on_gap)
+            .field("consumer_stall", &self.consumer_stall)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
             .field("sweep_after", &self.sweep_after)
@@ -178,6 +189,35 @@ impl std::fmt::Debug for Settings {
 
 fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// `OMS_KAFKA_REWIND_ON_GAP` and `OMS_CONSUMER_STALL_SECS`.
+fn kafka_settings() -> Result<(bool, std::time::Duration), ConfigError> {
+    let rewind = var("OMS_KAFKA_REWIND_ON_GAP").unwrap_or_else(|| "off".into());
+    let rewind_on_gap = match rewind.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" => true,
+        "off" | "0" | "false" => false,
+        _ => {
+            return Err(ConfigError::Invalid {
+                name: "OMS_KAFKA_REWIND_ON_GAP",
+                value: rewind,
+                reason: "must be `on` or `off`".into(),
+            })
+        }
+    };
+    let stall = var("OMS_CONSUMER_STALL_SECS").unwrap_or_else(|| "30".into());
+    let consumer_stall = stall
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=3600).contains(s))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "OMS_CONSUMER_STALL_SECS",
+            value: stall.clone(),
+            reason: "must be an integer from 1 to 3600".into(),
+        })?;
+    Ok((rewind_on_gap, consumer_stall))
 }
 
 /// `name` as an integer in `range`, or `default` when unset.
@@ -296,7 +336,10 @@ impl Settings {
             1..=1_000_000,
         )?)
         .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
+        let (kafka_rewind_on_gap, consumer_stall) = kafka_settings()?;
         Ok(Self {
+            kafka_rewind_on_gap,
+            consumer_stall,
             http_request_timeout,
             http_header_timeout,
             http_max_in_flight,

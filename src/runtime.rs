@@ -54,6 +54,8 @@ impl Settings {
         config.partitions = self.order_partitions;
         config.group = self.consumer_group.clone();
         config.max_batch = self.consumer_batch;
+        config.rewind_on_gap = self.kafka_rewind_on_gap;
+        config.stall_timeout = self.consumer_stall;
         Some(config)
     }
 }

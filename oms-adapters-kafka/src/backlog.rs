@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
-use crate::{unavailable, KafkaConfig, FETCH_REWIND};
+use crate::{blocking, unavailable, KafkaConfig, FETCH_REWIND};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a probe for records past the committed offsets waits.
@@ -18,14 +18,22 @@ const PROBE: Duration = Duration::from_millis(3000);
 
 /// The [`OrderBacklog`] of a consumer group: the records of the order topic
 /// past the group's committed offsets, summed over partitions. It never joins
-/// the group nor commits. Where the broker's log end says a partition is
-/// done, it reads one record past the committed offset to be sure, so zero
-/// is exact even on a broker that under-reports the log end; a non-zero count
-/// is then a lower bound.
+/// the group nor commits.
+///
+/// A backlog it cannot be sure of is never zero. Where the broker's log end
+/// is at or below the committed offset (a broker may under-report it:
+/// tansu 0.6 answers the start of its last batch), it reads the partition
+/// from the committed offset (from [`FETCH_REWIND`](crate::FETCH_REWIND)
+/// records before it with [`KafkaConfig::rewind_on_gap`]) up to the first
+/// record at or past it: the partition counts as done only when the broker
+/// says the end of the log was reached without one. A partition still
+/// unanswered when the probe times out counts as one record waiting. A
+/// non-zero count may be a lower bound.
 #[derive(Clone)]
 pub struct KafkaBacklog {
     consumer: Arc<Mutex<BaseConsumer<Probe>>>,
     topic: String,
+    rewind_on_gap: bool,
 }
 
 /// The probe's client context: reaching the end of a partition is what a
@@ -47,7 +55,48 @@ impl std::fmt::Debug for KafkaBacklog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaBacklog")
             .field("topic", &self.topic)
+            .field("rewind_on_gap", &self.rewind_on_gap)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the watermarks and the committed offset say about one partition.
+#[derive(Debug, PartialEq, Eq)]
+enum Reading {
+    /// This many records wait past the committed offset.
+    Pending(u64),
+    /// The log end is at or below the committed offset, which a broker
+    /// that under-reports it also answers while records wait: read the
+    /// partition from `from` to know.
+    Probe { from: i64 },
+}
+
+/// Reads one partition's offsets: `committed` (none when the group has not
+/// committed on it), and the log start and end.
+fn reading(committed: Option<i64>, low: i64, high: i64) -> Reading {
+    // Records below the log start are gone: they are not waiting.
+    let from = committed.map_or(low, |c| c.max(low));
+    match u64::try_from(high.saturating_sub(from)) {
+        Ok(n) if n > 0 => Reading::Pending(n),
+        _ => Reading::Probe { from },
+    }
+}
+
+/// What a probe found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ProbeOutcome {
+    /// Partitions with a record at or past their committed offset.
+    found: u64,
+    /// Partitions that neither showed such a record nor reached the end of
+    /// the log before the probe timed out.
+    unanswered: u64,
+}
+
+impl ProbeOutcome {
+    /// Records known to wait: an unanswered partition is not known to be
+    /// done, so it counts as one.
+    fn pending(&self) -> u64 {
+        self.found + self.unanswered
     }
 }
 
@@ -65,10 +114,15 @@ impl KafkaBacklog {
         Ok(Self {
             consumer: Arc::new(Mutex::new(consumer)),
             topic: config.order_topic.clone(),
+            rewind_on_gap: config.rewind_on_gap,
         })
     }
 
-    fn pending_blocking(consumer: &BaseConsumer<Probe>, topic: &str) -> OmsResult<u64> {
+    fn pending_blocking(
+        consumer: &BaseConsumer<Probe>,
+        topic: &str,
+        rewind_on_gap: bool,
+    ) -> OmsResult<u64> {
         let metadata = consumer
             .fetch_metadata(Some(topic), TIMEOUT)
             .map_err(unavailable)?;
@@ -98,16 +152,18 @@ impl KafkaBacklog {
             let (low, high) = consumer
                 .fetch_watermarks(topic, p, TIMEOUT)
                 .map_err(unavailable)?;
-            let from = match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(n)) => n.max(low),
-                _ => low,
+            let committed = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(n)) => Some(n),
+                _ => None,
             };
-            match u64::try_from(high.saturating_sub(from)) {
-                Ok(n) if n > 0 => pending += n,
-                // Some brokers under-report the log end (tansu 0.6 counts
-                // batches): look for a record past the committed offset.
-                _ => {
-                    let start = from.saturating_sub(FETCH_REWIND).max(low);
+            match reading(committed, low, high) {
+                Reading::Pending(n) => pending += n,
+                Reading::Probe { from } => {
+                    let start = if rewind_on_gap {
+                        from.saturating_sub(FETCH_REWIND).max(low)
+                    } else {
+                        from
+                    };
                     probe
                         .add_partition_offset(topic, p, Offset::Offset(start))
                         .map_err(unavailable)?;
@@ -116,22 +172,31 @@ impl KafkaBacklog {
             }
         }
         if probe.count() > 0 {
-            pending += Self::records_past(consumer, probe, &floors)?;
+            let outcome = Self::records_past(consumer, probe, &floors)?;
+            if outcome.unanswered > 0 {
+                tracing::debug!(
+                    topic,
+                    unanswered = outcome.unanswered,
+                    "backlog probe timed out; counting the unanswered partitions as waiting"
+                );
+            }
+            pending += outcome.pending();
         }
         Ok(pending)
     }
 
-    /// How many of the partitions in `from` have a record at or past their
-    /// floor (reads from the given offsets up to the first such record).
+    /// Reads the partitions in `from` from the given offsets up to the
+    /// first record at or past their floor, or the end of the log.
     fn records_past(
         consumer: &BaseConsumer<Probe>,
         from: TopicPartitionList,
         floors: &HashMap<i32, i64>,
-    ) -> OmsResult<u64> {
+    ) -> OmsResult<ProbeOutcome> {
         let mut waiting: HashSet<i32> = from.elements().iter().map(|e| e.partition()).collect();
         consumer.assign(&from).map_err(unavailable)?;
         let deadline = Instant::now() + PROBE;
-        let mut found = 0;
+        let mut outcome = ProbeOutcome::default();
+        let mut failed = None;
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -142,18 +207,26 @@ impl KafkaBacklog {
                     if floors.get(&m.partition()).is_none_or(|f| m.offset() >= *f)
                         && waiting.remove(&m.partition()) =>
                 {
-                    found += 1
+                    outcome.found += 1
                 }
                 Some(Ok(_)) => {}
                 Some(Err(KafkaError::PartitionEOF(p))) => {
                     waiting.remove(&p);
                 }
-                Some(Err(e)) => return Err(unavailable(e)),
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
                 None => {}
             }
         }
-        consumer.unassign().map_err(unavailable)?;
-        Ok(found)
+        outcome.unanswered = u64::try_from(waiting.len()).unwrap_or(u64::MAX);
+        let unassigned = consumer.unassign();
+        if let Some(e) = failed {
+            return Err(unavailable(e));
+        }
+        unassigned.map_err(unavailable)?;
+        Ok(outcome)
     }
 }
 
@@ -162,12 +235,51 @@ impl OrderBacklog for KafkaBacklog {
     async fn pending(&self) -> OmsResult<u64> {
         let consumer = self.consumer.clone();
         let topic = self.topic.clone();
-        tokio::task::spawn_blocking(move || {
+        let rewind_on_gap = self.rewind_on_gap;
+        blocking(move || {
             // One probe at a time: it assigns partitions to this consumer.
             let consumer = consumer.lock().unwrap_or_else(|p| p.into_inner());
-            Self::pending_blocking(&consumer, &topic)
+            Self::pending_blocking(&consumer, &topic, rewind_on_gap)
         })
         .await
-        .map_err(|e| OmsError::unavailable("kafka", e))?
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_past_the_committed_offset_are_pending() {
+        assert_eq!(reading(Some(10), 0, 25), Reading::Pending(15));
+        assert_eq!(
+            reading(None, 0, 25),
+            Reading::Pending(25),
+            "nothing committed yet"
+        );
+    }
+
+    #[test]
+    fn records_below_the_log_start_are_not_waiting() {
+        assert_eq!(reading(Some(10), 20, 25), Reading::Pending(5));
+        assert_eq!(reading(Some(10), 25, 25), Reading::Probe { from: 25 });
+    }
+
+    #[test]
+    fn a_log_end_at_or_below_the_committed_offset_is_checked_not_trusted() {
+        assert_eq!(reading(Some(300), 0, 300), Reading::Probe { from: 300 });
+        assert_eq!(reading(Some(300), 0, 296), Reading::Probe { from: 300 });
+        assert_eq!(reading(None, 0, 0), Reading::Probe { from: 0 });
+    }
+
+    #[test]
+    fn an_unanswered_partition_is_waiting() {
+        let outcome = ProbeOutcome {
+            found: 0,
+            unanswered: 2,
+        };
+        assert_eq!(outcome.pending(), 2);
+        assert_eq!(ProbeOutcome::default().pending(), 0);
     }
 }

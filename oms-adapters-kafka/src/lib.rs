@@ -16,7 +16,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 pub use backlog::KafkaBacklog;
-pub use consumer::KafkaOrderConsumer;
+pub use consumer::{ConsumerHealth, KafkaOrderConsumer};
 pub use publisher::KafkaOrderPublisher;
 
 /// Header naming why a record is in the DLQ.
@@ -26,7 +26,8 @@ pub const HEADER_FAILED_AT: &str = "oms-failed-at";
 /// Header with the trace id of a dead letter, when it is known.
 pub const HEADER_TRACE_ID: &str = "oms-trace-id";
 
-/// Where the broker is and what the topics are called.
+/// Where the broker is, what the topics are called, and how the consumers
+/// behave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
@@ -43,6 +44,39 @@ pub struct KafkaConfig {
     pub max_batch: usize,
     /// How long a consumer waits to fill a batch once it has a record (default 5 ms).
     pub batch_wait: Duration,
+    /// Re-read records that a fetch skipped (default `false`).
+    ///
+    /// A workaround for brokers that answer a fetch starting inside a
+    /// producer batch with the batches *after* it, so the rest of that batch
+    /// is never delivered (tansu 0.6; see `docs/brokers.md`). When on, the
+    /// consumer starts each newly assigned partition up to [`FETCH_REWIND`]
+    /// records before its committed offset (dropping what lies below it),
+    /// and when a record arrives past the next offset it expects it seeks
+    /// back a bounded number of times before it accepts the gap; the backlog
+    /// probe reads from before the committed offset the same way.
+    ///
+    /// Leave it off for Apache Kafka and other brokers that deliver a batch
+    /// from the requested offset: there a gap is not loss (records removed
+    /// by retention, transaction markers, compaction) and is accepted at once.
+    /// Either way a gap is counted ([`ConsumerHealth::skipped_records`]) and
+    /// logged with its partition and range.
+    pub rewind_on_gap: bool,
+    /// `session.timeout.ms` of the consumers (default 10 s): how long the
+    /// group coordinator waits for the heartbeat of a member that died
+    /// before it gives its partitions to another one. Heartbeats go out at
+    /// a fifth of it.
+    pub session_timeout: Duration,
+    /// `max.poll.interval.ms` of the consumers (default 45 s): a member that
+    /// does not ask for records for this long (e.g. while it retries a batch
+    /// against a database that is down) leaves the group, and its
+    /// partitions go to the others.
+    pub max_poll_interval: Duration,
+    /// How long a consumer may hold partitions with records waiting and
+    /// make no progress before it reports itself stalled
+    /// ([`ConsumerHealth::stalled`]) and rejoins the group (default 30 s).
+    /// Time spent retrying a batch against an unavailable dependency does
+    /// not count.
+    pub stall_timeout: Duration,
 }
 
 impl KafkaConfig {
@@ -56,18 +90,35 @@ impl KafkaConfig {
             group: "oms-order-group".into(),
             max_batch: 500,
             batch_wait: Duration::from_millis(5),
+            rewind_on_gap: false,
+            session_timeout: Duration::from_secs(10),
+            max_poll_interval: Duration::from_secs(45),
+            stall_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// How many records before a committed offset a reader starts. tansu 0.6
-/// skips the rest of a producer batch when a fetch starts inside it, so the
-/// consumer and the backlog probe start this far back (on a batch boundary in
-/// practice) and drop what lies below the committed offset.
-pub(crate) const FETCH_REWIND: i64 = 10_000;
+/// How many records before a committed offset a reader starts when
+/// [`KafkaConfig::rewind_on_gap`] is on (on a batch boundary in practice);
+/// it drops what lies below the committed offset.
+pub const FETCH_REWIND: i64 = 10_000;
+
+/// How long one metadata or offset request may take.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) fn unavailable(e: KafkaError) -> OmsError {
     OmsError::unavailable("kafka", e)
+}
+
+/// Runs a blocking librdkafka call off the async workers.
+pub(crate) async fn blocking<T, F>(call: F) -> OmsResult<T>
+where
+    F: FnOnce() -> OmsResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| OmsError::unavailable("kafka", e))?
 }
 
 /// Creates the order topic (with `partitions`) and the DLQ topic (one

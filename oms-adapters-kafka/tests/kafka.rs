@@ -1,5 +1,7 @@
 //! The Kafka adapters against a real Kafka-protocol broker
-//! (`scripts/services.sh up`).
+//! (`scripts/services.sh up`: tansu, or librdkafka's mock cluster with
+//! `OMS_BROKER=mock`), and against an in-process mock cluster where a test
+//! needs what the broker cannot do (move the log start).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,37 @@ fn brokers() -> String {
     })
 }
 
+/// `OMS_KAFKA_REWIND_ON_GAP` of `target/services.env` (on for tansu).
+fn rewind_on_gap() -> bool {
+    matches!(
+        std::env::var("OMS_KAFKA_REWIND_ON_GAP")
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase()
+            .as_str(),
+        "on" | "1" | "true"
+    )
+}
+
+/// Creates topics through the control port of the mock broker
+/// (`OMS_MOCK_CONTROL`, set by `OMS_BROKER=mock scripts/services.sh up`),
+/// which does not answer `CreateTopics`; does nothing on other brokers.
+fn create_on_mock(topics: &[(&str, i32)]) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(control) = std::env::var("OMS_MOCK_CONTROL") else {
+        return;
+    };
+    let stream = std::net::TcpStream::connect(control.trim()).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    for (topic, partitions) in topics {
+        writeln!(writer, "create {topic} {partitions}").unwrap();
+        let mut answer = String::new();
+        reader.read_line(&mut answer).unwrap();
+        assert_eq!(answer.trim(), "ok", "mock broker: {answer}");
+    }
+}
+
 async fn config() -> KafkaConfig {
     let run = TraceId::new();
     let mut config = KafkaConfig::new(brokers());
@@ -37,6 +70,8 @@ async fn config() -> KafkaConfig {
     config.dlq_topic = format!("test-dlq-{run}");
     config.group = format!("test-group-{run}");
     config.partitions = 3;
+    config.rewind_on_gap = rewind_on_gap();
+    create_on_mock(&[(&config.order_topic, 3), (&config.dlq_topic, 3)]);
     ensure_topics(&config).await.unwrap();
     config
 }
@@ -345,4 +380,280 @@ async fn a_start_inside_a_producer_batch_skips_nothing() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
     assert_eq!(backlog.pending().await.unwrap(), 0);
+}
+
+/// Everything the adapters log, for the tests that check a log line
+/// (filtered by their own topic names).
+static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock().unwrap().extend_from_slice(buf);
+        std::io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(|| Capture)
+        .with_ansi(false)
+        .with_env_filter("warn")
+        .try_init();
+}
+
+fn logged(topic: &str) -> Vec<String> {
+    String::from_utf8_lossy(&LOG.lock().unwrap())
+        .lines()
+        .filter(|l| l.contains(topic))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs a consumer until `done` holds for what it has seen (or 30 s pass),
+/// then stops it; returns what it saw and its health.
+async fn consume_until(
+    config: &KafkaConfig,
+    done: impl Fn(&[OrderCommand]) -> bool,
+) -> (Vec<OrderCommand>, oms_adapters_kafka::ConsumerHealth) {
+    let recorder = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        dlq: KafkaOrderPublisher::new(config).unwrap(),
+    });
+    let consumer = KafkaOrderConsumer::new(config).unwrap();
+    let health = consumer.health();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(recorder.clone(), async move {
+        let _ = stopped.await;
+    }));
+    wait_until("the records", || done(&recorder.seen.lock().unwrap())).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let seen = recorder.seen.lock().unwrap().clone();
+    (seen, health)
+}
+
+fn commit(config: &KafkaConfig, partition: i32, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::{Offset, TopicPartitionList};
+    let committer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(&config.order_topic, partition, Offset::Offset(offset))
+        .unwrap();
+    committer.commit(&tpl, CommitMode::Sync).unwrap();
+}
+
+/// F2: the group's committed offset points below the log start (records
+/// removed by retention or DeleteRecords before they were processed). The
+/// consumer goes on from the log start, with or without the rewind, and
+/// counts and logs the offsets it could not read.
+///
+/// tansu 0.6 with `memory://` storage can move no log start (DeleteRecords
+/// is not implemented, no retention), so this runs on librdkafka's mock
+/// cluster in process, which drops the oldest producer batches of a
+/// partition past 5 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_offset_below_the_log_start_is_passed_counted_and_logged() {
+    use rdkafka::message::OwnedHeaders;
+    use rdkafka::mocking::MockCluster;
+
+    capture_logs();
+    let mock = MockCluster::new(1).unwrap();
+    let run = TraceId::new();
+    let mut config = KafkaConfig::new(mock.bootstrap_servers());
+    config.order_topic = format!("test-orders-{run}");
+    config.dlq_topic = format!("test-dlq-{run}");
+    config.partitions = 1;
+    mock.create_topic(&config.order_topic, 1, 1).unwrap();
+    mock.create_topic(&config.dlq_topic, 1, 1).unwrap();
+    ensure_topics(&config).await.unwrap();
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .create()
+        .unwrap();
+    let pad = vec![b'x'; 256 * 1024];
+    let mut sent = Vec::new();
+    for i in 0..32 {
+        let c = command(random_member_id(), &[(ProductId(1), 1)]);
+        let value = encode_command(&c).unwrap();
+        let mut record = FutureRecord::<str, [u8]>::to(&config.order_topic)
+            .key("1")
+            .payload(&value);
+        if i >= 2 {
+            // Big records push the first ones out of the log.
+            record = record.headers(OwnedHeaders::new().insert(rdkafka::message::Header {
+                key: "pad",
+                value: Some(&pad),
+            }));
+        }
+        let delivery = producer.send(record, Duration::from_secs(5)).await.unwrap();
+        assert_eq!((delivery.partition, delivery.offset), (0, i));
+        sent.push(c);
+    }
+    let probe: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", "watermarks")
+        .create()
+        .unwrap();
+    let (low, high) = probe
+        .fetch_watermarks(&config.order_topic, 0, Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(high, 32);
+    assert!(
+        low > 1,
+        "the log start moved past the committed offset: {low}"
+    );
+    let want: Vec<TraceId> = sent[usize::try_from(low).unwrap()..]
+        .iter()
+        .map(|c| c.trace_id)
+        .collect();
+
+    for rewind in [false, true] {
+        config.group = format!("test-group-{run}-{rewind}");
+        config.rewind_on_gap = rewind;
+        // The group had done record 0 only.
+        commit(&config, 0, 1);
+        let (seen, health) = consume_until(&config, |seen| seen.len() >= want.len()).await;
+        let seen: Vec<TraceId> = seen.iter().map(|c| c.trace_id).collect();
+        assert_eq!(
+            seen, want,
+            "rewind {rewind}: every record from the log start, once"
+        );
+        assert_eq!(
+            health.skipped_records(),
+            u64::try_from(low - 1).unwrap(),
+            "rewind {rewind}: offsets 1 to {} could not be read",
+            low - 1
+        );
+        let backlog = KafkaBacklog::new(&config).unwrap();
+        assert_eq!(backlog.pending().await.unwrap(), 0, "rewind {rewind}");
+    }
+    let lines = logged(&config.order_topic);
+    let lost: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("below the log start") && l.contains("partition=0"))
+        .collect();
+    assert_eq!(lost.len(), 2, "one error per run: {lines:#?}");
+    for l in lost {
+        assert!(l.contains("ERROR"), "{l}");
+        assert!(
+            l.contains("from=1 ") && l.contains(&format!("to={} ", low - 1)),
+            "{l}"
+        );
+    }
+}
+
+/// A backlog the broker's offsets cannot vouch for is never zero: the log
+/// end is under-reported (tansu answers the start of its last batch, here
+/// below the committed offset) and the committed offset falls inside a
+/// producer batch, which tansu does not deliver from the middle. With or
+/// without the rewind, records waiting count; a group that is done reads 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_backlog_is_never_zero_while_records_wait() {
+    let mut config = config().await;
+    let batching: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("linger.ms", "100")
+        .create()
+        .unwrap();
+    let deliveries = futures::future::join_all((0..50).map(|_| {
+        let value = encode_command(&command(random_member_id(), &[(ProductId(1), 1)])).unwrap();
+        let batching = batching.clone();
+        let topic = config.order_topic.clone();
+        async move {
+            batching
+                .send(
+                    FutureRecord::to(&topic).key("1").payload(&value),
+                    Duration::from_secs(5),
+                )
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let partition = deliveries[0].partition;
+    assert!(deliveries.iter().all(|d| d.partition == partition));
+    for rewind in [false, true] {
+        config.rewind_on_gap = rewind;
+        let backlog = KafkaBacklog::new(&config).unwrap();
+        commit(&config, partition, 25);
+        let pending = backlog.pending().await.unwrap();
+        assert!(
+            pending > 0,
+            "rewind {rewind}: 25 records wait, read {pending}"
+        );
+        commit(&config, partition, 50);
+        assert_eq!(backlog.pending().await.unwrap(), 0, "rewind {rewind}");
+    }
+}
+
+/// A consumer that holds a partition with records waiting and cannot read
+/// them says so and rejoins its group; once it can read again it catches up
+/// and is no longer stalled. (The mock broker fails every fetch for a while.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_consumer_reports_it_and_rejoins() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    capture_logs();
+    let mock = MockCluster::new(1).unwrap();
+    let run = TraceId::new();
+    let mut config = KafkaConfig::new(mock.bootstrap_servers());
+    config.order_topic = format!("test-orders-{run}");
+    config.dlq_topic = format!("test-dlq-{run}");
+    config.group = format!("test-group-{run}");
+    config.partitions = 1;
+    config.stall_timeout = Duration::from_secs(2);
+    mock.create_topic(&config.order_topic, 1, 1).unwrap();
+    mock.create_topic(&config.dlq_topic, 1, 1).unwrap();
+    let publisher = KafkaOrderPublisher::new(&config).unwrap();
+    let first = command(random_member_id(), &[(ProductId(1), 1)]);
+    publisher.send(&first).await.unwrap();
+
+    let recorder = Arc::new(Recorder {
+        seen: Mutex::new(Vec::new()),
+        dlq: publisher.clone(),
+    });
+    let consumer = KafkaOrderConsumer::new(&config).unwrap();
+    let health = consumer.health();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(consumer.run(recorder.clone(), async move {
+        let _ = stopped.await;
+    }));
+    wait_until("the first record", || {
+        recorder.seen.lock().unwrap().len() == 1
+    })
+    .await;
+    assert!(!health.stalled());
+
+    mock.request_errors(
+        RDKafkaApiKey::Fetch,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; 1000],
+    );
+    let second = command(random_member_id(), &[(ProductId(1), 1)]);
+    publisher.send(&second).await.unwrap();
+    wait_until("the stall report", || health.stalled()).await;
+    assert!(health.rejoins() >= 1);
+    assert_eq!(recorder.seen.lock().unwrap().len(), 1);
+
+    mock.clear_request_errors(RDKafkaApiKey::Fetch);
+    wait_until("the second record", || {
+        recorder.seen.lock().unwrap().len() == 2
+    })
+    .await;
+    wait_until("the stall cleared", || !health.stalled()).await;
+    assert_eq!(recorder.seen.lock().unwrap()[1], second);
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
 }
