@@ -126,6 +126,9 @@ pub struct Settings {
     /// inside it (tansu 0.6); `off` (default) for Apache Kafka. See
     /// `KafkaConfig::rewind_on_gap`.
     pub kafka_rewind_on_gap: bool,
+    /// `OMS_TOPIC_REPLICATION`: replication factor of the topics created at
+    /// start (default `-1`, the broker's default).
+    pub topic_replication: i32,
     /// `OMS_CONSUMER_STALL_SECS`: how long a consumer may hold partitions
     /// with records waiting and process none before it rejoins its group
     /// (default 30 s, from 1 to 3600).
@@ -173,6 +176,7 @@ impl std::fmt::Debug for Settings {
             .field("order_partitions", &self.order_partitions)
             .field("consumer_group", &self.consumer_group)
             .field("kafka_rewind_on_gap", &self.kafka_rewind_on_gap)
+            .field("topic_replication", &self.topic_replication)
             .field("consumer_stall", &self.consumer_stall)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
@@ -191,8 +195,9 @@ fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// `OMS_KAFKA_REWIND_ON_GAP` and `OMS_CONSUMER_STALL_SECS`.
-fn kafka_settings() -> Result<(bool, std::time::Duration), ConfigError> {
+/// `OMS_KAFKA_REWIND_ON_GAP`, `OMS_TOPIC_REPLICATION` and
+/// `OMS_CONSUMER_STALL_SECS`.
+fn kafka_settings() -> Result<(bool, i32, std::time::Duration), ConfigError> {
     let rewind = var("OMS_KAFKA_REWIND_ON_GAP").unwrap_or_else(|| "off".into());
     let rewind_on_gap = match rewind.trim().to_ascii_lowercase().as_str() {
         "on" | "1" | "true" => true,
@@ -205,6 +210,17 @@ fn kafka_settings() -> Result<(bool, std::time::Duration), ConfigError> {
             })
         }
     };
+    let replication = var("OMS_TOPIC_REPLICATION").unwrap_or_else(|| "-1".into());
+    let topic_replication = replication
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .filter(|r| *r == -1 || (1..=i32::from(i16::MAX)).contains(r))
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "OMS_TOPIC_REPLICATION",
+            value: replication.clone(),
+            reason: "must be -1 (the broker's default) or a replication factor from 1".into(),
+        })?;
     let stall = var("OMS_CONSUMER_STALL_SECS").unwrap_or_else(|| "30".into());
     let consumer_stall = stall
         .trim()
@@ -217,7 +233,7 @@ fn kafka_settings() -> Result<(bool, std::time::Duration), ConfigError> {
             value: stall.clone(),
             reason: "must be an integer from 1 to 3600".into(),
         })?;
-    Ok((rewind_on_gap, consumer_stall))
+    Ok((rewind_on_gap, topic_replication, consumer_stall))
 }
 
 /// `name` as an integer in `range`, or `default` when unset.
@@ -336,9 +352,10 @@ impl Settings {
             1..=1_000_000,
         )?)
         .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
-        let (kafka_rewind_on_gap, consumer_stall) = kafka_settings()?;
+        let (kafka_rewind_on_gap, topic_replication, consumer_stall) = kafka_settings()?;
         Ok(Self {
             kafka_rewind_on_gap,
+            topic_replication,
             consumer_stall,
             http_request_timeout,
             http_header_timeout,

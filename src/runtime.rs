@@ -55,6 +55,7 @@ impl Settings {
         config.group = self.consumer_group.clone();
         config.max_batch = self.consumer_batch;
         config.rewind_on_gap = self.kafka_rewind_on_gap;
+        config.topic_replication = self.topic_replication;
         config.stall_timeout = self.consumer_stall;
         Some(config)
     }

@@ -6,6 +6,7 @@ mod backlog;
 mod consumer;
 mod publisher;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::domain::{OmsError, OmsResult};
@@ -38,6 +39,10 @@ pub struct KafkaConfig {
     pub dlq_topic: String,
     /// Partitions of the order topic when it is created (default 6).
     pub partitions: i32,
+    /// Replication factor of the topics [`ensure_topics`] creates (default
+    /// `-1`: the broker's `default.replication.factor`, KIP-464). Existing
+    /// topics are left as they are.
+    pub topic_replication: i32,
     /// Consumer group (default `oms-order-group`).
     pub group: String,
     /// Most records a consumer hands over as one batch (default 500).
@@ -87,6 +92,7 @@ impl KafkaConfig {
             order_topic: "order-request-v1".into(),
             dlq_topic: "order-request-dlq-v1".into(),
             partitions: 6,
+            topic_replication: -1,
             group: "oms-order-group".into(),
             max_batch: 500,
             batch_wait: Duration::from_millis(5),
@@ -121,40 +127,93 @@ where
         .map_err(|e| OmsError::unavailable("kafka", e))?
 }
 
-/// Creates the order topic (with `partitions`) and the DLQ topic (one
-/// partition per order partition) when they do not exist.
+/// Makes sure the order topic (with `partitions`) and the DLQ topic (one
+/// partition per order partition) exist.
+///
+/// It reads the cluster's metadata first and creates only the topics that
+/// are missing, so a broker that does not answer `CreateTopics` (such as
+/// librdkafka's mock cluster) is fine as long as the topics exist. A topic
+/// that already exists is left as it is, whatever its partition count or
+/// replication factor.
 pub async fn ensure_topics(config: &KafkaConfig) -> OmsResult<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .create()
         .map_err(unavailable)?;
-    let topics = [
-        NewTopic::new(
-            &config.order_topic,
-            config.partitions,
-            TopicReplication::Fixed(1),
-        ),
-        NewTopic::new(
-            &config.dlq_topic,
-            config.partitions,
-            TopicReplication::Fixed(1),
-        ),
-    ];
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin
-        .create_topics(&topics, &options)
-        .await
-        .map_err(unavailable)?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(OmsError::unavailable(
-                    "kafka",
-                    format!("cannot create topic {topic}: {code}"),
-                ))
+    let admin = Arc::new(admin);
+    let wanted = [config.order_topic.clone(), config.dlq_topic.clone()];
+    let missing = missing_topics(&admin, &wanted).await?;
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                config.partitions,
+                TopicReplication::Fixed(config.topic_replication),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
+    let created = admin.create_topics(&topics, &options).await;
+    let mut refused = Vec::new();
+    match created {
+        Ok(results) => {
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((topic, code)) => refused.push(format!("{topic}: {code}")),
+                }
             }
         }
+        Err(e) => refused.push(e.to_string()),
     }
-    Ok(())
+    if refused.is_empty() {
+        return Ok(());
+    }
+    // Another process may have created them meanwhile, or the broker may
+    // create topics some other way: only what is still missing is an error.
+    let still = missing_topics(&admin, &wanted).await?;
+    if still.is_empty() {
+        tracing::warn!(refused = %refused.join("; "), "the broker did not create the topics, but they exist");
+        return Ok(());
+    }
+    Err(OmsError::unavailable(
+        "kafka",
+        format!(
+            "topics {} are missing and could not be created ({}); create them on the broker",
+            still.join(", "),
+            refused.join("; ")
+        ),
+    ))
+}
+
+/// The topics of `wanted` that the cluster's metadata does not list (all
+/// topics are asked for, so that no broker creates one on the way).
+async fn missing_topics(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    wanted: &[String],
+) -> OmsResult<Vec<String>> {
+    let admin = admin.clone();
+    let wanted = wanted.to_vec();
+    blocking(move || {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(None, REQUEST_TIMEOUT)
+            .map_err(unavailable)?;
+        Ok(wanted
+            .into_iter()
+            .filter(|name| {
+                !metadata
+                    .topics()
+                    .iter()
+                    .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+            })
+            .collect())
+    })
+    .await
 }

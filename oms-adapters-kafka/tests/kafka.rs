@@ -598,6 +598,54 @@ async fn the_backlog_is_never_zero_while_records_wait() {
     }
 }
 
+/// The default replication factor (-1, the broker's own) is accepted, and
+/// the topics have the partitions asked for.
+#[tokio::test]
+async fn topics_are_created_with_the_broker_default_replication() {
+    let config = config().await;
+    assert_eq!(config.topic_replication, -1);
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "metadata")
+        .create()
+        .unwrap();
+    let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
+    for topic in [&config.order_topic, &config.dlq_topic] {
+        let t = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic.as_str())
+            .unwrap_or_else(|| panic!("{topic} exists"));
+        assert_eq!(t.partitions().len(), 3, "{topic}");
+        assert!(t.partitions().iter().all(|p| !p.replicas().is_empty()));
+    }
+    // A second call finds them and creates nothing.
+    ensure_topics(&config).await.unwrap();
+}
+
+/// On a broker that does not answer CreateTopics (librdkafka's mock),
+/// topics that exist are enough, and missing ones are a clear error.
+#[tokio::test]
+async fn ensure_topics_needs_no_create_topics_for_existing_topics() {
+    use rdkafka::mocking::MockCluster;
+
+    let mock = MockCluster::new(1).unwrap();
+    let run = TraceId::new();
+    let mut config = KafkaConfig::new(mock.bootstrap_servers());
+    config.order_topic = format!("test-orders-{run}");
+    config.dlq_topic = format!("test-dlq-{run}");
+    mock.create_topic(&config.order_topic, 6, 1).unwrap();
+    mock.create_topic(&config.dlq_topic, 6, 1).unwrap();
+    ensure_topics(&config).await.unwrap();
+
+    config.dlq_topic = format!("test-missing-{run}");
+    let e = ensure_topics(&config).await.unwrap_err();
+    assert!(
+        e.to_string().contains(&config.dlq_topic),
+        "names the missing topic: {e}"
+    );
+}
+
 /// A consumer that holds a partition with records waiting and cannot read
 /// them says so and rejoins its group; once it can read again it catches up
 /// and is no longer stalled. (The mock broker fails every fetch for a while.)
