@@ -143,7 +143,9 @@ async fn products_crud_and_statuses() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED);
-    assert_eq!(b, body);
+    let mut created = body.clone();
+    created["version"] = json!(0);
+    assert_eq!(b, created);
     let (s, _, b) = call(
         app,
         "POST",
@@ -187,7 +189,8 @@ async fn products_crud_and_statuses() {
     let (s, _, _) = call(app, "GET", "/api/v1/products", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 
-    let update = json!({"name": "Rabokki", "price": 9900, "stock": 7});
+    // Setting the stock names the version read (see docs/API.md).
+    let update = json!({"name": "Rabokki", "price": 9900, "stock": 7, "version": 0});
     let (s, _, b) = call(
         app,
         "PUT",
@@ -199,7 +202,7 @@ async fn products_crud_and_statuses() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         b,
-        json!({"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7})
+        json!({"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7, "version": 1})
     );
     let (s, _, _) = call(
         app,
@@ -223,7 +226,7 @@ async fn products_crud_and_statuses() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         b,
-        json!([{"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7}])
+        json!([{"productId": 1, "name": "Rabokki", "price": 9900, "stock": 7, "version": 1}])
     );
 }
 

@@ -74,9 +74,21 @@ impl MySqlStore {
     /// together take turns under a named lock, so exactly one applies them.
     pub async fn migrate(&self) -> OmsResult<()> {
         let failed = |e| oms_core::domain::OmsError::unavailable("mysql migrations", e);
-        let mut conn = self.pool.acquire().await.map_err(db_error)?;
+        // A connection of its own (closed when done, never back in the
+        // pool): the lock may be held up to 60 s by another process
+        // migrating, so this session's statement limit is lifted (MariaDB,
+        // then MySQL; whichever the server knows).
+        let mut conn = self.pool.acquire().await.map_err(db_error)?.detach();
+        for lift in [
+            "SET SESSION max_statement_time = 0",
+            "SET SESSION max_execution_time = 0",
+        ] {
+            if let Err(e) = sqlx::query(lift).execute(&mut conn).await {
+                tracing::debug!(error = %e, "statement limit not lifted for migrations");
+            }
+        }
         let locked: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK('oms_migrations', 60)")
-            .fetch_one(&mut *conn)
+            .fetch_one(&mut conn)
             .await
             .map_err(db_error)?;
         if locked != Some(1) {
@@ -84,9 +96,9 @@ impl MySqlStore {
                 "could not take the migration lock within 60 s".into(),
             )));
         }
-        let result = sqlx::migrate!("./migrations").run(&mut *conn).await;
+        let result = sqlx::migrate!("./migrations").run(&mut conn).await;
         let released = sqlx::query("SELECT RELEASE_LOCK('oms_migrations')")
-            .execute(&mut *conn)
+            .execute(&mut conn)
             .await;
         result.map_err(|e| failed(e.into()))?;
         released.map_err(db_error)?;

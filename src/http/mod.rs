@@ -18,8 +18,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use oms_core::domain::{
-    Order, OrderId, OrderItem, OrderRequest, OrderStatus, OrderTrace, Product, ProductDraft,
-    ProductId, ReceiverInfo, TraceId, TraceState,
+    Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Product,
+    ProductDraft, ProductId, ProductUpdate, ReceiverInfo, StockChange, TraceId, TraceState,
 };
 use oms_core::port::inbound::{OrderQuery, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::HealthCheck;
@@ -50,7 +50,7 @@ pub struct AppState {
     pub checks: Vec<Arc<dyn HealthCheck>>,
 }
 
-/// The API router of `../shared/API.md`.
+/// The API router of the contract in `docs/API.md`.
 pub fn router(state: AppState) -> Router {
     let readiness = Arc::new(ready::Readiness::new(
         state.checks.clone(),
@@ -120,11 +120,16 @@ pub struct ProductBody {
     pub price: i64,
     /// Units in stock.
     pub stock: i64,
+    /// The product's version (also its `ETag`): send it back as `If-Match`
+    /// to set the stock. Ignored on create.
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl From<Product> for ProductBody {
     fn from(p: Product) -> Self {
         Self {
+            version: p.version,
             product_id: p.id.0,
             name: p.name,
             price: p.price,
@@ -158,14 +163,86 @@ async fn create_product(
     Ok((StatusCode::CREATED, Json(product.into())))
 }
 
+/// The body of `PUT /api/v1/products/{id}`: name and price are replaced;
+/// the stock changes only when asked, and safely (see [`StockChange`]):
+/// `stock` sets it and needs the version read (`If-Match` header or
+/// `version` field) unless it equals the stock now; `stockDelta` adds or
+/// removes units relative to what is left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductUpdateBody {
+    /// New name.
+    pub name: String,
+    /// New unit price.
+    pub price: i64,
+    /// New absolute stock (conditional).
+    #[serde(default)]
+    pub stock: Option<i64>,
+    /// Units to add (negative: to remove).
+    #[serde(default)]
+    pub stock_delta: Option<i64>,
+    /// The version read, when not sent as `If-Match`.
+    #[serde(default)]
+    pub version: Option<i64>,
+}
+
+/// The version of an `If-Match` header: `"7"`, `W/"7"` or `7`.
+fn if_match(headers: &HeaderMap) -> Result<Option<i64>, Problem> {
+    let Some(raw) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = raw.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| Problem::validation("If-Match must be the product's version, e.g. \"7\""))
+}
+
+fn etag(version: i64) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{version}\"")).ok()
+}
+
 async fn update_product(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
-    ApiJson(draft): ApiJson<ProductDraft>,
-) -> Result<Json<ProductBody>, Problem> {
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ProductUpdateBody>,
+) -> Result<Response, Problem> {
     let id = parse_product_id(&raw)?;
-    Ok(Json(state.products.update(caller, id, draft).await?.into()))
+    let expected_version = match (if_match(&headers)?, body.version) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Problem::validation(
+                "If-Match and version name different versions",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let stock = match (body.stock, body.stock_delta) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::validation(
+                "send either stock or stockDelta, not both",
+            ))
+        }
+        (Some(stock), None) => StockChange::Set {
+            stock,
+            expected_version,
+        },
+        (None, Some(delta)) => StockChange::Adjust(delta),
+        (None, None) => StockChange::Keep,
+    };
+    let update = ProductUpdate {
+        name: body.name,
+        price: body.price,
+        stock,
+    };
+    let product = state.products.update(caller, id, update).await?;
+    let tag = etag(product.version);
+    let mut response = Json(ProductBody::from(product)).into_response();
+    if let Some(tag) = tag {
+        response.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(response)
 }
 
 async fn get_product(
@@ -329,10 +406,41 @@ async fn get_order(
     Ok(Json(state.orders.order(caller, order_id).await?.into()))
 }
 
+/// The query of `GET /api/v1/orders`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct OrdersQuery {
+    /// Orders per page, 1 to 100 (default 100).
+    pub limit: Option<usize>,
+    /// The `next` cursor of the previous page.
+    pub cursor: Option<u64>,
+}
+
+/// A page of the caller's orders, newest first. The body is the array of
+/// orders; when more follow, the `Link` header names the next page
+/// (`rel="next"`) and `X-Next-Cursor` carries its cursor.
 async fn my_orders(
     State(state): State<AppState>,
     Auth(caller): Auth,
-) -> Result<Json<Vec<OrderBody>>, Problem> {
-    let orders = state.orders.my_orders(caller).await?;
-    Ok(Json(orders.into_iter().map(Into::into).collect()))
+    query: Result<axum::extract::Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let axum::extract::Query(query) =
+        query.map_err(|e| Problem::validation(format!("bad query: {e}")))?;
+    let limit = query.limit.unwrap_or(OrderPage::MAX_LIMIT);
+    let page = OrderPage::first(limit)?.after(query.cursor.map(OrderId));
+    let page = state.orders.my_orders(caller, page).await?;
+    let body: Vec<OrderBody> = page.orders.into_iter().map(Into::into).collect();
+    let mut response = Json(body).into_response();
+    if let Some(next) = page.next {
+        let link = format!(
+            "</api/v1/orders?limit={limit}&cursor={}>; rel=\"next\"",
+            next.0
+        );
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&next.0.to_string()) {
+            response.headers_mut().insert("x-next-cursor", v);
+        }
+    }
+    Ok(response)
 }

@@ -75,6 +75,16 @@ impl From<OmsError> for Problem {
             OmsError::OutOfStock { .. } => {
                 Self::new(StatusCode::CONFLICT, "OUT_OF_STOCK", e.to_string())
             }
+            OmsError::PreconditionFailed { .. } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "PRECONDITION_FAILED",
+                e.to_string(),
+            ),
+            OmsError::PreconditionRequired(_) => Self::new(
+                StatusCode::PRECONDITION_REQUIRED,
+                "PRECONDITION_REQUIRED",
+                e.to_string(),
+            ),
             OmsError::Conflict(_) => {
                 // The message may come from the database (a deadlock, a
                 // constraint): log it, answer what the client can do.
