@@ -205,7 +205,6 @@ impl KafkaOrderConsumer {
                 m = self.consumer.recv() => m,
                 () = self.consumer.context().notify.notified() => {
                     self.start_assigned(&ops, &mut gaps).await;
-                    watchdog.progress();
                     continue;
                 }
                 _ = tick.tick() => {
@@ -249,7 +248,7 @@ impl KafkaOrderConsumer {
                     let count = u64::try_from(batch.len()).unwrap_or(u64::MAX);
                     self.health.0.processed.fetch_add(count, Ordering::Relaxed);
                     self.health.0.stalled.store(false, Ordering::Relaxed);
-                    watchdog.progress();
+                    watchdog.worked();
                 }
                 Err(Interrupted::Shutdown) => stopping = true,
             }
@@ -298,43 +297,45 @@ impl KafkaOrderConsumer {
         }
     }
 
-    /// The stall watchdog: when no batch was finished for the stall
-    /// timeout, checks whether the partitions held have records waiting; if
-    /// they do, reports the consumer stalled and rejoins the group.
+    /// The stall watchdog: samples every partition of the topic and, when
+    /// one has had records waiting and no progress (by this member or
+    /// another) for the stall timeout, reports the consumer stalled and
+    /// rejoins the group, which makes the coordinator assign every partition
+    /// again.
     async fn watch(&self, ops: &KafkaPartitions, watchdog: &mut Watchdog, gaps: &mut GapGuard) {
-        let idle = watchdog.idle();
-        if idle < self.stall_timeout {
-            return;
-        }
-        let positions = gaps.positions();
-        let lag = match ops.lag(positions).await {
-            Ok(lag) => lag,
+        let samples = match ops.sample(gaps.positions()).await {
+            Ok(samples) => samples,
             Err(e) => {
-                warn!(error = %e, "stall check failed");
+                debug!(error = %e, "stall check failed");
                 return;
             }
         };
-        if lag.is_empty() {
-            // Nothing held, or nothing waiting: idle, not stalled.
-            self.health.0.stalled.store(false, Ordering::Relaxed);
-            watchdog.progress();
-            return;
+        let now = Instant::now();
+        match watchdog.observe(&samples, now) {
+            Verdict::Drained => self.health.0.stalled.store(false, Ordering::Relaxed),
+            Verdict::Moving => {}
+            Verdict::Stalled(stuck) => {
+                let waiting: i64 = stuck.iter().map(|s| s.waiting).sum();
+                let partitions: Vec<(i32, i64, i64)> = stuck
+                    .iter()
+                    .map(|s| (s.partition, s.position, s.waiting))
+                    .collect();
+                error!(
+                    topic = %self.topic,
+                    ?partitions,
+                    waiting,
+                    stall_secs = self.stall_timeout.as_secs(),
+                    "consumer group stalled: records wait on partitions where nothing was processed for the stall timeout; rejoining the group"
+                );
+                self.health.0.stalled.store(true, Ordering::Relaxed);
+                self.health.0.rejoins.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = ops.rejoin().await {
+                    error!(error = %e, "cannot rejoin the consumer group");
+                }
+                gaps.clear();
+                watchdog.rejoined(Instant::now());
+            }
         }
-        let waiting: i64 = lag.iter().map(|(_, n)| n).sum();
-        error!(
-            topic = %self.topic,
-            partitions = ?lag,
-            waiting,
-            idle_secs = idle.as_secs(),
-            "consumer stalled: records are waiting on its partitions and none was processed; rejoining the group"
-        );
-        self.health.0.stalled.store(true, Ordering::Relaxed);
-        self.health.0.rejoins.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = ops.rejoin().await {
-            error!(error = %e, "cannot rejoin the consumer group");
-        }
-        gaps.clear();
-        watchdog.progress();
     }
 
     async fn handle(
@@ -395,18 +396,58 @@ where
     }
 }
 
-/// Time since the consumer last made progress.
+/// One partition as the watchdog sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Sample {
+    partition: i32,
+    /// How far the group got: the committed offset, or the next offset this
+    /// member expects when it holds the partition and is further.
+    position: i64,
+    /// Records past `position` (from the log end the broker reports).
+    waiting: i64,
+}
+
+/// What the watchdog concluded from a round of samples.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Nothing waits anywhere.
+    Drained,
+    /// Records wait, and every such partition moved within the timeout
+    /// (or the watchdog waits after a rejoin).
+    Moving,
+    /// These partitions had records waiting and did not move for the
+    /// timeout.
+    Stalled(Vec<Sample>),
+}
+
+/// Tells a stalled consumer group from a busy or idle one.
+///
+/// A partition is stuck when it had records waiting and its position did
+/// not move for the stall timeout. That covers a member that holds
+/// partitions and cannot read them, and partitions that nobody reads: left
+/// assigned to a member that died, or a member told it holds nothing (both
+/// seen on tansu 0.6, see `docs/brokers.md`). Rejoining is what resolves
+/// them; after a rejoin that did not help the next one waits twice as long
+/// (up to 8 stall timeouts) until this member processes a batch again.
 #[derive(Debug)]
 struct Watchdog {
     timeout: Duration,
-    since: Instant,
+    /// Per partition: the position last seen, and since when it has been
+    /// there with records waiting.
+    seen: HashMap<i32, (i64, Instant)>,
+    /// No rejoin before this.
+    quiet_until: Instant,
+    /// The wait after the next rejoin.
+    backoff: Duration,
 }
 
 impl Watchdog {
     fn new(timeout: Duration) -> Self {
         Self {
             timeout,
-            since: Instant::now(),
+            seen: HashMap::new(),
+            quiet_until: Instant::now(),
+            backoff: timeout,
         }
     }
 
@@ -416,12 +457,46 @@ impl Watchdog {
         (self.timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 
-    fn progress(&mut self) {
-        self.since = Instant::now();
+    /// This member finished a batch.
+    fn worked(&mut self) {
+        self.backoff = self.timeout;
     }
 
-    fn idle(&self) -> Duration {
-        self.since.elapsed()
+    /// This member just rejoined its group: every partition gets a new
+    /// window, and the next rejoin waits longer.
+    fn rejoined(&mut self, now: Instant) {
+        self.seen.clear();
+        self.quiet_until = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(self.timeout * 8);
+    }
+
+    fn observe(&mut self, samples: &[Sample], now: Instant) -> Verdict {
+        let mut stuck = Vec::new();
+        let mut waiting = false;
+        for s in samples {
+            if s.waiting <= 0 {
+                self.seen.remove(&s.partition);
+                continue;
+            }
+            waiting = true;
+            let since = match self.seen.get(&s.partition) {
+                Some((position, since)) if *position == s.position => *since,
+                _ => {
+                    self.seen.insert(s.partition, (s.position, now));
+                    now
+                }
+            };
+            if now.saturating_duration_since(since) >= self.timeout {
+                stuck.push(s.clone());
+            }
+        }
+        if !waiting {
+            Verdict::Drained
+        } else if stuck.is_empty() || now < self.quiet_until {
+            Verdict::Moving
+        } else {
+            Verdict::Stalled(stuck)
+        }
     }
 }
 
@@ -475,53 +550,61 @@ impl KafkaPartitions {
         })
     }
 
-    /// For each partition held (with the next offset expected, when known),
-    /// how many records wait past it; only partitions with a backlog are
-    /// listed.
-    async fn lag(&self, positions: HashMap<i32, i64>) -> OmsResult<Vec<(i32, i64)>> {
+    /// Every partition of the topic: how far the group got (the committed
+    /// offset, or `positions`, the next offsets this member expects, where
+    /// further) and how many records wait past it.
+    async fn sample(&self, positions: HashMap<i32, i64>) -> OmsResult<Vec<Sample>> {
         let this = self.clone();
         blocking(move || {
-            let assignment = this.consumer.assignment().map_err(unavailable)?;
-            let held: Vec<i32> = assignment
-                .elements()
+            let metadata = this
+                .consumer
+                .fetch_metadata(Some(&this.topic), REQUEST_TIMEOUT)
+                .map_err(unavailable)?;
+            let partitions: Vec<i32> = metadata
+                .topics()
                 .iter()
-                .filter(|e| e.topic() == this.topic)
-                .map(|e| e.partition())
+                .filter(|t| t.name() == this.topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
-            if held.is_empty() {
+            if partitions.is_empty() {
                 return Ok(Vec::new());
             }
             let mut tpl = TopicPartitionList::new();
-            for p in &held {
+            for p in &partitions {
                 tpl.add_partition(&this.topic, *p);
             }
             let committed = this
                 .consumer
                 .committed_offsets(tpl, REQUEST_TIMEOUT)
                 .map_err(unavailable)?;
-            let mut lag = Vec::new();
-            for p in held {
+            let mut samples = Vec::with_capacity(partitions.len());
+            for partition in partitions {
                 let (low, high) = this
                     .consumer
-                    .fetch_watermarks(&this.topic, p, REQUEST_TIMEOUT)
+                    .fetch_watermarks(&this.topic, partition, REQUEST_TIMEOUT)
                     .map_err(unavailable)?;
-                let committed = match committed.find_partition(&this.topic, p).map(|e| e.offset()) {
+                let committed = match committed
+                    .find_partition(&this.topic, partition)
+                    .map(|e| e.offset())
+                {
                     Some(Offset::Offset(n)) => Some(n),
                     _ => None,
                 };
-                let at = positions
-                    .get(&p)
+                let position = positions
+                    .get(&partition)
                     .copied()
                     .into_iter()
                     .chain(committed)
                     .max()
                     .unwrap_or(low)
                     .max(low);
-                if high > at {
-                    lag.push((p, high - at));
-                }
+                samples.push(Sample {
+                    partition,
+                    position,
+                    waiting: high.saturating_sub(position).max(0),
+                });
             }
-            Ok(lag)
+            Ok(samples)
         })
         .await
     }
@@ -960,5 +1043,77 @@ mod tests {
             Watchdog::new(Duration::from_secs(2)).check_every(),
             Duration::from_millis(500)
         );
+    }
+
+    fn sample(partition: i32, position: i64, waiting: i64) -> Sample {
+        Sample {
+            partition,
+            position,
+            waiting,
+        }
+    }
+
+    #[test]
+    fn a_partition_with_records_waiting_that_does_not_move_is_a_stall() {
+        let t = Duration::from_secs(30);
+        let mut w = Watchdog::new(t);
+        let start = Instant::now();
+        assert_eq!(w.observe(&[sample(0, 0, 0)], start), Verdict::Drained);
+        let samples = [sample(0, 10, 5), sample(1, 7, 0)];
+        assert_eq!(w.observe(&samples, start), Verdict::Moving);
+        assert_eq!(w.observe(&samples, start + t / 2), Verdict::Moving);
+        assert_eq!(
+            w.observe(&samples, start + t),
+            Verdict::Stalled(vec![sample(0, 10, 5)])
+        );
+    }
+
+    #[test]
+    fn a_partition_that_moves_or_drains_is_not_a_stall() {
+        let t = Duration::from_secs(30);
+        let mut w = Watchdog::new(t);
+        let start = Instant::now();
+        assert_eq!(w.observe(&[sample(0, 10, 500)], start), Verdict::Moving);
+        assert_eq!(w.observe(&[sample(0, 20, 490)], start + t), Verdict::Moving);
+        assert_eq!(
+            w.observe(&[sample(0, 20, 490)], start + t + t / 2),
+            Verdict::Moving
+        );
+        assert_eq!(
+            w.observe(&[sample(0, 20, 0)], start + 3 * t),
+            Verdict::Drained
+        );
+        assert_eq!(
+            w.observe(&[sample(0, 20, 3)], start + 3 * t),
+            Verdict::Moving
+        );
+    }
+
+    #[test]
+    fn after_a_rejoin_that_did_not_help_the_next_waits_longer() {
+        let t = Duration::from_secs(10);
+        let mut w = Watchdog::new(t);
+        let start = Instant::now();
+        let stuck = [sample(3, 100, 50)];
+        w.observe(&stuck, start);
+        assert!(matches!(w.observe(&stuck, start + t), Verdict::Stalled(_)));
+        w.rejoined(start + t);
+        // A new window of t, and quiet for t.
+        assert_eq!(w.observe(&stuck, start + t), Verdict::Moving);
+        assert!(matches!(
+            w.observe(&stuck, start + 2 * t),
+            Verdict::Stalled(_)
+        ));
+        w.rejoined(start + 2 * t);
+        // Quiet for 2t now.
+        w.observe(&stuck, start + 2 * t);
+        assert_eq!(w.observe(&stuck, start + 3 * t), Verdict::Moving);
+        assert!(matches!(
+            w.observe(&stuck, start + 4 * t),
+            Verdict::Stalled(_)
+        ));
+        w.rejoined(start + 4 * t);
+        w.worked();
+        assert_eq!(w.backoff, t, "a batch done resets the wait");
     }
 }

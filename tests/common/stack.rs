@@ -676,3 +676,52 @@ impl Stack {
         }
     }
 }
+
+/// Helpers of the consumer crash-loop test (`tests/crash_loop.rs`), and for
+/// running a stack on a broker that does not create topics.
+impl Stack {
+    /// Starts an `api` with `extra` settings on top of the run's (no
+    /// consumer), after creating the run's topics on the mock broker when
+    /// that is the broker, and waits until the API is ready.
+    pub async fn start_api_with(extra: &[(&str, &str)]) -> Self {
+        let mut stack = Self::configure();
+        for (k, v) in extra {
+            stack.envs.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        stack.create_topics_on_mock();
+        stack.api = Some(Proc::start(
+            "api",
+            &stack.envs,
+            &format!("api-{}.log", stack.run),
+        ));
+        stack.wait_ready().await;
+        stack
+    }
+
+    /// Starts a consumer process that the caller owns (it is not in
+    /// `consumers`); it logs with the other consumers of the run.
+    pub fn spawn_consumer(&self) -> Proc {
+        let log = format!("consumer-{}.log", self.run);
+        Proc::start("consumer", &self.envs, &log)
+    }
+
+    /// Creates the order and DLQ topics of the run (6 partitions) through
+    /// the control port of the mock broker (`OMS_MOCK_CONTROL`, written by
+    /// `OMS_BROKER=mock scripts/services.sh up`), which does not answer
+    /// CreateTopics; does nothing on other brokers.
+    pub fn create_topics_on_mock(&self) {
+        use std::io::{BufRead, BufReader, Write};
+        let Ok(control) = std::env::var("OMS_MOCK_CONTROL") else {
+            return;
+        };
+        let stream = std::net::TcpStream::connect(control.trim()).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        for topic in [&self.order_topic, &self.dlq_topic] {
+            writeln!(writer, "create {topic} 6").unwrap();
+            let mut answer = String::new();
+            reader.read_line(&mut answer).unwrap();
+            assert_eq!(answer.trim(), "ok", "mock broker: {answer}");
+        }
+    }
+}
