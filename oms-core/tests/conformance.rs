@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use oms_core::memory::{InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
+use oms_core::memory::{
+    InMemoryAttemptCounter, InMemoryMemberStore, InMemorySessionStore, InMemoryStockGate,
+    InMemoryStore, InMemoryTraceStore,
+};
 use oms_core::testkit;
 
 #[tokio::test]
@@ -28,4 +31,19 @@ async fn in_memory_stock_gate_conforms() {
     let redeliver = std::time::Duration::from_millis(300);
     let gate = InMemoryStockGate::new(traces.clone()).with_redeliver_after(redeliver);
     testkit::stock_gate::run(&gate, traces.as_ref(), redeliver).await;
+}
+
+#[tokio::test]
+async fn in_memory_member_store_conforms() {
+    testkit::member_store::run(&InMemoryMemberStore::new()).await;
+}
+
+#[tokio::test]
+async fn in_memory_session_store_conforms() {
+    testkit::session_store::run(&InMemorySessionStore::new()).await;
+}
+
+#[tokio::test]
+async fn in_memory_attempt_counter_conforms() {
+    testkit::session_store::run_attempts(&InMemoryAttemptCounter::new()).await;
 }

@@ -1,5 +1,6 @@
 //! Application services: the inbound ports implemented on the outbound ones.
 
+mod auth;
 mod gate;
 mod order;
 mod product;
@@ -7,6 +8,7 @@ mod query;
 mod request;
 mod sweeper;
 
+pub use auth::{AdminBootstrap, AuthPolicy, AuthService};
 pub use gate::{fill_gate, GateKeeper, GatePolicy};
 pub use order::{OrderService, RetryPolicy};
 pub use product::ProductService;

@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 
-use super::{OrderId, ProductId, TraceId};
+use super::{MemberId, OrderId, ProductId, TraceId};
 
 /// A boxed source error from an adapter.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -65,6 +65,29 @@ pub enum OmsError {
     /// none was given.
     #[error("precondition required: {0}")]
     PreconditionRequired(String),
+    /// No valid credentials: a token that is missing, malformed, of the
+    /// wrong type, expired or revoked.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// A login with an unknown email or a wrong password (the same error
+    /// for both, so that it does not tell which).
+    #[error("email or password is wrong")]
+    BadCredentials,
+    /// A member with this email exists already.
+    #[error("a member with this email exists already")]
+    EmailTaken,
+    /// No member with this id.
+    #[error("member {member_id} not found")]
+    MemberNotFound {
+        /// The requested member.
+        member_id: MemberId,
+    },
+    /// Too many attempts (e.g. failed logins); try again after the wait.
+    #[error("too many attempts; try again in {} s", retry_after.as_secs())]
+    Throttled {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
     /// A broken invariant or data the service cannot read: a bug or a
     /// corrupted record, never the caller's fault, never retryable.
     #[error("internal error: {0}")]

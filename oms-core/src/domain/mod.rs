@@ -1,17 +1,25 @@
-//! The domain: orders, products, traces and their rules. No I/O.
+//! The domain: orders, products, traces, members, tokens and their rules.
+//! No I/O.
 
 mod caller;
 mod error;
 mod ids;
+mod member;
 mod order;
 pub mod placement;
 mod pricing;
 mod product;
+pub mod throttle;
+pub mod token;
 mod trace;
 
 pub use caller::{Caller, Role};
 pub use error::{BoxError, OmsError, OmsResult};
 pub use ids::{MemberId, OrderId, ProductId, TraceId};
+pub use member::{
+    normalize_name, validate_password, Email, Login, Member, NewMember, PasswordHash, Signup,
+    MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
+};
 pub use order::{
     units_by_product, validate_idempotency_key, Order, OrderCommand, OrderItem, OrderLine,
     OrderPage, OrderRequest, OrderStatus, Orders, ReceiverInfo, MAX_LINES, MAX_QUANTITY,
@@ -20,4 +28,9 @@ pub use order::{
 pub use placement::{BatchPlan, KeyBindings, KnownOutcome, Placement, StockDecrement};
 pub use pricing::{OrderPriceCalculator, PricedOrder};
 pub use product::{Product, ProductChange, ProductDraft, ProductUpdate, StockChange};
+pub use throttle::{Attempts, ThrottlePolicy};
+pub use token::{
+    FamilyState, IssuedPair, Rotation, SessionId, TokenClaims, TokenId, TokenPair, TokenPolicy,
+    TokenRejection, TokenType,
+};
 pub use trace::{FailureReason, OrderTrace, TraceState};

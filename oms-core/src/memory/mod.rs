@@ -2,12 +2,16 @@
 //! reference the conformance suites hold real adapters to.
 
 mod gate;
+mod members;
 mod queue;
+mod sessions;
 mod store;
 mod traces;
 
 pub use gate::InMemoryStockGate;
+pub use members::InMemoryMemberStore;
 pub use queue::{InMemoryOrderQueue, OrderQueueReceiver};
+pub use sessions::{InMemoryAttemptCounter, InMemorySessionStore};
 pub use store::InMemoryStore;
 pub use traces::InMemoryTraceStore;
 

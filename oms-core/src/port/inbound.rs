@@ -4,8 +4,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    Caller, OmsResult, Order, OrderCommand, OrderId, OrderPage, OrderRequest, OrderTrace, Orders,
-    Placement, Product, ProductDraft, ProductId, ProductUpdate, TraceId,
+    Caller, Login, Member, OmsResult, Order, OrderCommand, OrderId, OrderPage, OrderRequest,
+    OrderTrace, Orders, Placement, Product, ProductDraft, ProductId, ProductUpdate, Signup,
+    TokenPair, TraceId,
 };
 use crate::port::outbound::DeadLetter;
 
@@ -82,4 +83,41 @@ pub trait ProductUseCase: Send + Sync {
 
     /// Every product.
     async fn list(&self) -> OmsResult<Vec<Product>>;
+}
+
+/// Members and their logins: sign-up, login, refresh, logout, and the
+/// check of an access token on every authenticated request.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait AuthUseCase: Send + Sync {
+    /// Signs a buyer up (role `USER`); [`OmsError::EmailTaken`] if the
+    /// email is taken, [`OmsError::Invalid`] if a rule is broken.
+    ///
+    /// [`OmsError::EmailTaken`]: crate::domain::OmsError::EmailTaken
+    /// [`OmsError::Invalid`]: crate::domain::OmsError::Invalid
+    async fn signup(&self, signup: Signup) -> OmsResult<Member>;
+
+    /// Logs in: a new login (family) and its first token pair;
+    /// [`OmsError::BadCredentials`] for an unknown email and a wrong
+    /// password alike, [`OmsError::Throttled`] after too many attempts.
+    ///
+    /// [`OmsError::BadCredentials`]: crate::domain::OmsError::BadCredentials
+    /// [`OmsError::Throttled`]: crate::domain::OmsError::Throttled
+    async fn login(&self, login: Login) -> OmsResult<TokenPair>;
+
+    /// Exchanges the live refresh token of a login for a new pair; the
+    /// presented token is dead from then on, and presenting a dead one
+    /// revokes the login.
+    async fn refresh(&self, refresh_token: &str) -> OmsResult<TokenPair>;
+
+    /// Revokes the access token and its login, and the login of
+    /// `refresh_token` when given (it must be the same member's).
+    async fn logout(&self, access_token: &str, refresh_token: Option<String>) -> OmsResult<()>;
+
+    /// The caller's own member record.
+    async fn me(&self, caller: Caller) -> OmsResult<Member>;
+
+    /// The caller an access token stands for: signature, type, expiry and
+    /// revocation checked.
+    async fn authenticate(&self, access_token: &str) -> OmsResult<Caller>;
 }

@@ -5,13 +5,16 @@
 //! crate, and a conformance suite in `testkit` that both pass. With the
 //! `mock` feature, mockall generates `MockXxx` for each.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderLine,
-    OrderPage, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, TraceId,
-    TraceState,
+    Attempts, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
+    OrderCommand, OrderId, OrderLine, OrderPage, OrderTrace, PasswordHash, Placement, Product,
+    ProductChange, ProductId, ProductUpdate, Role, Rotation, SessionId, TokenClaims, TokenId,
+    TraceId, TraceState,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
@@ -333,4 +336,117 @@ pub trait HealthCheck: Send + Sync {
 
     /// Answers `Ok` when the dependency answers.
     async fn check(&self) -> OmsResult<()>;
+}
+
+/// The members: buyers and operators, with their password hashes.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    /// Stores a new member and returns it with the id the store assigned
+    /// (a positive integer); [`OmsError::EmailTaken`] if a member has the
+    /// email already (emails are unique, normalized).
+    async fn create(&self, member: &NewMember) -> OmsResult<Member>;
+
+    /// A member by id.
+    async fn get(&self, member_id: MemberId) -> OmsResult<Option<Member>>;
+
+    /// A member by (normalized) email.
+    async fn find_by_email(&self, email: &Email) -> OmsResult<Option<Member>>;
+
+    /// Replaces a member's role and password hash;
+    /// [`OmsError::MemberNotFound`] if unknown.
+    async fn set_credentials(
+        &self,
+        member_id: MemberId,
+        role: Role,
+        password_hash: &PasswordHash,
+    ) -> OmsResult<()>;
+}
+
+/// Logins (refresh-token families) and revoked tokens, shared by every
+/// `api` replica.
+///
+/// A family holds the one refresh token of a login that may be used next.
+/// Revocations are kept only as long as what they revoke could still be
+/// used (the TTL the caller gives): a revoked access token until it
+/// expires, a revoked family until every token it issued has expired.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Starts the family `session` with `refresh` as its live token, kept
+    /// for `ttl` unless rotated.
+    async fn start(&self, session: SessionId, refresh: TokenId, ttl: Duration) -> OmsResult<()>;
+
+    /// Presents the refresh token `presented` to its family, atomically, by
+    /// [`rotate`](crate::domain::token::rotate): the live token is replaced
+    /// by `next` (kept for `ttl`) and [`Rotation::Rotated`] returned; any
+    /// other token of a live family revokes the family (for `ttl`) and
+    /// returns [`Rotation::Reused`]; a revoked or unknown family returns
+    /// [`Rotation::Dead`] and changes nothing.
+    async fn rotate(
+        &self,
+        session: SessionId,
+        presented: TokenId,
+        next: TokenId,
+        ttl: Duration,
+    ) -> OmsResult<Rotation>;
+
+    /// Revokes, in one atomic step, an access token (for as long as it has
+    /// to live) and a family (for as long as its tokens may live): the
+    /// family's refresh tokens stop rotating and every token carrying its
+    /// `sid` is revoked.
+    async fn revoke(
+        &self,
+        token: Option<(TokenId, Duration)>,
+        session: Option<(SessionId, Duration)>,
+    ) -> OmsResult<()>;
+
+    /// Whether the token `token`, or the family `session` it belongs to, is
+    /// revoked. Called on every authenticated request: adapters answer it
+    /// in one round trip at most.
+    async fn is_revoked(&self, token: TokenId, session: Option<SessionId>) -> OmsResult<bool>;
+}
+
+/// Attempt counters in fixed windows (login throttling), shared by every
+/// `api` replica.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait AttemptCounter: Send + Sync {
+    /// Counts one attempt under each key, atomically, and returns the
+    /// counts, in key order. A key's window starts with its first attempt
+    /// and lasts `window`; when it ends the key counts from zero again.
+    async fn hit(&self, keys: &[String], window: Duration) -> OmsResult<Vec<Attempts>>;
+
+    /// Takes one attempt back from each key (never below zero, the window
+    /// unchanged).
+    async fn forgive(&self, keys: &[String]) -> OmsResult<()>;
+
+    /// Forgets the keys' counts.
+    async fn clear(&self, keys: &[String]) -> OmsResult<()>;
+}
+
+/// Hashes and verifies passwords. Deliberately slow (see
+/// [`Argon2idHasher`](crate::password::Argon2idHasher)): implementations
+/// run off the async runtime's worker threads.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PasswordHasher: Send + Sync {
+    /// A new salted hash of `password`.
+    async fn hash(&self, password: &str) -> OmsResult<PasswordHash>;
+
+    /// Whether `password` matches `hash`. A hash the hasher cannot read
+    /// verifies nothing (`Ok(false)`, logged).
+    async fn verify(&self, password: &str, hash: &PasswordHash) -> OmsResult<bool>;
+}
+
+/// Signs and reads bearer tokens.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+pub trait TokenCodec: Send + Sync {
+    /// The signed token of `claims`.
+    fn encode(&self, claims: &TokenClaims) -> OmsResult<String>;
+
+    /// The claims of a token whose signature and shape are valid, expired
+    /// or not (expiry and type are the domain's rules:
+    /// [`TokenClaims::check`]); [`OmsError::Unauthenticated`] otherwise.
+    fn decode(&self, token: &str) -> OmsResult<TokenClaims>;
 }

@@ -7,8 +7,10 @@
 //! again against the same database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod member_store;
 pub mod order_store;
 pub mod product_store;
+pub mod session_store;
 pub mod stock_gate;
 pub mod trace_store;
 
