@@ -11,7 +11,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 mod gate;
+mod sessions;
 pub use gate::RedisStockGate;
+pub use sessions::{RedisAttemptCounter, RedisSessionStore};
 
 /// Key prefix and expiry times.
 #[derive(Debug, Clone, PartialEq, Eq)]

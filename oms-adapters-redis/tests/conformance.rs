@@ -23,6 +23,68 @@ async fn redis_trace_store_conforms() {
 }
 
 #[tokio::test]
+async fn redis_session_store_conforms() {
+    testkit::session_store::run(&store().await.session_store()).await;
+}
+
+#[tokio::test]
+async fn redis_attempt_counter_conforms() {
+    testkit::session_store::run_attempts(&store().await.attempt_counter()).await;
+}
+
+#[tokio::test]
+async fn a_family_and_a_revocation_are_one_key_each_with_their_ttl() {
+    use oms_core::domain::{SessionId, TokenId};
+    use oms_core::port::outbound::SessionStore;
+    let prefix = format!("oms-sess-{}", TraceId::new());
+    let sessions = store()
+        .await
+        .with_options(RedisTraceOptions {
+            prefix: prefix.clone(),
+            ..RedisTraceOptions::default()
+        })
+        .session_store();
+    let sid = SessionId::random();
+    let live = TokenId::random();
+    let jti = TokenId::random();
+    sessions
+        .start(sid, live, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    sessions
+        .revoke(Some((jti, Duration::from_secs(60))), None)
+        .await
+        .unwrap();
+    let url = std::env::var("OMS_REDIS_URL").unwrap();
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let family: String = redis::cmd("GET")
+        .arg(format!("{prefix}:sess:{sid}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(family, live.to_string());
+    let family_ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}:sess:{sid}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((3590..=3600).contains(&family_ttl), "{family_ttl}");
+    let token_ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{prefix}:jti:{jti}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (50..=60).contains(&token_ttl),
+        "a revocation lives as long as its token: {token_ttl}"
+    );
+}
+
+#[tokio::test]
 async fn traces_expire_with_their_ttl() {
     let store = store().await.with_options(RedisTraceOptions {
         prefix: format!("oms-ttl-{}", TraceId::new()),

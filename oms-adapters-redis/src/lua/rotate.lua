@@ -1,0 +1,19 @@
+-- Presents a refresh token to its family (see SessionStore::rotate).
+--
+-- KEYS[1]: the family key, holding the live refresh token's id, or
+--          `revoked`, or nothing (unknown or expired).
+-- ARGV[1]: the presented token id. ARGV[2]: the next token id.
+-- ARGV[3]: the TTL in milliseconds of what is written.
+--
+-- Returns 1 (rotated), 2 (reused: the family is now revoked) or 0 (dead:
+-- revoked or unknown, nothing written).
+local current = redis.call('GET', KEYS[1])
+if (not current) or current == 'revoked' then
+  return 0
+end
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+redis.call('SET', KEYS[1], 'revoked', 'PX', ARGV[3])
+return 2

@@ -1,0 +1,282 @@
+//! Logins, revocations and login attempt counters on Redis, shared by every
+//! `api` replica.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use oms_core::domain::{Attempts, OmsError, OmsResult, Rotation, SessionId, TokenId};
+use oms_core::port::outbound::{AttemptCounter, SessionStore};
+use redis::aio::ConnectionManager;
+use redis::Script;
+
+use crate::{unavailable, RedisTraceStore};
+
+const ROTATE: &str = include_str!("lua/rotate.lua");
+const HIT: &str = include_str!("lua/hit.lua");
+const FORGIVE: &str = include_str!("lua/forgive.lua");
+
+/// The value of a revoked family's key.
+const REVOKED: &str = "revoked";
+
+fn millis(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// The [`SessionStore`] on Redis.
+///
+/// - A family is one key, `{prefix}:sess:{sid}`, holding the id of its
+///   live refresh token, or `revoked`; it expires with the family's TTL.
+///   [`rotate`](SessionStore::rotate) is one Lua script on that key
+///   (`lua/rotate.lua`): compare, then replace or revoke, atomically.
+/// - A revoked access token is `{prefix}:jti:{jti}`, kept as long as the
+///   token has to live.
+/// - [`is_revoked`](SessionStore::is_revoked) is one `MGET` of the token's
+///   key and its family's key: one round trip per authenticated request.
+/// - [`revoke`](SessionStore::revoke) writes both keys in one
+///   `MULTI`/`EXEC`.
+///
+/// Commands that name two keys expect one Redis (not a cluster), as the
+/// stock gate does.
+#[derive(Clone)]
+pub struct RedisSessionStore {
+    conn: ConnectionManager,
+    prefix: String,
+    rotate: Script,
+}
+
+impl std::fmt::Debug for RedisSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSessionStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisSessionStore {
+    /// A store on a caller-owned connection manager, its keys under
+    /// `prefix`.
+    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+            rotate: Script::new(ROTATE),
+        }
+    }
+
+    fn family_key(&self, sid: SessionId) -> String {
+        format!("{}:sess:{sid}", self.prefix)
+    }
+
+    fn token_key(&self, jti: TokenId) -> String {
+        format!("{}:jti:{jti}", self.prefix)
+    }
+}
+
+impl RedisTraceStore {
+    /// The session store on this store's connection and key prefix.
+    pub fn session_store(&self) -> RedisSessionStore {
+        RedisSessionStore::new(self.conn.clone(), self.options.prefix.clone())
+    }
+
+    /// The login attempt counter on this store's connection and key prefix.
+    pub fn attempt_counter(&self) -> RedisAttemptCounter {
+        RedisAttemptCounter::new(self.conn.clone(), self.options.prefix.clone())
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn start(&self, session: SessionId, refresh: TokenId, ttl: Duration) -> OmsResult<()> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("SET")
+            .arg(self.family_key(session))
+            .arg(refresh.to_string())
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn rotate(
+        &self,
+        session: SessionId,
+        presented: TokenId,
+        next: TokenId,
+        ttl: Duration,
+    ) -> OmsResult<Rotation> {
+        let mut conn = self.conn.clone();
+        let outcome: i64 = self
+            .rotate
+            .key(self.family_key(session))
+            .arg(presented.to_string())
+            .arg(next.to_string())
+            .arg(millis(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match outcome {
+            1 => Ok(Rotation::Rotated),
+            2 => Ok(Rotation::Reused),
+            0 => Ok(Rotation::Dead),
+            other => Err(OmsError::Internal(format!(
+                "rotation script answered {other}"
+            ))),
+        }
+    }
+
+    async fn revoke(
+        &self,
+        token: Option<(TokenId, Duration)>,
+        session: Option<(SessionId, Duration)>,
+    ) -> OmsResult<()> {
+        if token.is_none() && session.is_none() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some((jti, ttl)) = token {
+            pipe.cmd("SET")
+                .arg(self.token_key(jti))
+                .arg("1")
+                .arg("PX")
+                .arg(millis(ttl))
+                .ignore();
+        }
+        if let Some((sid, ttl)) = session {
+            pipe.cmd("SET")
+                .arg(self.family_key(sid))
+                .arg(REVOKED)
+                .arg("PX")
+                .arg(millis(ttl))
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn is_revoked(&self, token: TokenId, session: Option<SessionId>) -> OmsResult<bool> {
+        let mut conn = self.conn.clone();
+        match session {
+            None => {
+                let revoked: bool = redis::cmd("EXISTS")
+                    .arg(self.token_key(token))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(revoked)
+            }
+            Some(sid) => {
+                let (token_mark, family): (Option<String>, Option<String>) = redis::cmd("MGET")
+                    .arg(self.token_key(token))
+                    .arg(self.family_key(sid))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                Ok(token_mark.is_some() || family.as_deref() == Some(REVOKED))
+            }
+        }
+    }
+}
+
+/// The [`AttemptCounter`] on Redis: a counter key per throttling key,
+/// `{prefix}:attempts:{key}`, whose TTL is its window. Counting is one Lua
+/// script for all keys (`lua/hit.lua`: `INCR`, and `PEXPIRE` on a new
+/// counter), so concurrent attempts are each counted once, on every
+/// replica.
+#[derive(Clone)]
+pub struct RedisAttemptCounter {
+    conn: ConnectionManager,
+    prefix: String,
+    hit: Script,
+    forgive: Script,
+}
+
+impl std::fmt::Debug for RedisAttemptCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisAttemptCounter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisAttemptCounter {
+    /// A counter on a caller-owned connection manager, its keys under
+    /// `prefix`.
+    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+            hit: Script::new(HIT),
+            forgive: Script::new(FORGIVE),
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:attempts:{key}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl AttemptCounter for RedisAttemptCounter {
+    async fn hit(&self, keys: &[String], window: Duration) -> OmsResult<Vec<Attempts>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.hit.prepare_invoke();
+        for k in keys {
+            invocation.key(self.key(k));
+        }
+        invocation.arg(millis(window));
+        let mut conn = self.conn.clone();
+        let raw: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if raw.len() != keys.len() * 2 {
+            return Err(OmsError::Internal(format!(
+                "attempt script answered {} numbers for {} keys",
+                raw.len(),
+                keys.len()
+            )));
+        }
+        Ok(raw
+            .chunks_exact(2)
+            .map(|pair| Attempts {
+                count: u64::try_from(pair[0]).unwrap_or(0),
+                resets_in: Duration::from_millis(u64::try_from(pair[1]).unwrap_or(0)),
+            })
+            .collect())
+    }
+
+    async fn forgive(&self, keys: &[String]) -> OmsResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.forgive.prepare_invoke();
+        for k in keys {
+            invocation.key(self.key(k));
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn clear(&self, keys: &[String]) -> OmsResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let _: () = redis::cmd("DEL")
+            .arg(keys.iter().map(|k| self.key(k)).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
