@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod members;
 mod orders;
 mod products;
 
@@ -15,8 +16,10 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use error::db_error;
 
-/// The [`OrderStore`](oms_core::port::outbound::OrderStore) and
-/// [`ProductStore`](oms_core::port::outbound::ProductStore) on MySQL / MariaDB.
+/// The [`OrderStore`](oms_core::port::outbound::OrderStore),
+/// [`ProductStore`](oms_core::port::outbound::ProductStore) and
+/// [`MemberStore`](oms_core::port::outbound::MemberStore) on MySQL /
+/// MariaDB.
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
     pool: MySqlPool,
@@ -96,7 +99,11 @@ impl MySqlStore {
                 "could not take the migration lock within 60 s".into(),
             )));
         }
-        let result = sqlx::migrate!("./migrations").run(&mut conn).await;
+        // A process built before a newer migration still starts on a
+        // database that has it (rolling upgrades: migrations only add).
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        let result = migrator.run(&mut conn).await;
         let released = sqlx::query("SELECT RELEASE_LOCK('oms_migrations')")
             .execute(&mut conn)
             .await;

@@ -27,6 +27,11 @@ async fn mysql_order_store_conforms() {
     testkit::order_store::run(store.clone(), store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_member_store_conforms() {
+    testkit::member_store::run(&store().await).await;
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent_and_health_answers() {
     let store = store().await;
