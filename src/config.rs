@@ -21,6 +21,14 @@ pub const DEFAULT_HTTP_MAX_IN_FLIGHT: usize = 1024;
 /// Default of `OMS_HTTP_MAX_CONNECTIONS`.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 8192;
 
+/// Default of `OMS_ACCESS_TOKEN_TTL_SECS`.
+pub const DEFAULT_ACCESS_TOKEN_TTL: Duration = Duration::from_secs(15 * 60);
+/// Default of `OMS_REFRESH_TOKEN_TTL_SECS`.
+pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(14 * 24 * 3600);
+/// The email of the development admin the embedded default creates when
+/// `OMS_ADMIN_EMAIL` is not set.
+pub const DEV_ADMIN_EMAIL: &str = "admin@oms.local";
+
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -162,6 +170,34 @@ pub struct Settings {
     /// `OMS_HTTP_MAX_CONNECTIONS`: most connections open at once; more wait
     /// in the listen backlog (default 8192; keep it below `ulimit -n`).
     pub http_max_connections: usize,
+    /// `OMS_ADMIN_EMAIL` and `OMS_ADMIN_PASSWORD`: the operator created (or
+    /// promoted, with this password) at `api` start. Both or neither.
+    pub admin: Option<(String, String)>,
+    /// `OMS_ACCESS_TOKEN_TTL_SECS`: lifetime of access tokens (default
+    /// 900 s, from 60 to 86,400).
+    pub access_token_ttl: Duration,
+    /// `OMS_REFRESH_TOKEN_TTL_SECS`: lifetime of refresh tokens, renewed by
+    /// each refresh (default 14 days, from 300 s to 365 days, and longer
+    /// than the access tokens').
+    pub refresh_token_ttl: Duration,
+    /// `OMS_LOGIN_MAX_FAILURES`: login attempts per email and window
+    /// before 429 (default 5, from 1 to 1000).
+    pub login_max_failures: u64,
+    /// `OMS_LOGIN_MAX_FAILURES_PER_ADDR`: login attempts per client address
+    /// (IPv4, or IPv6 /64) and window, whatever the email (default 50, from
+    /// 1 to 1,000,000).
+    pub login_max_failures_per_addr: u64,
+    /// `OMS_LOGIN_WINDOW_SECS`: the throttling window (default 900 s, from
+    /// 1 to 86,400).
+    pub login_window: Duration,
+    /// `OMS_CLIENT_IP_HEADER`: a header naming the client's address (its
+    /// last entry), set by a reverse proxy in front of `api`; unset → the
+    /// connection's peer.
+    pub client_ip_header: Option<String>,
+    /// `OMS_REVOCATION_CHECK`: `on` (default) checks every access token
+    /// against the revocations in the session store; `off` only for
+    /// benchmarks (logged-out tokens then stay valid until they expire).
+    pub revocation_check: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -187,6 +223,20 @@ impl std::fmt::Debug for Settings {
             .field("http_header_timeout", &self.http_header_timeout)
             .field("http_max_in_flight", &self.http_max_in_flight)
             .field("http_max_connections", &self.http_max_connections)
+            .field(
+                "admin",
+                &self.admin.as_ref().map(|(email, _)| (email, "<hidden>")),
+            )
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("login_max_failures", &self.login_max_failures)
+            .field(
+                "login_max_failures_per_addr",
+                &self.login_max_failures_per_addr,
+            )
+            .field("login_window", &self.login_window)
+            .field("client_ip_header", &self.client_ip_header)
+            .field("revocation_check", &self.revocation_check)
             .finish()
     }
 }
@@ -234,6 +284,119 @@ fn kafka_settings() -> Result<(bool, i32, std::time::Duration), ConfigError> {
             reason: "must be an integer from 1 to 3600".into(),
         })?;
     Ok((rewind_on_gap, topic_replication, consumer_stall))
+}
+
+/// `name` as `on` / `off` (also `1`/`0`, `true`/`false`), or `default`.
+fn switch(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    let Some(raw) = var(name) else {
+        return Ok(default);
+    };
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "on" | "1" | "true" => Ok(true),
+        "off" | "0" | "false" => Ok(false),
+        _ => Err(ConfigError::Invalid {
+            name,
+            value: raw,
+            reason: "must be `on` or `off`".into(),
+        }),
+    }
+}
+
+/// The settings of members and sessions.
+struct AuthSettings {
+    admin: Option<(String, String)>,
+    access_token_ttl: Duration,
+    refresh_token_ttl: Duration,
+    login_max_failures: u64,
+    login_max_failures_per_addr: u64,
+    login_window: Duration,
+    client_ip_header: Option<String>,
+    revocation_check: bool,
+}
+
+fn auth_settings() -> Result<AuthSettings, ConfigError> {
+    let admin = match (
+        var("OMS_ADMIN_EMAIL"),
+        env::var("OMS_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty()),
+    ) {
+        (None, None) => None,
+        (Some(email), Some(password)) => {
+            oms_core::domain::Email::parse(&email).map_err(|e| ConfigError::Invalid {
+                name: "OMS_ADMIN_EMAIL",
+                value: email.clone(),
+                reason: e.to_string(),
+            })?;
+            oms_core::domain::validate_password(&password).map_err(|e| ConfigError::Insecure {
+                name: "OMS_ADMIN_PASSWORD",
+                reason: e.to_string(),
+            })?;
+            Some((email, password))
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                name: "OMS_ADMIN_PASSWORD",
+                why: "OMS_ADMIN_EMAIL is set; the operator needs a password",
+            })
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                name: "OMS_ADMIN_EMAIL",
+                why:
+                    "OMS_ADMIN_PASSWORD is set; it is the password of the operator with that email",
+            })
+        }
+    };
+    let access_token_ttl = Duration::from_secs(ranged(
+        "OMS_ACCESS_TOKEN_TTL_SECS",
+        DEFAULT_ACCESS_TOKEN_TTL.as_secs(),
+        60..=86_400,
+    )?);
+    let refresh_token_ttl = Duration::from_secs(ranged(
+        "OMS_REFRESH_TOKEN_TTL_SECS",
+        DEFAULT_REFRESH_TOKEN_TTL.as_secs(),
+        300..=365 * 86_400,
+    )?);
+    if refresh_token_ttl <= access_token_ttl {
+        return Err(ConfigError::Invalid {
+            name: "OMS_REFRESH_TOKEN_TTL_SECS",
+            value: refresh_token_ttl.as_secs().to_string(),
+            reason: "must be longer than OMS_ACCESS_TOKEN_TTL_SECS".into(),
+        });
+    }
+    let client_ip_header = match var("OMS_CLIENT_IP_HEADER") {
+        None => None,
+        Some(name) => {
+            let name = name.trim().to_ascii_lowercase();
+            header_name(&name).ok_or_else(|| ConfigError::Invalid {
+                name: "OMS_CLIENT_IP_HEADER",
+                value: name.clone(),
+                reason: "must be a header name, e.g. x-forwarded-for".into(),
+            })?;
+            Some(name)
+        }
+    };
+    Ok(AuthSettings {
+        admin,
+        access_token_ttl,
+        refresh_token_ttl,
+        login_max_failures: ranged("OMS_LOGIN_MAX_FAILURES", 5, 1..=1000)?,
+        login_max_failures_per_addr: ranged("OMS_LOGIN_MAX_FAILURES_PER_ADDR", 50, 1..=1_000_000)?,
+        login_window: Duration::from_secs(ranged("OMS_LOGIN_WINDOW_SECS", 900, 1..=86_400)?),
+        client_ip_header,
+        revocation_check: switch("OMS_REVOCATION_CHECK", true)?,
+    })
+}
+
+/// A header name's characters (RFC 9110 token), lowercase.
+fn header_name(name: &str) -> Option<&str> {
+    const SPECIALS: &[u8] = b"!#$%&'*+-.^_`|~";
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || SPECIALS.contains(&b));
+    ok.then_some(name)
 }
 
 /// `name` as an integer in `range`, or `default` when unset.
@@ -353,7 +516,16 @@ impl Settings {
         )?)
         .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
         let (kafka_rewind_on_gap, topic_replication, consumer_stall) = kafka_settings()?;
+        let auth = auth_settings()?;
         Ok(Self {
+            admin: auth.admin,
+            access_token_ttl: auth.access_token_ttl,
+            refresh_token_ttl: auth.refresh_token_ttl,
+            login_max_failures: auth.login_max_failures,
+            login_max_failures_per_addr: auth.login_max_failures_per_addr,
+            login_window: auth.login_window,
+            client_ip_header: auth.client_ip_header,
+            revocation_check: auth.revocation_check,
             kafka_rewind_on_gap,
             topic_replication,
             consumer_stall,
@@ -380,6 +552,22 @@ impl Settings {
     /// Whether no service URL is set: the embedded default.
     pub fn is_embedded(&self) -> bool {
         self.kafka_brokers.is_none() && self.redis_url.is_none() && self.database_url.is_none()
+    }
+
+    /// The rules of members and sessions these settings give.
+    pub fn auth_policy(&self) -> oms_core::application::AuthPolicy {
+        oms_core::application::AuthPolicy {
+            tokens: oms_core::domain::TokenPolicy {
+                access_ttl: self.access_token_ttl,
+                refresh_ttl: self.refresh_token_ttl,
+            },
+            throttle: oms_core::domain::ThrottlePolicy {
+                per_email: self.login_max_failures,
+                per_address: self.login_max_failures_per_addr,
+                window: self.login_window,
+            },
+            check_revocation: self.revocation_check,
+        }
     }
 
     /// The JWT secret these settings allow, by [`jwt_secret_policy`].

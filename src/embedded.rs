@@ -4,12 +4,16 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    GateKeeper, GatePolicy, OrderService, ProductService, QueryService, RequestOrderService,
-    SweepPolicy, TraceSweeper,
+    AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductService, QueryService,
+    RequestOrderService, SweepPolicy, TraceSweeper,
 };
-use oms_core::memory::{InMemoryOrderQueue, InMemoryStockGate, InMemoryStore, InMemoryTraceStore};
+use oms_core::memory::{
+    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryOrderQueue, InMemorySessionStore,
+    InMemoryStockGate, InMemoryStore, InMemoryTraceStore,
+};
+use oms_core::password::Argon2idHasher;
 use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
-use oms_core::port::outbound::HealthCheck;
+use oms_core::port::outbound::{HealthCheck, TokenCodec};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -32,6 +36,14 @@ pub struct EmbeddedPipeline {
     pub products: Arc<dyn ProductUseCase>,
     /// Order processing (what the consumer calls).
     pub processing: Arc<dyn OrderUseCase>,
+    /// The in-memory members.
+    pub members: Arc<InMemoryMemberStore>,
+    /// The in-memory logins and revocations.
+    pub sessions: Arc<InMemorySessionStore>,
+    /// The in-memory login attempt counters.
+    pub attempts: Arc<InMemoryAttemptCounter>,
+    /// The password hasher (Argon2id, default parameters).
+    pub hasher: Arc<Argon2idHasher>,
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
@@ -88,6 +100,10 @@ impl EmbeddedPipeline {
             products: Arc::new(ProductService::new(store.clone()).with_gate(gate.clone())),
             gate,
             processing,
+            members: Arc::new(InMemoryMemberStore::new()),
+            sessions: Arc::new(InMemorySessionStore::new()),
+            attempts: Arc::new(InMemoryAttemptCounter::new()),
+            hasher: Arc::new(Argon2idHasher::new()),
             store,
             traces,
             queue,
@@ -101,16 +117,42 @@ impl EmbeddedPipeline {
         vec![self.queue.clone(), self.traces.clone(), self.store.clone()]
     }
 
-    /// The state of the HTTP adapter for this pipeline.
+    /// The members and sessions service of this pipeline, signing tokens
+    /// with `codec`.
+    pub fn accounts(&self, codec: Arc<dyn TokenCodec>, policy: AuthPolicy) -> AuthService {
+        AuthService::new(
+            self.members.clone(),
+            self.sessions.clone(),
+            self.attempts.clone(),
+            self.hasher.clone(),
+            codec,
+        )
+        .with_policy(policy)
+    }
+
+    /// The state of the HTTP adapter for this pipeline: tokens signed and
+    /// checked with `auth`, the default [`AuthPolicy`].
     #[cfg(feature = "http")]
     pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
-        crate::http::AppState {
-            intake: self.intake.clone(),
-            orders: self.orders.clone(),
-            products: self.products.clone(),
-            auth: Arc::new(auth),
-            checks: self.checks(),
-        }
+        self.app_state_with(Arc::new(
+            self.accounts(Arc::new(auth), AuthPolicy::default()),
+        ))
+    }
+
+    /// The state of the HTTP adapter for this pipeline with this members
+    /// and sessions service.
+    #[cfg(feature = "http")]
+    pub fn app_state_with(
+        &self,
+        accounts: Arc<dyn oms_core::port::inbound::AuthUseCase>,
+    ) -> crate::http::AppState {
+        crate::http::AppState::new(
+            self.intake.clone(),
+            self.orders.clone(),
+            self.products.clone(),
+            accounts,
+            self.checks(),
+        )
     }
 
     /// Stops taking orders, processes what the queue holds, and waits for

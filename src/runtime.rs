@@ -5,18 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::application::{
-    fill_gate, GateKeeper, GatePolicy, OrderService, ProductService, QueryService,
-    RequestOrderService, SweepPolicy, TraceSweeper,
+    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductService,
+    QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
 };
 use oms_core::domain::OmsError;
-use oms_core::port::outbound::{HealthCheck, StockGate};
+use oms_core::password::Argon2idHasher;
+use oms_core::port::outbound::{HealthCheck, StockGate, TokenCodec};
 
 use crate::config::{ConfigError, Settings};
 use crate::kafka::{
     ensure_topics, KafkaBacklog, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher,
 };
 use crate::mysql::MySqlStore;
-use crate::redis::{RedisStockGate, RedisTraceOptions, RedisTraceStore};
+use crate::redis::{
+    RedisAttemptCounter, RedisSessionStore, RedisStockGate, RedisTraceOptions, RedisTraceStore,
+};
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,12 @@ pub struct Services {
     pub store: Arc<MySqlStore>,
     /// The stock gate on Redis, unless `OMS_STOCK_GATE=off`.
     pub gate: Option<Arc<RedisStockGate>>,
+    /// Logins and revocations on Redis.
+    pub sessions: Arc<RedisSessionStore>,
+    /// Login attempt counters on Redis.
+    pub attempts: Arc<RedisAttemptCounter>,
+    /// The password hasher (Argon2id, default parameters).
+    pub hasher: Arc<Argon2idHasher>,
 }
 
 impl Settings {
@@ -117,6 +126,9 @@ impl Services {
         let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
         Ok(Self {
             gate,
+            sessions: Arc::new(traces.session_store()),
+            attempts: Arc::new(traces.attempt_counter()),
+            hasher: Arc::new(Argon2idHasher::new()),
             kafka,
             publisher: Arc::new(publisher),
             traces: Arc::new(traces),
@@ -192,10 +204,37 @@ impl Services {
         KafkaOrderConsumer::new(&self.kafka)
     }
 
+    /// The members and sessions service on these adapters (members in the
+    /// database, logins, revocations and attempt counters in Redis),
+    /// signing tokens with `codec`.
+    pub fn accounts(&self, codec: Arc<dyn TokenCodec>, policy: AuthPolicy) -> AuthService {
+        AuthService::new(
+            self.store.clone(),
+            self.sessions.clone(),
+            self.attempts.clone(),
+            self.hasher.clone(),
+            codec,
+        )
+        .with_policy(policy)
+    }
+
     /// The state of the HTTP adapter: intake publishes to Kafka; reads come
-    /// from Redis and the database.
+    /// from Redis and the database; tokens are signed and checked with
+    /// `auth`, with the default [`AuthPolicy`].
     #[cfg(feature = "http")]
     pub fn app_state(&self, auth: crate::http::JwtAuth) -> crate::http::AppState {
+        self.app_state_with(Arc::new(
+            self.accounts(Arc::new(auth), AuthPolicy::default()),
+        ))
+    }
+
+    /// The state of the HTTP adapter with this members and sessions
+    /// service.
+    #[cfg(feature = "http")]
+    pub fn app_state_with(
+        &self,
+        accounts: Arc<dyn oms_core::port::inbound::AuthUseCase>,
+    ) -> crate::http::AppState {
         let mut intake = RequestOrderService::new(self.publisher.clone(), self.traces.clone())
             .with_arbiter(self.store.clone());
         let mut products = ProductService::new(self.store.clone());
@@ -203,13 +242,13 @@ impl Services {
             intake = intake.with_gate(gate.clone());
             products = products.with_gate(gate);
         }
-        crate::http::AppState {
-            intake: Arc::new(intake),
-            orders: Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
-            products: Arc::new(products),
-            auth: Arc::new(auth),
-            checks: self.checks(),
-        }
+        crate::http::AppState::new(
+            Arc::new(intake),
+            Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
+            Arc::new(products),
+            accounts,
+            self.checks(),
+        )
     }
 }
 

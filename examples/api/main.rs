@@ -4,14 +4,21 @@
 //! it runs the whole pipeline in this process on in-memory adapters (the
 //! embedded default), consumer included. With all three set it accepts and
 //! publishes; `examples/consumer` processes.
+//!
+//! At start it makes the member of `OMS_ADMIN_EMAIL` / `OMS_ADMIN_PASSWORD`
+//! an operator (created, or promoted with that password); the embedded
+//! default without them creates a development admin and logs its
+//! credentials once.
 
 mod as_is;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use oms::config::{Settings, DEV_JWT_SECRET};
+use oms::application::{AdminBootstrap, AuthService};
+use oms::config::{Settings, DEV_ADMIN_EMAIL, DEV_JWT_SECRET};
 use oms::embedded::EmbeddedPipeline;
-use oms::http::{router, serve, JwtAuth, ServerLimits};
+use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -43,7 +50,14 @@ async fn main() -> ExitCode {
         }
         info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
         let pipeline = EmbeddedPipeline::start();
-        let state = pipeline.app_state(JwtAuth::new(secret.as_bytes()));
+        let accounts = Arc::new(pipeline.accounts(
+            Arc::new(JwtAuth::new(secret.as_bytes())),
+            settings.auth_policy(),
+        ));
+        if let Err(code) = bootstrap_admin(&accounts, &settings).await {
+            return code;
+        }
+        let state = pipeline.app_state_with(accounts);
         embedded = Some(pipeline);
         state
     } else {
@@ -59,13 +73,32 @@ async fn main() -> ExitCode {
             // Products without a gate pass; the consumers' keeper fills it.
             warn!(error = %e, "stock gate not filled at start");
         }
-        let state = services.app_state(JwtAuth::new(secret.as_bytes()));
+        let accounts = Arc::new(services.accounts(
+            Arc::new(JwtAuth::new(secret.as_bytes())),
+            settings.auth_policy(),
+        ));
+        if let Err(code) = bootstrap_admin(&accounts, &settings).await {
+            return code;
+        }
+        let state = services.app_state_with(accounts);
         if std::env::var("OMS_BASELINE_AS_IS").is_ok_and(|v| v == "1") {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
             baseline = Some(as_is::routes(state.clone(), services.store.clone()));
         }
         state
     };
+
+    let state = match settings.client_ip_header.as_deref().map(str::parse) {
+        None => state,
+        Some(Ok(name)) => state.with_client_ip(ClientIpSource::Header(name)),
+        Some(Err(e)) => {
+            error!("OMS_CLIENT_IP_HEADER: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !settings.revocation_check {
+        warn!("OMS_REVOCATION_CHECK=off: logged-out and revoked access tokens stay valid until they expire; for benchmarks only");
+    }
 
     let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
         Ok(l) => l,
@@ -92,6 +125,51 @@ async fn main() -> ExitCode {
         Err(e) => {
             error!("server error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Creates or promotes the operator of `OMS_ADMIN_EMAIL` /
+/// `OMS_ADMIN_PASSWORD`; in the embedded default without them, a
+/// development admin with a random password, whose credentials are logged
+/// once.
+async fn bootstrap_admin(accounts: &AuthService, settings: &Settings) -> Result<(), ExitCode> {
+    if let Err(e) = accounts.prepare().await {
+        error!("cannot start: password hashing: {e}");
+        return Err(ExitCode::FAILURE);
+    }
+    let (email, password, development) = match &settings.admin {
+        Some((email, password)) => (email.clone(), password.clone(), false),
+        None if settings.is_embedded() => (
+            DEV_ADMIN_EMAIL.to_owned(),
+            uuid::Uuid::new_v4().simple().to_string(),
+            true,
+        ),
+        None => {
+            info!("no OMS_ADMIN_EMAIL / OMS_ADMIN_PASSWORD: no operator bootstrapped");
+            return Ok(());
+        }
+    };
+    match accounts.ensure_admin(&email, &password).await {
+        Ok(_) if development => {
+            warn!(email = %email, password = %password, "development admin created (in memory, this run only): log in with these credentials; set OMS_ADMIN_EMAIL and OMS_ADMIN_PASSWORD to choose them");
+            Ok(())
+        }
+        Ok(AdminBootstrap::Created(m)) => {
+            info!(member_id = %m.id, email = %m.email, "operator created from OMS_ADMIN_EMAIL");
+            Ok(())
+        }
+        Ok(AdminBootstrap::Promoted(m)) => {
+            warn!(member_id = %m.id, email = %m.email, "existing member made operator from OMS_ADMIN_EMAIL, with the password of OMS_ADMIN_PASSWORD");
+            Ok(())
+        }
+        Ok(AdminBootstrap::Unchanged(m)) => {
+            info!(member_id = %m.id, email = %m.email, "operator of OMS_ADMIN_EMAIL is in place");
+            Ok(())
+        }
+        Err(e) => {
+            error!("cannot start: operator bootstrap: {e}");
+            Err(ExitCode::FAILURE)
         }
     }
 }

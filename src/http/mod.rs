@@ -1,8 +1,10 @@
 //! The HTTP inbound adapter: an axum [`Router`] for the API of oms, with
-//! HS256 bearer auth and problem+json errors. Mount [`router`] in your own
-//! service, or serve it with [`serve`], which adds timeouts and load
-//! shedding (see `examples/api`).
+//! members and sessions, pluggable authentication (HS256 bearer tokens by
+//! default) and problem+json errors. Mount [`router`] in your own service,
+//! or serve it with [`serve`], which adds timeouts and load shedding (see
+//! `examples/api`).
 
+mod accounts;
 mod auth;
 mod json;
 mod problem;
@@ -11,21 +13,25 @@ mod serve;
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use oms_core::domain::{
     Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Product,
     ProductDraft, ProductId, ProductUpdate, ReceiverInfo, StockChange, TraceId, TraceState,
 };
-use oms_core::port::inbound::{OrderQuery, ProductUseCase, RequestOrderUseCase};
+use oms_core::port::inbound::{AuthUseCase, OrderQuery, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::HealthCheck;
 use serde::{Deserialize, Serialize};
 
-pub use auth::{Auth, Claims, JwtAuth};
+pub use accounts::{
+    ClientAddress, ClientIpSource, LoginBody, MemberBody, RefreshBody, SignupBody, TokenBody,
+};
+pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
 pub use problem::Problem;
 pub use serve::{serve, with_limits, ServerLimits};
@@ -33,7 +39,7 @@ pub use serve::{serve, with_limits, ServerLimits};
 /// Largest request body, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// What the handlers need: the inbound ports, the token keys and the
+/// What the handlers need: the inbound ports, the authenticator and the
 /// dependencies `/readyz` checks.
 #[derive(Clone)]
 pub struct AppState {
@@ -43,11 +49,57 @@ pub struct AppState {
     pub orders: Arc<dyn OrderQuery>,
     /// Product catalogue.
     pub products: Arc<dyn ProductUseCase>,
-    /// Token verification.
-    pub auth: Arc<JwtAuth>,
+    /// Members and sessions (`/api/v1/auth/*`, `/api/v1/members/me`).
+    pub accounts: Arc<dyn AuthUseCase>,
+    /// Who is calling, for every authenticated route: by default a
+    /// [`BearerAuthenticator`] on `accounts`; a host may put its own.
+    pub auth: Arc<dyn Authenticator>,
+    /// Where the client's address (login throttling) comes from.
+    pub client_ip: ClientIpSource,
     /// Checked by `/readyz` (at most one round of checks at a time; a
     /// round answers for 1 s).
     pub checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+impl AppState {
+    /// A state on these use cases, authenticating with a
+    /// [`BearerAuthenticator`] on `accounts` and throttling logins by the
+    /// connection's peer address.
+    pub fn new(
+        intake: Arc<dyn RequestOrderUseCase>,
+        orders: Arc<dyn OrderQuery>,
+        products: Arc<dyn ProductUseCase>,
+        accounts: Arc<dyn AuthUseCase>,
+        checks: Vec<Arc<dyn HealthCheck>>,
+    ) -> Self {
+        Self {
+            intake,
+            orders,
+            products,
+            auth: Arc::new(BearerAuthenticator::new(accounts.clone())),
+            accounts,
+            client_ip: ClientIpSource::Peer,
+            checks,
+        }
+    }
+
+    /// Replaces the authenticator (a host's own identities).
+    pub fn with_authenticator(mut self, auth: Arc<dyn Authenticator>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// Replaces the source of client addresses.
+    pub fn with_client_ip(mut self, source: ClientIpSource) -> Self {
+        self.client_ip = source;
+        self
+    }
+}
+
+impl FromRef<AppState> for Arc<dyn Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
 }
 
 /// The API router of the contract in `docs/API.md`.
@@ -65,6 +117,11 @@ pub fn router(state: AppState) -> Router {
                 async move { readiness.respond().await }
             }),
         )
+        .route("/api/v1/auth/signup", post(accounts::signup))
+        .route("/api/v1/auth/login", post(accounts::login))
+        .route("/api/v1/auth/refresh", post(accounts::refresh))
+        .route("/api/v1/auth/logout", post(accounts::logout))
+        .route("/api/v1/members/me", get(accounts::me))
         .route("/api/v1/products", get(list_products).post(create_product))
         .route(
             "/api/v1/products/{product_id}",

@@ -19,6 +19,9 @@ pub struct Problem {
     pub detail: String,
     /// Stable machine-readable code, e.g. `VALIDATION_FAILED`.
     pub code: String,
+    /// Seconds to wait before trying again: sent as `Retry-After` (429).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -33,7 +36,14 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             code: code.to_owned(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem, asking the client to wait `secs` (`Retry-After`).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 `VALIDATION_FAILED`.
@@ -75,6 +85,29 @@ impl From<OmsError> for Problem {
             OmsError::OutOfStock { .. } => {
                 Self::new(StatusCode::CONFLICT, "OUT_OF_STOCK", e.to_string())
             }
+            OmsError::Unauthenticated(detail) => Self::unauthorized(detail.clone()),
+            OmsError::BadCredentials => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "BAD_CREDENTIALS",
+                "email or password is wrong",
+            ),
+            OmsError::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "EMAIL_TAKEN",
+                "a member with this email exists already",
+            ),
+            OmsError::MemberNotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "MEMBER_NOT_FOUND", e.to_string())
+            }
+            OmsError::Throttled { retry_after } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TOO_MANY_ATTEMPTS",
+                format!(
+                    "too many failed attempts; try again in {} s",
+                    retry_after.as_secs().max(1)
+                ),
+            )
+            .with_retry_after(retry_after.as_secs().max(1)),
             OmsError::PreconditionFailed { .. } => Self::new(
                 StatusCode::PRECONDITION_FAILED,
                 "PRECONDITION_FAILED",
@@ -125,6 +158,11 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -18,6 +19,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::util::MapRequest;
 use tower::{BoxError, ServiceBuilder};
 
 use super::Problem;
@@ -143,7 +145,8 @@ fn limit_problem(e: BoxError, timeout: Duration) -> Response {
 ///
 /// Unlike a bare `axum::serve`, a client that opens a connection and sends
 /// its headers slowly, or never, is disconnected after
-/// [`ServerLimits::header_read_timeout`].
+/// [`ServerLimits::header_read_timeout`]. Every request carries its
+/// connection's peer address as `axum::extract::ConnectInfo<SocketAddr>`.
 pub async fn serve<F>(
     listener: TcpListener,
     router: Router,
@@ -154,7 +157,6 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = with_limits(router, &limits);
-    let service = TowerToHyperService::new(app);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -174,8 +176,8 @@ where
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Usually out of file descriptors: wait for some to close.
@@ -189,7 +191,15 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let connection = http.serve_connection(TokioIo::new(stream), service.clone());
+        // Handlers see the peer as `ConnectInfo` (login throttling).
+        let service = TowerToHyperService::new(MapRequest::new(
+            app.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req
+            },
+        ));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
         let watched = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = watched.await {
