@@ -3,7 +3,7 @@
 #![warn(missing_docs)]
 
 pub use oms_core as core;
-pub use oms_core::{application, domain, memory, port};
+pub use oms_core::{application, domain, memory, password, port};
 
 #[cfg(feature = "kafka")]
 pub use oms_adapters_kafka as kafka;

@@ -192,6 +192,8 @@ pub(super) async fn logout(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Problem> {
     let access = bearer_token(&headers)?;
+    // The token first: a caller who is not logged in learns nothing more.
+    state.accounts.authenticate(access).await?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Problem::new(
