@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real Redis, MariaDB and a Kafka-protocol broker (tansu) on loopback, as plain
+# Real Redis, MariaDB and a Kafka-protocol broker on loopback, as plain
 # processes with their data under target/services/. Installs what is missing.
 #
 #   scripts/services.sh up     start what is not running, wait until all three
@@ -7,9 +7,20 @@
 #   scripts/services.sh down   stop what `up` started
 #   scripts/services.sh status
 #   scripts/services.sh stop-mariadb   (fault tests: `up` brings it back)
+#   scripts/services.sh stop-broker    (stops the broker OMS_BROKER selects)
 #
-# Ports (not the services' defaults): Redis 16379, MariaDB 13306, Kafka 19092;
-# override with OMS_REDIS_PORT, OMS_MYSQL_PORT, OMS_KAFKA_PORT.
+# OMS_BROKER selects the broker (docs/brokers.md):
+#   tansu (default)  tansu 0.6, built once into target/tools
+#   mock             librdkafka's mock cluster in a process of its own (the
+#                    `mockbroker` example); it does not answer CreateTopics,
+#                    so services.env also names its control port
+#                    (OMS_MOCK_CONTROL), through which tests create topics
+#
+# Ports (not the services' defaults): Redis 16379, MariaDB 13306, Kafka
+# (tansu) 19092; override with OMS_REDIS_PORT, OMS_MYSQL_PORT, OMS_KAFKA_PORT.
+# The mock listens on ports of its own choosing. OMS_SERVICES_ENV names the
+# env file to write instead of target/services.env (e.g. to keep one per
+# broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -20,6 +31,12 @@ MYSQL_PORT=${OMS_MYSQL_PORT:-13306}
 KAFKA_PORT=${OMS_KAFKA_PORT:-19092}
 TANSU_VERSION=0.6.0
 TANSU="$TOOLS/tansu-$TANSU_VERSION/bin/tansu"
+BROKER=${OMS_BROKER:-tansu}
+ENV_FILE=${OMS_SERVICES_ENV:-$ROOT/target/services.env}
+case "$BROKER" in
+  tansu | mock) ;;
+  *) echo "OMS_BROKER must be tansu or mock, not $BROKER" >&2; exit 2 ;;
+esac
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 
@@ -108,15 +125,44 @@ start_tansu() {
   wait_for tansu 30 port_open "$KAFKA_PORT"
 }
 
+mock_field() { # name: a line of the mock's info file
+  awk -v k="$1" '$1 == k { print $2 }' "$RUN/mock.info" 2>/dev/null
+}
+
+start_mock() {
+  if alive "$RUN/mock.pid" && [ -s "$RUN/mock.info" ]; then return; fi
+  log "building the mock broker (cargo build --example mockbroker)"
+  cargo build --quiet --example mockbroker
+  rm -f "$RUN/mock.info"
+  OMS_MOCK_INFO="$RUN/mock.info" nohup "$ROOT/target/debug/examples/mockbroker" \
+    >"$RUN/mock.log" 2>&1 &
+  echo $! >"$RUN/mock.pid"
+  wait_for mock 30 test -s "$RUN/mock.info"
+  local bootstrap; bootstrap=$(mock_field bootstrap)
+  wait_for mock 30 port_open "${bootstrap##*:}"
+}
+
 write_env() {
-  # tansu 0.6 answers a fetch that starts inside a producer batch with the
-  # batches after it: the consumers and the backlog probe must re-read what
-  # it skips (docs/brokers.md). It accepts the default replication factor.
-  cat >"$ROOT/target/services.env" <<ENV
-export OMS_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
-export OMS_KAFKA_REWIND_ON_GAP=on
+  local brokers rewind extra=""
+  if [ "$BROKER" = mock ]; then
+    brokers=$(mock_field bootstrap)
+    # The mock delivers a batch from the offset asked for.
+    rewind=off
+    extra="export OMS_MOCK_CONTROL=$(mock_field control)"
+  else
+    brokers=127.0.0.1:$KAFKA_PORT
+    # tansu 0.6 answers a fetch that starts inside a producer batch with the
+    # batches after it: the consumers and the backlog probe must re-read
+    # what it skips. It accepts the default replication factor (-1).
+    rewind=on
+  fi
+  cat >"$ENV_FILE" <<ENV
+export OMS_BROKER=$BROKER
+export OMS_KAFKA_BROKERS=$brokers
+export OMS_KAFKA_REWIND_ON_GAP=$rewind
 export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 export OMS_DATABASE_URL=mysql://oms:oms@127.0.0.1:$MYSQL_PORT/oms
+$extra
 ENV
 }
 
@@ -136,29 +182,32 @@ case "${1:-}" in
   up)
     mkdir -p "$RUN"
     install_packages
-    install_tansu
+    [ "$BROKER" = tansu ] && install_tansu
     start_redis
     start_mariadb
-    start_tansu
+    if [ "$BROKER" = mock ]; then start_mock; else start_tansu; fi
     write_env
-    log "up: redis 127.0.0.1:$REDIS_PORT, mariadb 127.0.0.1:$MYSQL_PORT, kafka (tansu) 127.0.0.1:$KAFKA_PORT; env in target/services.env"
+    log "up: redis 127.0.0.1:$REDIS_PORT, mariadb 127.0.0.1:$MYSQL_PORT, kafka ($BROKER) $(grep OMS_KAFKA_BROKERS "$ENV_FILE" | cut -d= -f2); env in $ENV_FILE"
     ;;
   down)
-    stop tansu
+    stop "$BROKER"
     stop mariadb
     stop redis
+    ;;
+  stop-broker)
+    stop "$BROKER"
     ;;
   stop-mariadb)
     # For fault tests: stop the database only (`up` starts it again).
     stop mariadb
     ;;
   status)
-    for s in redis mariadb tansu; do
+    for s in redis mariadb "$BROKER"; do
       if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
     done
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|stop-mariadb|stop-broker" >&2
     exit 2
     ;;
 esac

@@ -23,4 +23,21 @@ echo "== cargo test"
 cargo test --workspace --all-features
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
+
+# ---------------------------------------------------------------------------
+# The second Kafka-protocol broker: librdkafka's mock cluster (the mockbroker
+# example; docs/brokers.md). The Kafka adapter suite and the consumer crash
+# loop run again on it, with an env file of their own; the mock is stopped
+# afterwards.
+echo "== Kafka adapters and the consumer crash loop on librdkafka's mock cluster"
+OMS_BROKER=mock OMS_SERVICES_ENV=target/services-mock.env scripts/services.sh up
+(
+  trap 'OMS_BROKER=mock scripts/services.sh stop-broker' EXIT
+  # shellcheck disable=SC1091
+  source target/services-mock.env
+  cargo test -p oms-adapters-kafka --test kafka
+  cargo test --all-features --test crash_loop
+)
+# ---------------------------------------------------------------------------
+
 echo "== all checks passed in $(( $(date +%s) - started )) s"
