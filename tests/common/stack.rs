@@ -725,3 +725,138 @@ impl Stack {
         }
     }
 }
+
+/// Helpers of members and sessions (`tests/auth_real.rs`): the API as a
+/// buyer uses it, with the tokens it issues, at any replica's base URL.
+impl Stack {
+    /// Starts one more `api` process of this run (same topics, Redis prefix
+    /// and database) on a port of its own, waits until it is ready, and
+    /// returns it with its base URL.
+    pub async fn start_replica(&self) -> (Proc, String) {
+        let port = free_port();
+        let envs: Vec<(String, String)> = self
+            .envs
+            .iter()
+            .map(|(k, v)| {
+                if k == "OMS_HTTP_ADDR" {
+                    (k.clone(), format!("127.0.0.1:{port}"))
+                } else {
+                    (k.clone(), v.clone())
+                }
+            })
+            .collect();
+        let replica = Proc::start("api", &envs, &format!("api-replica-{}.log", self.run));
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(r) = self.client.get(format!("{base}/readyz")).send().await {
+                if r.status() == 200 {
+                    return (replica, base);
+                }
+            }
+            assert!(Instant::now() < deadline, "the replica never became ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `POST /api/v1/auth/signup` at `base`.
+    pub async fn signup_at(
+        &self,
+        base: &str,
+        email: &str,
+        password: &str,
+        name: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/api/v1/auth/signup"))
+            .json(&json!({"email": email, "password": password, "name": name}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/v1/auth/login` at `base`.
+    pub async fn login_at(&self, base: &str, email: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/v1/auth/refresh` at `base`.
+    pub async fn refresh_at(&self, base: &str, refresh_token: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/api/v1/auth/refresh"))
+            .json(&json!({"refreshToken": refresh_token}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/v1/auth/logout` at `base`, naming a refresh token or not.
+    pub async fn logout_at(
+        &self,
+        base: &str,
+        access_token: &str,
+        refresh_token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{base}/api/v1/auth/logout"))
+            .bearer_auth(access_token);
+        if let Some(token) = refresh_token {
+            req = req.json(&json!({"refreshToken": token}));
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `GET /api/v1/members/me` at `base`.
+    pub async fn me_at(&self, base: &str, access_token: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{base}/api/v1/members/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST /api/v1/orders` at `base` with an issued access token.
+    pub async fn order_as(
+        &self,
+        base: &str,
+        access_token: &str,
+        lines: &[(u64, u32)],
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{base}/api/v1/orders"))
+            .bearer_auth(access_token)
+            .json(&super::order_body(lines))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls a trace with an issued access token until it is final (or
+    /// panics after `within`).
+    pub async fn final_trace_as(&self, access_token: &str, trace: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let r = self
+                .client
+                .get(format!("{}/api/v1/orders/by-trace/{trace}", self.base))
+                .bearer_auth(access_token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            if v["status"] != "PROCESSING" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "trace {trace} still PROCESSING");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
