@@ -43,3 +43,51 @@ async fn the_load_tool_finds_every_invariant_holding() {
     std::fs::remove_file(chart).unwrap();
     stack.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_tool_signs_its_buyers_up_and_logs_them_in() {
+    let admin_email = format!("ops-{}@example.com", uuid::Uuid::new_v4().simple());
+    let admin_password = "operator password of the tool test";
+    let mut stack = Stack::start_api_with(&[
+        ("OMS_ADMIN_EMAIL", admin_email.as_str()),
+        ("OMS_ADMIN_PASSWORD", admin_password),
+    ])
+    .await;
+    stack.start_consumer();
+    // No secret: every token of the run is issued by the API.
+    let mut tool = std::process::Command::new(example("negowang"));
+    tool.args(["--quiet", "--url", &stack.base, "--auth", "login"])
+        .args([
+            "--admin-email",
+            &admin_email,
+            "--admin-password",
+            admin_password,
+        ])
+        .args(["--members", "40", "--products", "1", "--stock", "30"])
+        .args(["--concurrency", "8", "--timeout", "60"])
+        .env("OMS_JWT_SECRET", "not the secret of the api under test");
+    let out = tokio::task::spawn_blocking(move || tool.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        report.contains("| sign-ups (Argon2id hash) | 40 in"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| logins (Argon2id verify) | 40 in"),
+        "{report}"
+    );
+    assert!(
+        report.contains("| COMPLETED / FAILED | 30 / 10"),
+        "{report}"
+    );
+    assert!(report.contains("| invariants | OK"), "{report}");
+    stack.stop();
+}

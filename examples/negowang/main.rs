@@ -7,7 +7,16 @@
 //! ```
 //!
 //! Every member orders one unit of every product, once, with at most
-//! `--concurrency` requests in flight. With `--design oms` (default) it
+//! `--concurrency` requests in flight.
+//!
+//! Buyers' tokens: with `--auth mint` (default) the tool mints access
+//! tokens locally with the API's secret (`typ: "access"`, a random `jti`,
+//! checked and revocable like issued ones), so that the run measures order
+//! intake alone; with `--auth login` every buyer signs up and logs in first
+//! (`/api/v1/auth/signup`, `/api/v1/auth/login`), and the report adds the
+//! sign-up and login throughput and latencies (Argon2id on the server). The
+//! operator logs in with `--admin-email` / `--admin-password` when given,
+//! otherwise its token is minted too. With `--design oms` (default) it
 //! POSTs `/api/v1/orders` and polls each trace until it is final; with
 //! `--design as-is` it POSTs the synchronous baseline
 //! `/baseline/as-is/orders` (served by `examples/api` with
@@ -27,6 +36,14 @@ use oms::config::DEV_JWT_SECRET;
 use oms::domain::Role;
 use oms::http::JwtAuth;
 use serde_json::{json, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AuthMode {
+    /// Mint access tokens locally with the secret (fast; intake alone).
+    Mint,
+    /// Sign every buyer up and log it in (measures Argon2id logins).
+    Login,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Design {
@@ -62,6 +79,15 @@ struct Args {
     /// The API's HS256 secret (tokens are minted locally).
     #[arg(long, env = "OMS_JWT_SECRET", default_value = DEV_JWT_SECRET, hide_env_values = true)]
     secret: String,
+    /// How buyers get their tokens.
+    #[arg(long, value_enum, default_value_t = AuthMode::Mint)]
+    auth: AuthMode,
+    /// The operator's email (logs in instead of minting an ADMIN token).
+    #[arg(long, env = "OMS_ADMIN_EMAIL")]
+    admin_email: Option<String>,
+    /// The operator's password.
+    #[arg(long, env = "OMS_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
     /// Writes a chart (SVG) of accepted and final orders over time.
     #[arg(long)]
     chart: Option<PathBuf>,
@@ -96,6 +122,19 @@ struct Final {
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
+/// The password of every buyer the tool signs up.
+const BUYER_PASSWORD: &str = "negowang buyer password";
+
+/// How the buyers signed up and logged in (`--auth login`).
+struct AuthReport {
+    signups: usize,
+    signup_secs: f64,
+    signup_latency: Histogram<u64>,
+    logins: usize,
+    login_secs: f64,
+    login_latency: Histogram<u64>,
+}
+
 fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -129,6 +168,120 @@ impl Run {
             .auth
             .mint(member, Role::User, Duration::from_secs(3600))
             .map_err(|p| format!("cannot mint a token: {p:?}"))?)
+    }
+
+    /// Logs in at `/api/v1/auth/login`; returns the access token.
+    async fn log_in(&self, email: &str, password: &str) -> Result<String, Failure> {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/auth/login", self.args.url))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await?;
+        if r.status() != 200 {
+            return Err(format!("login of {email}: {} {}", r.status(), r.text().await?).into());
+        }
+        let v: Value = r.json().await?;
+        v["accessToken"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("login of {email}: no accessToken").into())
+    }
+
+    /// Signs `count` buyers up, then logs them in, each phase with at most
+    /// `--concurrency` requests in flight; returns their member ids and
+    /// access tokens.
+    async fn sign_up_and_log_in(
+        &self,
+        count: u64,
+        stamp: u64,
+    ) -> Result<(Vec<(u64, String)>, AuthReport), Failure> {
+        let emails: Vec<String> = (1..=count)
+            .map(|i| format!("buyer-{stamp}-{i}@negowang.test"))
+            .collect();
+        let url = format!("{}/api/v1/auth/signup", self.args.url);
+        let pb = bar(&self.args, count, "sign-up");
+        let started = Instant::now();
+        let signed: Vec<Result<(u64, String, Duration), String>> = stream::iter(emails.iter())
+            .map(|email| {
+                let (url, client, pb) = (&url, &self.client, &pb);
+                async move {
+                    let t = Instant::now();
+                    let r = client
+                        .post(url)
+                        .json(
+                            &json!({"email": email, "password": BUYER_PASSWORD, "name": "구매자"}),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let latency = t.elapsed();
+                    pb.inc(1);
+                    if r.status() != 201 {
+                        return Err(format!("sign-up: {}", r.status()));
+                    }
+                    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                    let id = v["memberId"].as_u64().ok_or("sign-up: no memberId")?;
+                    Ok((id, email.clone(), latency))
+                }
+            })
+            .buffer_unordered(self.args.concurrency)
+            .collect()
+            .await;
+        let signup_secs = started.elapsed().as_secs_f64();
+        pb.finish();
+        let signed: Vec<(u64, String, Duration)> = signed
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("not every buyer could sign up: {e}"))?;
+        let signup_latency = histogram(signed.iter().map(|(_, _, l)| *l))?;
+
+        let url = format!("{}/api/v1/auth/login", self.args.url);
+        let pb = bar(&self.args, count, "login");
+        let started = Instant::now();
+        let logged: Vec<Result<(u64, String, Duration), String>> = stream::iter(signed.iter())
+            .map(|(id, email, _)| {
+                let (url, client, pb) = (&url, &self.client, &pb);
+                async move {
+                    let t = Instant::now();
+                    let r = client
+                        .post(url)
+                        .json(&json!({"email": email, "password": BUYER_PASSWORD}))
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let latency = t.elapsed();
+                    pb.inc(1);
+                    if r.status() != 200 {
+                        return Err(format!("login: {}", r.status()));
+                    }
+                    let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                    let token = v["accessToken"].as_str().ok_or("login: no accessToken")?;
+                    Ok((*id, token.to_owned(), latency))
+                }
+            })
+            .buffer_unordered(self.args.concurrency)
+            .collect()
+            .await;
+        let login_secs = started.elapsed().as_secs_f64();
+        pb.finish();
+        let logged: Vec<(u64, String, Duration)> = logged
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("not every buyer could log in: {e}"))?;
+        let login_latency = histogram(logged.iter().map(|(_, _, l)| *l))?;
+        let report = AuthReport {
+            signups: signed.len(),
+            signup_secs,
+            signup_latency,
+            logins: logged.len(),
+            login_secs,
+            login_latency,
+        };
+        Ok((
+            logged.into_iter().map(|(id, t, _)| (id, t)).collect(),
+            report,
+        ))
     }
 
     async fn create_products(&self, base: u64) -> Result<Vec<u64>, Failure> {
@@ -359,20 +512,32 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let admin = auth
         .mint(1, Role::Admin, Duration::from_secs(3600))
         .map_err(|p| format!("cannot mint a token: {p:?}"))?;
-    let run = Run {
+    let mut run = Run {
         args,
         client,
         auth,
         admin,
     };
+    if let (Some(email), Some(password)) = (&run.args.admin_email, &run.args.admin_password) {
+        run.admin = run.log_in(email, password).await?;
+    }
     let args = &run.args;
     // Ids of their own for every run, so runs against one database never mix.
     let stamp = unix_millis() % 100_000_000_000;
     let products = run.create_products(stamp * 100).await?;
-    let member_base = (stamp % 1_000_000_000) * 100_000;
-    let members: Vec<(u64, String)> = (1..=args.members)
-        .map(|i| run.token(member_base + i).map(|t| (member_base + i, t)))
-        .collect::<Result<_, _>>()?;
+    let (members, auth_report): (Vec<(u64, String)>, Option<AuthReport>) = match args.auth {
+        AuthMode::Mint => {
+            let member_base = (stamp % 1_000_000_000) * 100_000;
+            let minted = (1..=args.members)
+                .map(|i| run.token(member_base + i).map(|t| (member_base + i, t)))
+                .collect::<Result<_, _>>()?;
+            (minted, None)
+        }
+        AuthMode::Login => {
+            let (members, report) = run.sign_up_and_log_in(args.members, stamp).await?;
+            (members, Some(report))
+        }
+    };
     let tokens: HashMap<u64, String> = members.iter().cloned().collect();
 
     let start = Instant::now();
@@ -516,6 +681,22 @@ async fn run(args: Args) -> Result<bool, Failure> {
         accepted.len() as f64 / intake_secs.max(1e-9)
     );
     println!("| POST latency (ms) | {} |", percentiles(&post_latency));
+    if let Some(a) = &auth_report {
+        println!(
+            "| sign-ups (Argon2id hash) | {} in {:.3} s → **{:.0} /s**; latency (ms) {} |",
+            a.signups,
+            a.signup_secs,
+            a.signups as f64 / a.signup_secs.max(1e-9),
+            percentiles(&a.signup_latency)
+        );
+        println!(
+            "| logins (Argon2id verify) | {} in {:.3} s → **{:.0} /s**; latency (ms) {} |",
+            a.logins,
+            a.login_secs,
+            a.logins as f64 / a.login_secs.max(1e-9),
+            percentiles(&a.login_latency)
+        );
+    }
     println!(
         "| all final after first POST | **{:.3} s** ({:.0} orders/s) |",
         all_final.as_secs_f64(),

@@ -1,6 +1,11 @@
-//! Mints a bearer token for the API.
+//! Mints a bearer access token for the API, for tools and scripts that do
+//! not log in (buyers and operators log in: `POST /api/v1/auth/login`).
 //!
 //! `cargo run --example token -- <member-id> [USER|ADMIN] [ttl-seconds]`
+//!
+//! The token is an access token like those the API issues (`typ:
+//! "access"`, a random `jti`), without a login (`sid`): it is checked,
+//! and can be revoked by logging it out, like any other.
 //!
 //! Signs with `OMS_JWT_SECRET`, or with the development secret of the
 //! embedded default when it is not set. It warns when `OMS_JWT_SECRET` is one
