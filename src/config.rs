@@ -567,6 +567,7 @@ impl Settings {
                 window: self.login_window,
             },
             check_revocation: self.revocation_check,
+            accept_when_unchecked: true,
         }
     }
 

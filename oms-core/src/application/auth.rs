@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -29,6 +30,17 @@ pub struct AuthPolicy {
     /// logged-out access token stays valid until it expires: for
     /// benchmarks only.
     pub check_revocation: bool,
+    /// Whether an access token is accepted when the session store does not
+    /// answer the revocation check (default `true`): its signature, type
+    /// and expiry still hold, and reads that do not need the session
+    /// store keep working while it is down; a logged-out token may then be
+    /// used until it expires (an access token's lifetime at most). With
+    /// `false`, every authenticated request fails (503) while the store is
+    /// down. A warning is logged at most once a second either way. When
+    /// accepting, a service whose check failed accepts without asking for
+    /// the next 2 seconds, so that an outage does not add the store's
+    /// timeout to every request.
+    pub accept_when_unchecked: bool,
 }
 
 impl Default for AuthPolicy {
@@ -37,6 +49,7 @@ impl Default for AuthPolicy {
             tokens: TokenPolicy::default(),
             throttle: ThrottlePolicy::default(),
             check_revocation: true,
+            accept_when_unchecked: true,
         }
     }
 }
@@ -75,6 +88,11 @@ pub struct AuthService {
     codec: Arc<dyn TokenCodec>,
     policy: AuthPolicy,
     dummy: OnceCell<PasswordHash>,
+    /// Unix second of the last warning about an unchecked token.
+    warned_at: AtomicU64,
+    /// Until this unix second, access tokens are accepted without asking
+    /// the session store (it did not answer).
+    unchecked_until: AtomicU64,
 }
 
 impl std::fmt::Debug for AuthService {
@@ -109,6 +127,8 @@ impl AuthService {
             codec,
             policy: AuthPolicy::default(),
             dummy: OnceCell::new(),
+            warned_at: AtomicU64::new(0),
+            unchecked_until: AtomicU64::new(0),
         }
     }
 
@@ -395,11 +415,31 @@ impl AuthUseCase for AuthService {
     }
 
     async fn authenticate(&self, access_token: &str) -> OmsResult<Caller> {
-        let claims = self.claims(access_token, TokenType::Access, unix_now())?;
-        if self.policy.check_revocation && self.sessions.is_revoked(claims.jti, claims.sid).await? {
-            return Err(TokenRejection::Revoked.into());
+        let now = unix_now();
+        let claims = self.claims(access_token, TokenType::Access, now)?;
+        if !self.policy.check_revocation
+            || (self.policy.accept_when_unchecked
+                && now < self.unchecked_until.load(Ordering::Relaxed))
+        {
+            return Ok(claims.caller());
         }
-        Ok(claims.caller())
+        match self.sessions.is_revoked(claims.jti, claims.sid).await {
+            Ok(false) => Ok(claims.caller()),
+            Ok(true) => Err(TokenRejection::Revoked.into()),
+            Err(e) if e.is_retryable() => {
+                let last = self.warned_at.swap(now, Ordering::Relaxed);
+                if last != now {
+                    tracing::warn!(error = %e, accepted = self.policy.accept_when_unchecked, "revocation check unavailable");
+                }
+                if self.policy.accept_when_unchecked {
+                    self.unchecked_until.store(now + 2, Ordering::Relaxed);
+                    Ok(claims.caller())
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -804,6 +844,58 @@ mod tests {
             unchecked.authenticate(&token).await.unwrap(),
             Caller::user(5)
         );
+    }
+
+    #[tokio::test]
+    async fn a_session_store_that_does_not_answer_keeps_valid_tokens_valid_unless_told_otherwise() {
+        let f = fixture();
+        let down = |calls: usize| {
+            let mut sessions = MockSessionStore::new();
+            sessions
+                .expect_is_revoked()
+                .times(calls)
+                .returning(|_, _| Err(OmsError::unavailable("redis", "down")));
+            Arc::new(sessions)
+        };
+        let token = PlainCodec
+            .encode(&TokenClaims::access(
+                crate::domain::MemberId(5),
+                Role::User,
+                None,
+                unix_now(),
+                Duration::from_secs(60),
+            ))
+            .unwrap();
+        // Asked once; the next requests of the outage do not wait for it.
+        let open = AuthService::new(
+            f.members.clone(),
+            down(1),
+            f.attempts.clone(),
+            f.hasher.clone(),
+            Arc::new(PlainCodec),
+        );
+        assert_eq!(open.authenticate(&token).await.unwrap(), Caller::user(5));
+        assert!(
+            open.authenticate("plain.junk").await.is_err(),
+            "still checked"
+        );
+        let closed = AuthService::new(
+            f.members.clone(),
+            down(2),
+            f.attempts.clone(),
+            f.hasher.clone(),
+            Arc::new(PlainCodec),
+        )
+        .with_policy(AuthPolicy {
+            accept_when_unchecked: false,
+            ..AuthPolicy::default()
+        });
+        for _ in 0..2 {
+            assert!(matches!(
+                closed.authenticate(&token).await,
+                Err(OmsError::Unavailable { .. })
+            ));
+        }
     }
 
     #[tokio::test]
