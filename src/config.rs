@@ -183,7 +183,7 @@ pub struct Settings {
     /// `OMS_LOGIN_MAX_FAILURES`: login attempts per email and window
     /// before 429 (default 5, from 1 to 1000).
     pub login_max_failures: u64,
-    /// `OMS_LOGIN_MAX_FAILURES_PER_ADDR`: login attempts per client address
+    /// `OMS_LOGIN_MAX_FAILURES_PER_ADDR`: failed logins per client address
     /// (IPv4, or IPv6 /64) and window, whatever the email (default 50, from
     /// 1 to 1,000,000).
     pub login_max_failures_per_addr: u64,

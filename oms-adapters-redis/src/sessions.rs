@@ -13,7 +13,6 @@ use crate::{unavailable, RedisTraceStore};
 
 const ROTATE: &str = include_str!("lua/rotate.lua");
 const HIT: &str = include_str!("lua/hit.lua");
-const FORGIVE: &str = include_str!("lua/forgive.lua");
 
 /// The value of a revoked family's key.
 const REVOKED: &str = "revoked";
@@ -185,13 +184,13 @@ impl SessionStore for RedisSessionStore {
 /// `{prefix}:attempts:{key}`, whose TTL is its window. Counting is one Lua
 /// script for all keys (`lua/hit.lua`: `INCR`, and `PEXPIRE` on a new
 /// counter), so concurrent attempts are each counted once, on every
-/// replica.
+/// replica; [`peek`](AttemptCounter::peek) is a pipeline of `GET` and
+/// `PTTL`.
 #[derive(Clone)]
 pub struct RedisAttemptCounter {
     conn: ConnectionManager,
     prefix: String,
     hit: Script,
-    forgive: Script,
 }
 
 impl std::fmt::Debug for RedisAttemptCounter {
@@ -210,7 +209,6 @@ impl RedisAttemptCounter {
             conn,
             prefix: prefix.into(),
             hit: Script::new(HIT),
-            forgive: Script::new(FORGIVE),
         }
     }
 
@@ -251,20 +249,25 @@ impl AttemptCounter for RedisAttemptCounter {
             .collect())
     }
 
-    async fn forgive(&self, keys: &[String]) -> OmsResult<()> {
+    async fn peek(&self, keys: &[String]) -> OmsResult<Vec<Attempts>> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let mut invocation = self.forgive.prepare_invoke();
+        let mut pipe = redis::pipe();
         for k in keys {
-            invocation.key(self.key(k));
+            let key = self.key(k);
+            pipe.get(&key).pttl(&key);
         }
         let mut conn = self.conn.clone();
-        let _: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let raw: Vec<(Option<u64>, i64)> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(raw
+            .into_iter()
+            .map(|(count, left)| Attempts {
+                count: count.unwrap_or(0),
+                resets_in: Duration::from_millis(u64::try_from(left).unwrap_or(0)),
+            })
+            .collect())
     }
 
     async fn clear(&self, keys: &[String]) -> OmsResult<()> {

@@ -8,9 +8,9 @@ use tokio::sync::OnceCell;
 use crate::domain::throttle::{address_key, email_key};
 use crate::domain::token::refreshed_role;
 use crate::domain::{
-    validate_password, Caller, Email, IssuedPair, Login, Member, NewMember, OmsError, OmsResult,
-    PasswordHash, Role, Rotation, SessionId, Signup, ThrottlePolicy, TokenClaims, TokenPair,
-    TokenPolicy, TokenRejection, TokenType,
+    validate_password, Attempts, Caller, Email, IssuedPair, Login, Member, NewMember, OmsError,
+    OmsResult, PasswordHash, Role, Rotation, SessionId, Signup, ThrottlePolicy, TokenClaims,
+    TokenPair, TokenPolicy, TokenRejection, TokenType,
 };
 use crate::port::inbound::AuthUseCase;
 use crate::port::outbound::{
@@ -73,9 +73,10 @@ pub enum AdminBootstrap {
 ///   with an unknown email verifies the password against a dummy hash, so
 ///   it takes about as long as one with a wrong password, and both answer
 ///   [`OmsError::BadCredentials`].
-/// - Every login attempt is counted per email and per client address
-///   before the password is checked ([`ThrottlePolicy`]); past a limit the
-///   answer is [`OmsError::Throttled`] without checking the password.
+/// - Every login attempt is counted per email before the password is
+///   checked, and every failure per client address ([`ThrottlePolicy`]);
+///   past a limit the answer is [`OmsError::Throttled`] without checking
+///   the password.
 /// - A login starts a family ([`SessionId`]) whose live refresh token is
 ///   kept in the [`SessionStore`]; a refresh rotates it, and a replayed
 ///   dead token revokes the family, access tokens included (they carry
@@ -262,33 +263,39 @@ impl AuthUseCase for AuthService {
         let email = Email::parse(&login.email).ok();
         let email_key = email.as_ref().map(email_key);
         let address_key = login.client.map(address_key);
-        let keys: Vec<String> = email_key.iter().chain(&address_key).cloned().collect();
-        if !keys.is_empty() {
-            let counts = self
-                .attempts
-                .hit(&keys, self.policy.throttle.window)
-                .await?;
-            let mut counts = counts.into_iter();
-            let email_count = match email_key {
-                Some(_) => counts.next(),
-                None => None,
-            };
-            let address_count = match address_key {
-                Some(_) => counts.next(),
-                None => None,
-            };
-            let no_email = crate::domain::Attempts {
-                count: 0,
-                resets_in: self.policy.throttle.window,
-            };
-            if let Err(retry_after) = self
-                .policy
-                .throttle
-                .verdict(email_count.unwrap_or(no_email), address_count)
-            {
-                tracing::warn!(email = ?email.as_ref().map(Email::as_str), client = ?login.client, "login throttled");
-                return Err(OmsError::Throttled { retry_after });
+        let window = self.policy.throttle.window;
+        // The email's attempts are counted now (a success clears them); the
+        // address's failures are read now and counted on failure, so that
+        // many buyers logging in at once behind one address are not held.
+        let email_hit = async {
+            match &email_key {
+                Some(k) => Ok(self
+                    .attempts
+                    .hit(std::slice::from_ref(k), window)
+                    .await?
+                    .pop()),
+                None => Ok::<_, OmsError>(None),
             }
+        };
+        let address_read = async {
+            match &address_key {
+                Some(k) => Ok(self.attempts.peek(std::slice::from_ref(k)).await?.pop()),
+                None => Ok::<_, OmsError>(None),
+            }
+        };
+        let (email_count, address_failures) = futures::try_join!(email_hit, address_read)?;
+        let email_count = email_count.unwrap_or(Attempts {
+            count: 0,
+            resets_in: window,
+        });
+        // This attempt would be the address's next failure.
+        let address_count = address_failures.map(|a| Attempts {
+            count: a.count + 1,
+            ..a
+        });
+        if let Err(retry_after) = self.policy.throttle.verdict(email_count, address_count) {
+            tracing::warn!(email = ?email.as_ref().map(Email::as_str), client = ?login.client, "login throttled");
+            return Err(OmsError::Throttled { retry_after });
         }
         let member = match &email {
             Some(e) => self.members.find_by_email(e).await?,
@@ -299,6 +306,9 @@ impl AuthUseCase for AuthService {
             .await?
         {
             tracing::info!(client = ?login.client, "login refused: bad credentials");
+            if let Some(key) = &address_key {
+                self.attempts.hit(std::slice::from_ref(key), window).await?;
+            }
             return Err(OmsError::BadCredentials);
         }
         let Some(member) = member else {
@@ -307,11 +317,6 @@ impl AuthUseCase for AuthService {
         if let Some(key) = email_key {
             if let Err(e) = self.attempts.clear(&[key]).await {
                 tracing::warn!(error = %e, "login attempts of the email not cleared");
-            }
-        }
-        if let Some(key) = address_key {
-            if let Err(e) = self.attempts.forgive(&[key]).await {
-                tracing::warn!(error = %e, "login attempt of the address not taken back");
             }
         }
         let sid = SessionId::random();
@@ -638,6 +643,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn many_buyers_behind_one_address_log_in_at_once() {
+        let f = fixture();
+        let auth = Arc::new(f.service().with_policy(AuthPolicy {
+            throttle: ThrottlePolicy {
+                per_address: 3,
+                ..ThrottlePolicy::default()
+            },
+            ..AuthPolicy::default()
+        }));
+        for i in 0..20 {
+            auth.signup(signup(&format!("buyer{i}@example.com")))
+                .await
+                .unwrap();
+        }
+        let logins = (0..20).map(|i| {
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                auth.login(login(
+                    &format!("buyer{i}@example.com"),
+                    "correct horse battery",
+                ))
+                .await
+            })
+        });
+        for done in futures::future::join_all(logins).await {
+            done.unwrap().unwrap();
+        }
+        // Failures still count: three, and the address waits.
+        for _ in 0..3 {
+            let e = auth
+                .login(login("buyer0@example.com", "guess guess guess"))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, OmsError::BadCredentials), "{e:?}");
+        }
+        let e = auth
+            .login(login("buyer1@example.com", "correct horse battery"))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, OmsError::Throttled { .. }), "{e:?}");
+    }
+
+    #[tokio::test]
     async fn a_success_clears_the_email_count() {
         let f = fixture();
         let auth = f.service();
@@ -661,6 +709,9 @@ mod tests {
         attempts
             .expect_hit()
             .returning(|_, _| Err(OmsError::unavailable("redis", "down")));
+        attempts
+            .expect_peek()
+            .returning(|_| Err(OmsError::unavailable("redis", "down")));
         let auth = AuthService::new(
             f.members.clone(),
             f.sessions.clone(),

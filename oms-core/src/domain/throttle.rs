@@ -9,17 +9,19 @@ use super::Email;
 /// Limits on login attempts, each counted in a fixed window that starts
 /// with the first attempt after the last window ended.
 ///
-/// An attempt is counted *before* its password is checked (so that
-/// concurrent guesses cannot slip past the limit), and taken back when it
-/// succeeds: the email's count is cleared and the address's count loses
-/// that attempt. So the counts are the failures (and attempts in flight)
-/// of the window.
+/// An email's attempt is counted *before* its password is checked, so that
+/// concurrent guesses cannot slip past the limit, and a success clears the
+/// email's count: it counts failures and attempts in flight. An address
+/// counts its failures only (read before, counted after the check), so
+/// that many buyers logging in at once behind one address (a NAT, a
+/// proxy) are not held back by their own successes; concurrent guesses
+/// from one address may pass its limit by the logins it has in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThrottlePolicy {
     /// Attempts per email address and window (default 5).
     pub per_email: u64,
-    /// Attempts per client address (an IPv4 address, or an IPv6 /64) and
-    /// window, whatever the email (default 50).
+    /// Failed attempts per client address (an IPv4 address, or an IPv6
+    /// /64) and window, whatever the email (default 50).
     pub per_address: u64,
     /// The window (default 15 min).
     pub window: Duration,

@@ -173,15 +173,22 @@ impl AttemptCounter for InMemoryAttemptCounter {
         Ok(out)
     }
 
-    async fn forgive(&self, keys: &[String]) -> OmsResult<()> {
+    async fn peek(&self, keys: &[String]) -> OmsResult<Vec<Attempts>> {
         let now = Instant::now();
         let mut counts = lock(&self.counts);
-        for key in keys {
-            if let Some((count, _)) = counts.get_mut(key, now) {
-                *count = count.saturating_sub(1);
-            }
-        }
-        Ok(())
+        Ok(keys
+            .iter()
+            .map(|key| match counts.get_mut(key, now) {
+                Some((count, until)) => Attempts {
+                    count: *count,
+                    resets_in: until.saturating_duration_since(now),
+                },
+                None => Attempts {
+                    count: 0,
+                    resets_in: Duration::ZERO,
+                },
+            })
+            .collect())
     }
 
     async fn clear(&self, keys: &[String]) -> OmsResult<()> {

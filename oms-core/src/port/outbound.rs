@@ -417,9 +417,9 @@ pub trait AttemptCounter: Send + Sync {
     /// and lasts `window`; when it ends the key counts from zero again.
     async fn hit(&self, keys: &[String], window: Duration) -> OmsResult<Vec<Attempts>>;
 
-    /// Takes one attempt back from each key (never below zero, the window
-    /// unchanged).
-    async fn forgive(&self, keys: &[String]) -> OmsResult<()>;
+    /// The counts of the keys, in key order, without counting (a key
+    /// without attempts in a window: count 0, `resets_in` zero).
+    async fn peek(&self, keys: &[String]) -> OmsResult<Vec<Attempts>>;
 
     /// Forgets the keys' counts.
     async fn clear(&self, keys: &[String]) -> OmsResult<()>;
