@@ -26,17 +26,17 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quie
 
 # ---------------------------------------------------------------------------
 # The second Kafka-protocol broker: librdkafka's mock cluster (the mockbroker
-# example; docs/brokers.md). The Kafka adapter suite and the consumer crash
-# loop run again on it, with an env file of their own; the mock is stopped
+# example; docs/brokers.md). The Kafka adapter suite, the consumer crash
+# loop, the end-to-end run and the fault tests run again on it, with an env file of their own; the mock is stopped
 # afterwards.
-echo "== Kafka adapters and the consumer crash loop on librdkafka's mock cluster"
+echo "== Kafka adapters, crash loop, end-to-end and fault tests on librdkafka's mock cluster"
 OMS_BROKER=mock OMS_SERVICES_ENV=target/services-mock.env scripts/services.sh up
 (
   trap 'OMS_BROKER=mock scripts/services.sh stop-broker' EXIT
   # shellcheck disable=SC1091
   source target/services-mock.env
   cargo test -p oms-adapters-kafka --test kafka
-  cargo test --all-features --test crash_loop
+  cargo test --all-features --test crash_loop --test negowang_real --test faults
 )
 # ---------------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ async fn a_hung_broker_is_503_and_service_resumes() {
     let product = stack.add_product(10).await;
     let member = members(1)[0];
     {
-        let _broker = Paused::service("tansu");
+        let _broker = Paused::broker();
         let started = Instant::now();
         let r = stack.post_order(member, &[(product, 1)], None).await;
         let took = started.elapsed();
@@ -171,7 +171,7 @@ async fn a_hung_broker_is_503_and_service_resumes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let finals = stack
-        .wait_final(&[(member, trace.clone())], Duration::from_secs(60))
+        .wait_final(&[(member, trace.clone())], Duration::from_secs(150))
         .await;
     assert_eq!(finals[&trace]["status"], "COMPLETED");
     assert_eq!(stack.stock(product).await, 9);
@@ -260,6 +260,11 @@ async fn database_down_pauses_the_consumer_and_loses_nothing() {
     let stack = Stack::start(1).await;
     let product = stack.add_product(50).await;
     let buyers = members(20);
+    // The consumer is up and placing before the database goes away.
+    let warm = stack.order_all(&members(1), &[(product, 1)]).await;
+    stack.wait_final(&warm, Duration::from_secs(60)).await;
+    stack.wait_drained(Duration::from_secs(30)).await;
+    let committed = stack.committed_offsets();
     let traces;
     {
         let _db = DatabaseDown::new();
@@ -271,7 +276,7 @@ async fn database_down_pauses_the_consumer_and_loses_nothing() {
         )
         .await;
         assert_eq!(stack.record_count(&stack.dlq_topic), 0, "no DLQ flood");
-        assert_eq!(stack.committed_offsets(), 0, "no offset advanced");
+        assert_eq!(stack.committed_offsets(), committed, "no offset advanced");
         for (member, trace) in traces.iter().take(3) {
             let v: Value = stack.trace(*member, trace).await.json().await.unwrap();
             assert_eq!(v["status"], "PROCESSING");
@@ -279,7 +284,7 @@ async fn database_down_pauses_the_consumer_and_loses_nothing() {
     }
     let finals = stack.wait_final(&traces, Duration::from_secs(120)).await;
     assert!(finals.values().all(|v| v["status"] == "COMPLETED"));
-    assert_eq!(stack.stock(product).await, 30);
+    assert_eq!(stack.stock(product).await, 29);
     assert_eq!(stack.record_count(&stack.dlq_topic), 0);
     stack.stop();
 }
@@ -350,7 +355,7 @@ async fn a_key_whose_send_could_not_be_settled_stays_bound() {
     let key = format!("checkout-{}", stack.run);
     {
         let _db = DatabaseDown::new();
-        let _broker = Paused::service("tansu");
+        let _broker = Paused::broker();
         let r = stack.post_order(member, &[(product, 1)], Some(&key)).await;
         assert_eq!(r.status(), 503);
     }
@@ -387,8 +392,10 @@ async fn a_key_whose_send_could_not_be_settled_stays_bound() {
         assert!(Instant::now() < deadline, "intake never recovered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // A paused broker can time the consumer's session out; the stall
+    // watchdog rejoins within its bound (see docs/brokers.md).
     stack
-        .wait_final(&[(other, trace)], Duration::from_secs(60))
+        .wait_final(&[(other, trace)], Duration::from_secs(150))
         .await;
     stack.wait_drained(Duration::from_secs(60)).await;
     let mine = stack.orders_of(member).await.len();

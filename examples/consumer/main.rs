@@ -7,14 +7,21 @@
 //! orders the gate refused: outcome in the database, DLQ record).
 //! `OMS_JWT_SECRET` must pass the same policy as for `api` (at least 32
 //! bytes, not the development secret), or the consumer refuses to start.
+//!
+//! It answers `GET /healthz` and `GET /readyz` on `OMS_METRICS_ADDR`
+//! (default `127.0.0.1:9464`; a consumer that cannot bind it logs so and
+//! runs without): `/readyz` is 503 `CONSUMER_STALLED` while the stall
+//! watchdog finds it holding records it does not process (it rejoins its
+//! group by itself), with the counts of processed, skipped and rejoins.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use oms::config::Settings;
 use oms::core::application::SweepPolicy;
+use oms::kafka::ConsumerHealth;
 use oms::runtime::{shutdown_signal, Services};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -86,6 +93,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let probe = serve_health(consumer.health()).await;
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
         .run(Arc::new(services.order_service()), shutdown_signal())
@@ -105,6 +113,9 @@ async fn main() -> ExitCode {
             error!("stock gate keeper did not stop in 10 s");
         }
     }
+    if let Some(probe) = probe {
+        probe.abort();
+    }
     match ended {
         Ok(()) => {
             info!("stopped");
@@ -115,4 +126,57 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Serves `/healthz` and `/readyz` of the consumer on `OMS_METRICS_ADDR`.
+async fn serve_health(health: ConsumerHealth) -> Option<tokio::task::JoinHandle<()>> {
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::Json;
+    use oms::http::Problem;
+
+    let addr = std::env::var("OMS_METRICS_ADDR")
+        .ok()
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:9464".into());
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(%addr, error = %e, "consumer health endpoint not served");
+            return None;
+        }
+    };
+    let readyz = move || {
+        let health = health.clone();
+        async move {
+            let counts = serde_json::json!({
+                "processedRecords": health.processed_records(),
+                "skippedRecords": health.skipped_records(),
+                "rejoins": health.rejoins(),
+            });
+            if health.stalled() {
+                Err(Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "CONSUMER_STALLED",
+                    format!("the consumer holds records it does not process; rejoining its group ({counts})"),
+                ))
+            } else {
+                Ok(Json(
+                    serde_json::json!({"status": "ready", "consumer": counts}),
+                ))
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/readyz", get(readyz));
+    info!(%addr, "consumer health on /healthz and /readyz");
+    Some(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            warn!(error = %e, "consumer health endpoint stopped");
+        }
+    }))
 }

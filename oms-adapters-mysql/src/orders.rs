@@ -606,7 +606,7 @@ impl OrderStore for MySqlStore {
             .map_err(|e| OmsError::Invalid(format!("older_than: {e}")))?;
         let rows: Vec<OutcomeRow> = sqlx::query_as(
             "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes \
-             WHERE dead_lettered = FALSE AND status = 'FAILED' AND created_at < ? \
+             WHERE status = 'FAILED' AND dead_lettered = FALSE AND created_at < ? \
              ORDER BY created_at LIMIT ?",
         )
         .bind((Utc::now() - age).naive_utc())

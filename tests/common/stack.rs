@@ -131,12 +131,54 @@ impl Paused {
     }
 }
 
+impl Paused {
+    /// Pauses the Kafka-protocol broker the tests run on: the mock cluster
+    /// when `OMS_MOCK_CONTROL` names it, else tansu.
+    pub fn broker() -> Self {
+        if std::env::var("OMS_MOCK_CONTROL").is_ok() {
+            Self::service("mock")
+        } else {
+            Self::service("tansu")
+        }
+    }
+}
+
 impl Drop for Paused {
     fn drop(&mut self) {
         let _ = Command::new("kill")
             .args(["-CONT", &self.0.to_string()])
             .status();
     }
+}
+
+/// A database of its own for one run (`e2e_{run}` on the server of
+/// `OMS_DATABASE_URL`), created with the `mariadb` client of
+/// `scripts/services.sh`: outcomes, outbox and products of other runs stay
+/// out of this run's DLQ and checks. Returns its URL.
+fn run_database(run: &str) -> String {
+    let url = env("OMS_DATABASE_URL");
+    let rest = url
+        .strip_prefix("mysql://")
+        .unwrap_or_else(|| panic!("OMS_DATABASE_URL is not a mysql:// URL: {url}"));
+    let (credentials, location) = rest.split_once('@').unwrap();
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    let (host_port, _) = location.split_once('/').unwrap_or((location, ""));
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "3306"));
+    let name = format!("e2e_{run}");
+    let status = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            &format!("--host={host}"),
+            &format!("--port={port}"),
+            &format!("--user={user}"),
+            &format!("--password={password}"),
+            "-e",
+            &format!("CREATE DATABASE IF NOT EXISTS {name}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot create database {name}");
+    format!("mysql://{credentials}@{host_port}/{name}")
 }
 
 fn free_port() -> u16 {
@@ -175,6 +217,7 @@ impl Stack {
     /// API is ready.
     pub async fn start(consumers: usize) -> Self {
         let mut stack = Self::configure();
+        stack.create_topics_on_mock();
         stack.api = Some(Proc::start(
             "api",
             &stack.envs,
@@ -198,7 +241,7 @@ impl Stack {
         let envs: Vec<(String, String)> = [
             ("OMS_KAFKA_BROKERS", env("OMS_KAFKA_BROKERS")),
             ("OMS_REDIS_URL", env("OMS_REDIS_URL")),
-            ("OMS_DATABASE_URL", env("OMS_DATABASE_URL")),
+            ("OMS_DATABASE_URL", run_database(&run)),
             ("OMS_JWT_SECRET", SECRET.to_owned()),
             ("OMS_ORDER_TOPIC", order_topic.clone()),
             ("OMS_DLQ_TOPIC", dlq_topic.clone()),
