@@ -156,8 +156,11 @@ write_env() {
     # what it skips. It accepts the default replication factor (-1).
     rewind=on
   fi
+  # The file names itself, so that a nested `up` (fault tests restart
+  # MariaDB) rewrites this file and not another broker's.
   cat >"$ENV_FILE" <<ENV
 export OMS_BROKER=$BROKER
+export OMS_SERVICES_ENV=$ENV_FILE
 export OMS_KAFKA_BROKERS=$brokers
 export OMS_KAFKA_REWIND_ON_GAP=$rewind
 export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
