@@ -9,8 +9,9 @@ use oms_core::application::{
     QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
 };
 use oms_core::domain::OmsError;
+use oms_core::memory::RevocationMirror;
 use oms_core::password::Argon2idHasher;
-use oms_core::port::outbound::{HealthCheck, StockGate, TokenCodec};
+use oms_core::port::outbound::{HealthCheck, SessionStore, StockGate, TokenCodec};
 
 use crate::config::{ConfigError, Settings};
 use crate::kafka::{
@@ -48,6 +49,10 @@ pub struct Services {
     pub gate: Option<Arc<RedisStockGate>>,
     /// Logins and revocations on Redis.
     pub sessions: Arc<RedisSessionStore>,
+    /// How often the members and sessions service copies the revocations
+    /// of Redis (`OMS_REVOCATION_SYNC_MS`; zero: no copy, Redis is asked
+    /// on every request).
+    pub revocation_sync: Duration,
     /// Login attempt counters on Redis.
     pub attempts: Arc<RedisAttemptCounter>,
     /// The password hasher (Argon2id, default parameters).
@@ -126,7 +131,12 @@ impl Services {
         let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
         Ok(Self {
             gate,
-            sessions: Arc::new(traces.session_store()),
+            sessions: Arc::new(
+                traces
+                    .session_store()
+                    .with_access_horizon(settings.access_token_ttl),
+            ),
+            revocation_sync: settings.revocation_sync,
             attempts: Arc::new(traces.attempt_counter()),
             hasher: Arc::new(Argon2idHasher::new()),
             kafka,
@@ -206,11 +216,22 @@ impl Services {
 
     /// The members and sessions service on these adapters (members in the
     /// database, logins, revocations and attempt counters in Redis),
-    /// signing tokens with `codec`.
+    /// signing tokens with `codec`. Access tokens are checked against a
+    /// [`RevocationMirror`] of Redis synced every `revocation_sync` (unless
+    /// zero).
     pub fn accounts(&self, codec: Arc<dyn TokenCodec>, policy: AuthPolicy) -> AuthService {
+        let sessions: Arc<dyn SessionStore> = if self.revocation_sync.is_zero() {
+            self.sessions.clone()
+        } else {
+            Arc::new(
+                RevocationMirror::new(self.sessions.clone())
+                    .with_interval(self.revocation_sync)
+                    .with_horizon(policy.tokens.access_ttl),
+            )
+        };
         AuthService::new(
             self.store.clone(),
-            self.sessions.clone(),
+            sessions,
             self.attempts.clone(),
             self.hasher.clone(),
             codec,

@@ -5,8 +5,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use oms_core::domain::{Attempts, OmsError, OmsResult, Rotation, SessionId, TokenId};
-use oms_core::port::outbound::{AttemptCounter, SessionStore};
+use oms_core::port::outbound::{
+    AttemptCounter, Revocation, RevocationFeed, Revoked, SessionStore, REVOCATION_FEED_WINDOW,
+};
 use redis::aio::ConnectionManager;
+use redis::streams::StreamRangeReply;
 use redis::Script;
 
 use crate::{unavailable, RedisTraceStore};
@@ -21,6 +24,37 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
+/// Entries of the feed read per round trip.
+const FEED_PAGE: usize = 10_000;
+
+fn now_ms() -> u64 {
+    u64::try_from(crate::now_millis()).unwrap_or(0)
+}
+
+fn entry(revoked: Revoked) -> String {
+    match revoked {
+        Revoked::Token(jti) => format!("t:{jti}"),
+        Revoked::Session(sid) => format!("s:{sid}"),
+    }
+}
+
+fn parse_entry(raw: &str) -> Option<Revoked> {
+    let (kind, id) = raw.split_once(':')?;
+    let id = uuid::Uuid::parse_str(id).ok()?;
+    match kind {
+        "t" => Some(Revoked::Token(TokenId(id))),
+        "s" => Some(Revoked::Session(SessionId(id))),
+        _ => None,
+    }
+}
+
+/// A stream id (`<ms>-<seq>`), as a feed cursor.
+fn stream_id(cursor: &str) -> Option<&str> {
+    let (ms, seq) = cursor.split_once('-')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(ms) && digits(seq)).then_some(cursor)
+}
+
 /// The [`SessionStore`] on Redis.
 ///
 /// - A family is one key, `{prefix}:sess:{sid}`, holding the id of its
@@ -30,9 +64,17 @@ fn millis(ttl: Duration) -> u64 {
 /// - A revoked access token is `{prefix}:jti:{jti}`, kept as long as the
 ///   token has to live.
 /// - [`is_revoked`](SessionStore::is_revoked) is one `MGET` of the token's
-///   key and its family's key: one round trip per authenticated request.
+///   key and its family's key: one round trip per authenticated request
+///   (put a [`RevocationMirror`](oms_core::memory::RevocationMirror) in
+///   front to answer from memory).
 /// - [`revoke`](SessionStore::revoke) writes both keys in one
-///   `MULTI`/`EXEC`.
+///   `MULTI`/`EXEC`, with the feed of revocations: the sorted set
+///   `{prefix}:revoked` (`t:{jti}` / `s:{sid}`, scored by the unix ms until
+///   which they hold) and the stream `{prefix}:revocations` (the same
+///   entries in order, trimmed to [`REVOCATION_FEED_WINDOW`]). A revoked
+///   login is in the feed for the access tokens' horizon (default 15 min,
+///   [`with_access_horizon`](Self::with_access_horizon)), its family key for
+///   the TTL given.
 ///
 /// Commands that name two keys expect one Redis (not a cluster), as the
 /// stock gate does.
@@ -41,12 +83,14 @@ pub struct RedisSessionStore {
     conn: ConnectionManager,
     prefix: String,
     rotate: Script,
+    access_horizon: Duration,
 }
 
 impl std::fmt::Debug for RedisSessionStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSessionStore")
             .field("prefix", &self.prefix)
+            .field("access_horizon", &self.access_horizon)
             .finish_non_exhaustive()
     }
 }
@@ -59,7 +103,74 @@ impl RedisSessionStore {
             conn,
             prefix: prefix.into(),
             rotate: Script::new(ROTATE),
+            access_horizon: Duration::from_secs(15 * 60),
         }
+    }
+
+    /// The longest an access token lives: how long a revoked login stays in
+    /// the feed of revocations (default 15 min).
+    pub fn with_access_horizon(mut self, horizon: Duration) -> Self {
+        self.access_horizon = horizon;
+        self
+    }
+
+    fn revoked_key(&self) -> String {
+        format!("{}:revoked", self.prefix)
+    }
+
+    fn feed_key(&self) -> String {
+        format!("{}:revocations", self.prefix)
+    }
+
+    /// The oldest stream id the feed keeps.
+    fn feed_min_id(&self) -> String {
+        let window = u64::try_from(REVOCATION_FEED_WINDOW.as_millis()).unwrap_or(u64::MAX);
+        format!("{}-0", now_ms().saturating_sub(window))
+    }
+
+    async fn whole_feed(&self) -> OmsResult<RevocationFeed> {
+        let now = now_ms();
+        let mut conn = self.conn.clone();
+        let (entries, last): (Vec<(String, f64)>, StreamRangeReply) = redis::pipe()
+            .atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(self.revoked_key())
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZRANGE")
+            .arg(self.revoked_key())
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .arg("BYSCORE")
+            .arg("WITHSCORES")
+            .cmd("XREVRANGE")
+            .arg(self.feed_key())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let revocations = entries
+            .into_iter()
+            .filter_map(|(member, until)| {
+                Some(Revocation {
+                    revoked: parse_entry(&member)?,
+                    until_ms: until.max(0.0) as u64,
+                })
+            })
+            .collect();
+        Ok(RevocationFeed {
+            revocations,
+            cursor: Some(
+                last.ids
+                    .first()
+                    .map_or_else(|| "0-0".to_owned(), |e| e.id.clone()),
+            ),
+            complete: true,
+        })
     }
 
     fn family_key(&self, sid: SessionId) -> String {
@@ -106,12 +217,18 @@ impl SessionStore for RedisSessionStore {
         ttl: Duration,
     ) -> OmsResult<Rotation> {
         let mut conn = self.conn.clone();
+        let until = now_ms().saturating_add(millis(ttl.min(self.access_horizon)));
         let outcome: i64 = self
             .rotate
             .key(self.family_key(session))
+            .key(self.revoked_key())
+            .key(self.feed_key())
             .arg(presented.to_string())
             .arg(next.to_string())
             .arg(millis(ttl))
+            .arg(entry(Revoked::Session(session)))
+            .arg(until)
+            .arg(self.feed_min_id())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -133,8 +250,28 @@ impl SessionStore for RedisSessionStore {
         if token.is_none() && session.is_none() {
             return Ok(());
         }
+        let now = now_ms();
+        let (revoked, feed, min_id) = (self.revoked_key(), self.feed_key(), self.feed_min_id());
         let mut pipe = redis::pipe();
         pipe.atomic();
+        let listed = |pipe: &mut redis::Pipeline, what: Revoked, until: u64| {
+            pipe.cmd("ZADD")
+                .arg(&revoked)
+                .arg(until)
+                .arg(entry(what))
+                .ignore()
+                .cmd("XADD")
+                .arg(&feed)
+                .arg("MINID")
+                .arg("~")
+                .arg(&min_id)
+                .arg("*")
+                .arg("r")
+                .arg(entry(what))
+                .arg("u")
+                .arg(until)
+                .ignore();
+        };
         if let Some((jti, ttl)) = token {
             pipe.cmd("SET")
                 .arg(self.token_key(jti))
@@ -142,6 +279,11 @@ impl SessionStore for RedisSessionStore {
                 .arg("PX")
                 .arg(millis(ttl))
                 .ignore();
+            listed(
+                &mut pipe,
+                Revoked::Token(jti),
+                now.saturating_add(millis(ttl)),
+            );
         }
         if let Some((sid, ttl)) = session {
             pipe.cmd("SET")
@@ -150,7 +292,14 @@ impl SessionStore for RedisSessionStore {
                 .arg("PX")
                 .arg(millis(ttl))
                 .ignore();
+            let until = now.saturating_add(millis(ttl.min(self.access_horizon)));
+            listed(&mut pipe, Revoked::Session(sid), until);
         }
+        pipe.cmd("ZREMRANGEBYSCORE")
+            .arg(&revoked)
+            .arg("-inf")
+            .arg(now)
+            .ignore();
         let mut conn = self.conn.clone();
         let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
@@ -177,6 +326,42 @@ impl SessionStore for RedisSessionStore {
                 Ok(token_mark.is_some() || family.as_deref() == Some(REVOKED))
             }
         }
+    }
+
+    async fn revocations(&self, cursor: Option<String>) -> OmsResult<RevocationFeed> {
+        let Some(mut after) = cursor.as_deref().and_then(stream_id).map(str::to_owned) else {
+            return self.whole_feed().await;
+        };
+        let mut revocations = Vec::new();
+        let mut conn = self.conn.clone();
+        loop {
+            let page: StreamRangeReply = redis::cmd("XRANGE")
+                .arg(self.feed_key())
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(FEED_PAGE)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let full = page.ids.len() == FEED_PAGE;
+            for e in page.ids {
+                let revoked = e.get::<String>("r").as_deref().and_then(parse_entry);
+                let until_ms = e.get::<u64>("u");
+                if let (Some(revoked), Some(until_ms)) = (revoked, until_ms) {
+                    revocations.push(Revocation { revoked, until_ms });
+                }
+                after = e.id;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(RevocationFeed {
+            revocations,
+            cursor: Some(after),
+            complete: false,
+        })
     }
 }
 

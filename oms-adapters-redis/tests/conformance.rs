@@ -28,6 +28,51 @@ async fn redis_session_store_conforms() {
 }
 
 #[tokio::test]
+async fn a_revocation_mirror_of_redis_conforms() {
+    use std::sync::Arc;
+    for interval in [Duration::ZERO, Duration::from_secs(3600)] {
+        let mirror =
+            oms_core::memory::RevocationMirror::new(Arc::new(store().await.session_store()))
+                .with_interval(interval);
+        testkit::session_store::run(&mirror).await;
+    }
+}
+
+#[tokio::test]
+async fn two_mirrors_of_one_redis_see_each_others_revocations() {
+    use oms_core::domain::{SessionId, TokenId};
+    use oms_core::memory::RevocationMirror;
+    use oms_core::port::outbound::SessionStore;
+    use std::sync::Arc;
+    // A keyspace of its own, so the copies start empty.
+    let sessions = store()
+        .await
+        .with_options(RedisTraceOptions {
+            prefix: format!("oms-mirror-{}", TraceId::new()),
+            ..RedisTraceOptions::default()
+        })
+        .session_store();
+    let a = RevocationMirror::new(Arc::new(sessions.clone())).with_interval(Duration::ZERO);
+    let b = RevocationMirror::new(Arc::new(sessions.clone())).with_interval(Duration::ZERO);
+    let ttl = Duration::from_secs(600);
+    let (jti, sid) = (TokenId::random(), SessionId::random());
+    assert!(!b.is_revoked(jti, Some(sid)).await.unwrap());
+    a.revoke(Some((jti, ttl)), None).await.unwrap();
+    assert!(b.is_revoked(jti, None).await.unwrap());
+    // A replay through b revokes the login for a.
+    let live = TokenId::random();
+    b.start(sid, live, ttl).await.unwrap();
+    b.rotate(sid, live, TokenId::random(), ttl).await.unwrap();
+    b.rotate(sid, live, TokenId::random(), ttl).await.unwrap();
+    assert!(a.is_revoked(TokenId::random(), Some(sid)).await.unwrap());
+    // A new mirror loads everything in force.
+    let c = RevocationMirror::new(Arc::new(sessions)).with_interval(Duration::from_secs(3600));
+    assert!(c.is_revoked(jti, None).await.unwrap());
+    assert!(c.is_revoked(TokenId::random(), Some(sid)).await.unwrap());
+    assert!(!c.is_revoked(TokenId::random(), None).await.unwrap());
+}
+
+#[tokio::test]
 async fn redis_attempt_counter_conforms() {
     testkit::session_store::run_attempts(&store().await.attempt_counter()).await;
 }

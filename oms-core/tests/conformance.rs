@@ -2,10 +2,11 @@
 #![cfg(feature = "testkit")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use oms_core::memory::{
     InMemoryAttemptCounter, InMemoryMemberStore, InMemorySessionStore, InMemoryStockGate,
-    InMemoryStore, InMemoryTraceStore,
+    InMemoryStore, InMemoryTraceStore, RevocationMirror,
 };
 use oms_core::testkit;
 
@@ -41,6 +42,17 @@ async fn in_memory_member_store_conforms() {
 #[tokio::test]
 async fn in_memory_session_store_conforms() {
     testkit::session_store::run(&InMemorySessionStore::new()).await;
+}
+
+#[tokio::test]
+async fn a_revocation_mirror_conforms() {
+    // Syncing before every check, and syncing rarely (its own revocations
+    // and replays still count at once).
+    for interval in [Duration::ZERO, Duration::from_secs(3600)] {
+        let mirror =
+            RevocationMirror::new(Arc::new(InMemorySessionStore::new())).with_interval(interval);
+        testkit::session_store::run(&mirror).await;
+    }
 }
 
 #[tokio::test]

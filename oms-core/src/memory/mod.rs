@@ -3,6 +3,7 @@
 
 mod gate;
 mod members;
+mod mirror;
 mod queue;
 mod sessions;
 mod store;
@@ -10,6 +11,7 @@ mod traces;
 
 pub use gate::InMemoryStockGate;
 pub use members::InMemoryMemberStore;
+pub use mirror::RevocationMirror;
 pub use queue::{InMemoryOrderQueue, OrderQueueReceiver};
 pub use sessions::{InMemoryAttemptCounter, InMemorySessionStore};
 pub use store::InMemoryStore;

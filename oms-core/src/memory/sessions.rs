@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use super::lock;
 use crate::domain::token::{after_rotation, rotate};
 use crate::domain::{Attempts, FamilyState, OmsResult, Rotation, SessionId, TokenId};
-use crate::port::outbound::{AttemptCounter, SessionStore};
+use crate::port::outbound::{AttemptCounter, Revocation, RevocationFeed, Revoked, SessionStore};
 
 /// Entries that expire; expired ones are dropped as the map grows.
 #[derive(Debug)]
@@ -55,6 +55,29 @@ impl<K: Eq + Hash, V> Expiring<K, V> {
 struct Sessions {
     families: Expiring<SessionId, FamilyState>,
     revoked: Expiring<TokenId, ()>,
+    /// Every revocation with its sequence number (the feed's cursor),
+    /// expired ones dropped as it grows.
+    log: Vec<(u64, Revocation)>,
+    seq: u64,
+}
+
+impl Sessions {
+    fn record(&mut self, revoked: Revoked, ttl: Duration) {
+        let now_ms = unix_millis();
+        if self.log.len() >= 1024 && self.log.len().is_power_of_two() {
+            self.log.retain(|(_, r)| r.until_ms > now_ms);
+        }
+        self.seq += 1;
+        let until_ms = now_ms.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        self.log.push((self.seq, Revocation { revoked, until_ms }));
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A [`SessionStore`] in memory (one process: the embedded default).
@@ -103,6 +126,9 @@ impl SessionStore for InMemorySessionStore {
             let after = after_rotation(current, rotation, next);
             state.families.insert(session, after, now + ttl, now);
         }
+        if rotation == Rotation::Reused {
+            state.record(Revoked::Session(session), ttl);
+        }
         Ok(rotation)
     }
 
@@ -115,11 +141,13 @@ impl SessionStore for InMemorySessionStore {
         let mut state = lock(&self.state);
         if let Some((jti, ttl)) = token {
             state.revoked.insert(jti, (), now + ttl, now);
+            state.record(Revoked::Token(jti), ttl);
         }
         if let Some((sid, ttl)) = session {
             state
                 .families
                 .insert(sid, FamilyState::Revoked, now + ttl, now);
+            state.record(Revoked::Session(sid), ttl);
         }
         Ok(())
     }
@@ -131,6 +159,23 @@ impl SessionStore for InMemorySessionStore {
         let family_revoked = session
             .is_some_and(|sid| matches!(state.families.get(&sid, now), Some(FamilyState::Revoked)));
         Ok(token_revoked || family_revoked)
+    }
+
+    async fn revocations(&self, cursor: Option<String>) -> OmsResult<RevocationFeed> {
+        let state = lock(&self.state);
+        let now_ms = unix_millis();
+        let after = cursor.and_then(|c| c.parse::<u64>().ok());
+        let in_force = state
+            .log
+            .iter()
+            .filter(|(seq, r)| r.until_ms > now_ms && after.is_none_or(|a| *seq > a))
+            .map(|(_, r)| *r)
+            .collect();
+        Ok(RevocationFeed {
+            revocations: in_force,
+            cursor: Some(state.seq.to_string()),
+            complete: after.is_none(),
+        })
     }
 }
 

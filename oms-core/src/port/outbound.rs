@@ -403,8 +403,55 @@ pub trait SessionStore: Send + Sync {
 
     /// Whether the token `token`, or the family `session` it belongs to, is
     /// revoked. Called on every authenticated request: adapters answer it
-    /// in one round trip at most.
+    /// in one round trip at most (and a
+    /// [`RevocationMirror`](crate::memory::RevocationMirror) from memory).
     async fn is_revoked(&self, token: TokenId, session: Option<SessionId>) -> OmsResult<bool>;
+
+    /// The revocations in force, for a [`RevocationMirror`] to copy: with
+    /// `cursor: None`, every revocation in force (`complete: true`);
+    /// otherwise at least those made after `cursor` (a cursor of an earlier
+    /// answer). Revocations made by [`rotate`](Self::rotate) (a reuse)
+    /// count. A revocation's `until_ms` may be shorter than the TTL it was
+    /// made with, but not shorter than access tokens live. Adapters keep
+    /// what follows a cursor for at least [`REVOCATION_FEED_WINDOW`]; an
+    /// older cursor may miss revocations.
+    ///
+    /// [`RevocationMirror`]: crate::memory::RevocationMirror
+    async fn revocations(&self, cursor: Option<String>) -> OmsResult<RevocationFeed>;
+}
+
+/// How long a [`SessionStore`] keeps the revocations that follow a cursor
+/// of [`SessionStore::revocations`].
+pub const REVOCATION_FEED_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+/// What a revocation revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Revoked {
+    /// One access token.
+    Token(TokenId),
+    /// A login: every token carrying its `sid`.
+    Session(SessionId),
+}
+
+/// A revocation in force until `until_ms` (unix milliseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// What it revokes.
+    pub revoked: Revoked,
+    /// Until when, unix milliseconds.
+    pub until_ms: u64,
+}
+
+/// An answer of [`SessionStore::revocations`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationFeed {
+    /// Revocations, in no particular order.
+    pub revocations: Vec<Revocation>,
+    /// Where the next call goes on from.
+    pub cursor: Option<String>,
+    /// Whether these are all the revocations in force (replace the copy)
+    /// rather than the ones since the cursor (add them to it).
+    pub complete: bool,
 }
 
 /// Attempt counters in fixed windows (login throttling), shared by every

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::domain::{Rotation, SessionId, TokenId};
-use crate::port::outbound::{AttemptCounter, SessionStore};
+use crate::port::outbound::{AttemptCounter, RevocationFeed, Revoked, SessionStore};
 
 const TTL: Duration = Duration::from_secs(3600);
 
@@ -14,7 +14,59 @@ pub async fn run(store: &dyn SessionStore) {
     unknown_families_do_not_rotate(store).await;
     revocations_cover_tokens_and_families(store).await;
     concurrent_refreshes_rotate_once(store).await;
+    the_feed_lists_the_revocations_in_force(store).await;
     revocations_expire_with_their_ttl(store).await;
+}
+
+pub async fn the_feed_lists_the_revocations_in_force(store: &dyn SessionStore) {
+    let before = store.revocations(None).await.unwrap();
+    assert!(before.complete, "no cursor: everything in force");
+    let (jti, sid, replayed) = (TokenId::random(), SessionId::random(), SessionId::random());
+    store
+        .revoke(Some((jti, TTL)), Some((sid, TTL)))
+        .await
+        .unwrap();
+    let live = TokenId::random();
+    store.start(replayed, live, TTL).await.unwrap();
+    store
+        .rotate(replayed, live, TokenId::random(), TTL)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .rotate(replayed, live, TokenId::random(), TTL)
+            .await
+            .unwrap(),
+        Rotation::Reused
+    );
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let holds = |feed: &RevocationFeed, what: Revoked| {
+        feed.revocations
+            .iter()
+            .any(|r| r.revoked == what && r.until_ms > now_ms)
+    };
+    let since = store.revocations(before.cursor.clone()).await.unwrap();
+    let all = store.revocations(None).await.unwrap();
+    assert!(all.complete);
+    for feed in [&since, &all] {
+        assert!(holds(feed, Revoked::Token(jti)), "{feed:?}");
+        assert!(holds(feed, Revoked::Session(sid)), "{feed:?}");
+        assert!(holds(feed, Revoked::Session(replayed)), "a replay revokes");
+    }
+    // A later cursor goes on from there.
+    let later = TokenId::random();
+    store.revoke(Some((later, TTL)), None).await.unwrap();
+    let next = store.revocations(since.cursor.clone()).await.unwrap();
+    assert!(holds(&next, Revoked::Token(later)), "{next:?}");
+    // A cursor the store cannot read starts over.
+    let garbage = store
+        .revocations(Some("not a cursor".into()))
+        .await
+        .unwrap_or_else(|e| panic!("a bad cursor is no error: {e}"));
+    assert!(garbage.complete || holds(&garbage, Revoked::Token(later)));
 }
 
 pub async fn only_the_live_token_rotates(store: &dyn SessionStore) {
