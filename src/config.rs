@@ -141,6 +141,11 @@ pub struct Settings {
     /// with records waiting and process none before it rejoins its group
     /// (default 30 s, from 1 to 3600).
     pub consumer_stall: std::time::Duration,
+    /// `OMS_KAFKA_SESSION_TIMEOUT_SECS`: the consumer group session timeout
+    /// (default 10 s, from 1 to 300): how long the coordinator waits for a
+    /// silent member before it gives its partitions to another. A broker
+    /// pause longer than it makes every member rejoin.
+    pub kafka_session_timeout: std::time::Duration,
     /// `OMS_JWT_SECRET`.
     pub jwt_secret: Option<String>,
     /// `OMS_CONSUMER_BATCH`: most records a consumer places in one
@@ -218,6 +223,7 @@ impl std::fmt::Debug for Settings {
             .field("kafka_rewind_on_gap", &self.kafka_rewind_on_gap)
             .field("topic_replication", &self.topic_replication)
             .field("consumer_stall", &self.consumer_stall)
+            .field("kafka_session_timeout", &self.kafka_session_timeout)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
             .field("sweep_after", &self.sweep_after)
@@ -250,9 +256,12 @@ fn var(name: &str) -> Option<String> {
     env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// `OMS_KAFKA_REWIND_ON_GAP`, `OMS_TOPIC_REPLICATION` and
-/// `OMS_CONSUMER_STALL_SECS`.
-fn kafka_settings() -> Result<(bool, i32, std::time::Duration), ConfigError> {
+/// The Kafka settings read by [`kafka_settings`].
+type KafkaSettings = (bool, i32, std::time::Duration, std::time::Duration);
+
+/// `OMS_KAFKA_REWIND_ON_GAP`, `OMS_TOPIC_REPLICATION`,
+/// `OMS_CONSUMER_STALL_SECS` and `OMS_KAFKA_SESSION_TIMEOUT_SECS`.
+fn kafka_settings() -> Result<KafkaSettings, ConfigError> {
     let rewind = var("OMS_KAFKA_REWIND_ON_GAP").unwrap_or_else(|| "off".into());
     let rewind_on_gap = match rewind.trim().to_ascii_lowercase().as_str() {
         "on" | "1" | "true" => true,
@@ -288,7 +297,24 @@ fn kafka_settings() -> Result<(bool, i32, std::time::Duration), ConfigError> {
             value: stall.clone(),
             reason: "must be an integer from 1 to 3600".into(),
         })?;
-    Ok((rewind_on_gap, topic_replication, consumer_stall))
+    let session = var("OMS_KAFKA_SESSION_TIMEOUT_SECS").unwrap_or_else(|| "10".into());
+    let kafka_session_timeout = session
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=300).contains(s))
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "OMS_KAFKA_SESSION_TIMEOUT_SECS",
+            value: session.clone(),
+            reason: "must be an integer from 1 to 300".into(),
+        })?;
+    Ok((
+        rewind_on_gap,
+        topic_replication,
+        consumer_stall,
+        kafka_session_timeout,
+    ))
 }
 
 /// `name` as `on` / `off` (also `1`/`0`, `true`/`false`), or `default`.
@@ -522,7 +548,8 @@ impl Settings {
             1..=1_000_000,
         )?)
         .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
-        let (kafka_rewind_on_gap, topic_replication, consumer_stall) = kafka_settings()?;
+        let (kafka_rewind_on_gap, topic_replication, consumer_stall, kafka_session_timeout) =
+            kafka_settings()?;
         let auth = auth_settings()?;
         Ok(Self {
             admin: auth.admin,
@@ -537,6 +564,7 @@ impl Settings {
             kafka_rewind_on_gap,
             topic_replication,
             consumer_stall,
+            kafka_session_timeout,
             http_request_timeout,
             http_header_timeout,
             http_max_in_flight,

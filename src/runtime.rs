@@ -71,6 +71,7 @@ impl Settings {
         config.rewind_on_gap = self.kafka_rewind_on_gap;
         config.topic_replication = self.topic_replication;
         config.stall_timeout = self.consumer_stall;
+        config.session_timeout = self.kafka_session_timeout;
         Some(config)
     }
 }

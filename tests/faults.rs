@@ -349,7 +349,15 @@ async fn racing_idempotency_keys_make_one_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_whose_send_could_not_be_settled_stays_bound() {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::start(1).await;
+    // The broker is paused for as long as intake waits on the send and the
+    // settle (about 8 s): a session longer than that keeps the consumer's
+    // membership (tansu 0.6 does not recover a group whose member timed
+    // out while it was paused, see docs/brokers.md).
+    let mut stack = Stack::configure();
+    stack
+        .envs
+        .push(("OMS_KAFKA_SESSION_TIMEOUT_SECS".into(), "30".into()));
+    let stack = stack.launch(1).await;
     let product = stack.add_product(10).await;
     let member = members(1)[0];
     let key = format!("checkout-{}", stack.run);
@@ -381,25 +389,47 @@ async fn a_key_whose_send_could_not_be_settled_stays_bound() {
         );
     }
     // Whatever became of the first record, the key made at most one order.
+    // Another buyer orders four other products (other partitions, but for a
+    // chance of 1 in 6^4: tansu 0.6 can leave the partition of a produce
+    // that the pause cut short unreadable, see docs/brokers.md) to see the
+    // consumer at work.
     let other = members(1)[0];
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        others.push(stack.add_product(10).await);
+    }
     let deadline = Instant::now() + Duration::from_secs(60);
-    let trace = loop {
-        let r = stack.post_order(other, &[(product, 1)], None).await;
-        if r.status() == 202 {
-            let v: Value = r.json().await.unwrap();
-            break v["traceId"].as_str().unwrap().to_owned();
-        }
-        assert!(Instant::now() < deadline, "intake never recovered");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let mut traces = Vec::new();
+    for p in &others {
+        let trace = loop {
+            let r = stack.post_order(other, &[(*p, 1)], None).await;
+            if r.status() == 202 {
+                let v: Value = r.json().await.unwrap();
+                break v["traceId"].as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "intake never recovered");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        traces.push(trace);
+    }
     // A paused broker can time the consumer's session out; the stall
     // watchdog rejoins within its bound (see docs/brokers.md).
-    stack
-        .wait_final(&[(other, trace)], Duration::from_secs(150))
-        .await;
-    stack.wait_drained(Duration::from_secs(60)).await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    'placed: loop {
+        for t in &traces {
+            let v: Value = stack.trace(other, t).await.json().await.unwrap();
+            if v["status"] == "COMPLETED" {
+                break 'placed;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the consumer placed nothing after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mine = stack.orders_of(member).await.len();
     assert!(mine <= 1, "{mine} orders for one key");
-    assert_eq!(stack.stock(product).await, 10 - 1 - mine as i64);
+    assert_eq!(stack.stock(product).await, 10 - mine as i64);
     stack.stop();
 }

@@ -105,6 +105,8 @@ pub struct KafkaOrderConsumer {
     rewind_on_gap: bool,
     stall_timeout: Duration,
     health: ConsumerHealth,
+    /// What a replacement client is made from.
+    config: KafkaConfig,
 }
 
 impl std::fmt::Debug for KafkaOrderConsumer {
@@ -121,6 +123,14 @@ impl std::fmt::Debug for KafkaOrderConsumer {
 /// Why a batch was not finished.
 enum Interrupted {
     Shutdown,
+}
+
+/// How one group membership of [`KafkaOrderConsumer::run`] ended.
+enum Membership {
+    /// Shut down; offsets committed.
+    Stopped,
+    /// Stalled again after a rejoin: replace the client (a new member).
+    Replace,
 }
 
 fn millis(d: Duration) -> String {
@@ -158,6 +168,7 @@ impl KafkaOrderConsumer {
             rewind_on_gap: config.rewind_on_gap,
             stall_timeout: config.stall_timeout.max(Duration::from_secs(1)),
             health: ConsumerHealth::default(),
+            config: config.clone(),
         })
     }
 
@@ -188,12 +199,53 @@ impl KafkaOrderConsumer {
     /// every finished batch. A batch in progress when `shutdown` completes
     /// is finished first unless it is waiting on a dependency, in which case
     /// it is left for the next member to redeliver.
+    ///
+    /// A consumer that stalls again after rejoining its group (see
+    /// [`ConsumerHealth::stalled`]) replaces its client: it leaves the group
+    /// for good and joins as a new member, keeping its health handle.
     pub async fn run(
-        self,
+        mut self,
         use_case: Arc<dyn OrderUseCase>,
         shutdown: impl Future<Output = ()>,
     ) -> OmsResult<()> {
         tokio::pin!(shutdown);
+        loop {
+            match self.membership(&use_case, &mut shutdown).await? {
+                Membership::Stopped => return Ok(()),
+                Membership::Replace => {
+                    let (config, health) = (self.config.clone(), self.health.clone());
+                    // Closing a client blocks while it leaves the group.
+                    let old = self;
+                    if let Err(e) = tokio::task::spawn_blocking(move || drop(old)).await {
+                        warn!(error = %e, "the stalled client was not closed cleanly");
+                    }
+                    self = loop {
+                        match Self::new(&config) {
+                            Ok(mut fresh) => {
+                                fresh.health = health.clone();
+                                break fresh;
+                            }
+                            Err(e) => {
+                                warn!(error = %e, "cannot create a new consumer client; retrying");
+                                tokio::select! {
+                                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                    () = shutdown.as_mut() => return Ok(()),
+                                }
+                            }
+                        }
+                    };
+                    warn!(topic = %self.topic, "stalled consumer replaced its client and joined its group as a new member");
+                }
+            }
+        }
+    }
+
+    /// One group membership of [`run`](Self::run).
+    async fn membership<F: Future<Output = ()>>(
+        &self,
+        use_case: &Arc<dyn OrderUseCase>,
+        shutdown: &mut std::pin::Pin<&mut F>,
+    ) -> OmsResult<Membership> {
         let ops = self.ops();
         let mut stopping = false;
         let mut gaps = GapGuard::new(&self.topic, self.rewind_on_gap, self.health.clone());
@@ -208,10 +260,12 @@ impl KafkaOrderConsumer {
                     continue;
                 }
                 _ = tick.tick() => {
-                    self.watch(&ops, &mut watchdog, &mut gaps).await;
+                    if self.watch(&ops, &mut watchdog, &mut gaps).await {
+                        return Ok(Membership::Replace);
+                    }
                     continue;
                 }
-                () = &mut shutdown => break,
+                () = shutdown.as_mut() => break,
             };
             let first = match first {
                 Ok(m) => m,
@@ -238,7 +292,7 @@ impl KafkaOrderConsumer {
             if batch.is_empty() {
                 continue;
             }
-            match self.handle(&*use_case, &batch, &mut shutdown).await {
+            match self.handle(&**use_case, &batch, shutdown).await {
                 Ok(()) => {
                     for m in &batch {
                         if let Err(e) = self.consumer.store_offset_from_message(m) {
@@ -265,7 +319,8 @@ impl KafkaOrderConsumer {
                 Err(e) => Err(unavailable(e)),
             },
         )
-        .await
+        .await?;
+        Ok(Membership::Stopped)
     }
 
     /// Sets where each newly assigned partition starts: the next offset
@@ -302,18 +357,31 @@ impl KafkaOrderConsumer {
     /// another) for the stall timeout, reports the consumer stalled and
     /// rejoins the group, which makes the coordinator assign every partition
     /// again.
-    async fn watch(&self, ops: &KafkaPartitions, watchdog: &mut Watchdog, gaps: &mut GapGuard) {
+    ///
+    /// Returns `true` when the consumer stalls again after a rejoin that did
+    /// not help: the caller then replaces the client, so that it joins as a
+    /// new member (tansu 0.6 can keep a rejoining member unassigned after its
+    /// coordinator was paused; see `docs/brokers.md`).
+    async fn watch(
+        &self,
+        ops: &KafkaPartitions,
+        watchdog: &mut Watchdog,
+        gaps: &mut GapGuard,
+    ) -> bool {
         let samples = match ops.sample(gaps.positions()).await {
             Ok(samples) => samples,
             Err(e) => {
                 debug!(error = %e, "stall check failed");
-                return;
+                return false;
             }
         };
         let now = Instant::now();
         match watchdog.observe(&samples, now) {
-            Verdict::Drained => self.health.0.stalled.store(false, Ordering::Relaxed),
-            Verdict::Moving => {}
+            Verdict::Drained => {
+                self.health.0.stalled.store(false, Ordering::Relaxed);
+                false
+            }
+            Verdict::Moving => false,
             Verdict::Stalled(stuck) => {
                 let waiting: i64 = stuck.iter().map(|s| s.waiting).sum();
                 let partitions: Vec<(i32, i64, i64)> = stuck
@@ -329,11 +397,15 @@ impl KafkaOrderConsumer {
                 );
                 self.health.0.stalled.store(true, Ordering::Relaxed);
                 self.health.0.rejoins.fetch_add(1, Ordering::Relaxed);
+                if watchdog.rejoins_without_work > 0 {
+                    return true;
+                }
                 if let Err(e) = ops.rejoin().await {
                     error!(error = %e, "cannot rejoin the consumer group");
                 }
                 gaps.clear();
                 watchdog.rejoined(Instant::now());
+                false
             }
         }
     }
@@ -439,6 +511,8 @@ struct Watchdog {
     quiet_until: Instant,
     /// The wait after the next rejoin.
     backoff: Duration,
+    /// Rejoins since this member last finished a batch.
+    rejoins_without_work: u32,
 }
 
 impl Watchdog {
@@ -448,6 +522,7 @@ impl Watchdog {
             seen: HashMap::new(),
             quiet_until: Instant::now(),
             backoff: timeout,
+            rejoins_without_work: 0,
         }
     }
 
@@ -460,6 +535,7 @@ impl Watchdog {
     /// This member finished a batch.
     fn worked(&mut self) {
         self.backoff = self.timeout;
+        self.rejoins_without_work = 0;
     }
 
     /// This member just rejoined its group: every partition gets a new
@@ -468,6 +544,7 @@ impl Watchdog {
         self.seen.clear();
         self.quiet_until = now + self.backoff;
         self.backoff = (self.backoff * 2).min(self.timeout * 8);
+        self.rejoins_without_work += 1;
     }
 
     fn observe(&mut self, samples: &[Sample], now: Instant) -> Verdict {

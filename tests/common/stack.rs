@@ -216,7 +216,14 @@ impl Stack {
     /// Starts an `api` and `consumers` consumer processes and waits until the
     /// API is ready.
     pub async fn start(consumers: usize) -> Self {
-        let mut stack = Self::configure();
+        Self::configure().launch(consumers).await
+    }
+
+    /// Starts the `api` and `consumers` consumer processes of a configured
+    /// run (see [`configure`](Self::configure)) and waits until the API is
+    /// ready.
+    pub async fn launch(self, consumers: usize) -> Self {
+        let mut stack = self;
         stack.create_topics_on_mock();
         stack.api = Some(Proc::start(
             "api",
