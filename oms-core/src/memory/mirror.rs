@@ -160,7 +160,11 @@ impl RevocationMirror {
                 None
             }
         };
-        match self.inner.revocations(cursor).await {
+        let answer = self.inner.revocations(cursor).await;
+        // A slow failure counts from its end, so that callers waiting for
+        // it do not each try again at once.
+        lock(&self.copy).attempted = Some(Instant::now());
+        match answer {
             Ok(feed) => lock(&self.copy).apply(feed, Instant::now()),
             Err(e) => {
                 let mut copy = lock(&self.copy);
@@ -311,6 +315,21 @@ mod tests {
             mirror.is_revoked(TokenId::random(), None).await,
             Err(OmsError::Unavailable { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_store_that_does_not_answer_is_asked_once_per_interval() {
+        let mut store = MockSessionStore::new();
+        store
+            .expect_revocations()
+            .times(1)
+            .returning(|_| Err(OmsError::unavailable("redis", "down")));
+        let mirror =
+            RevocationMirror::new(Arc::new(store)).with_interval(Duration::from_secs(3600));
+        let checks = (0..20).map(|_| mirror.is_revoked(TokenId::random(), None));
+        for answer in futures::future::join_all(checks).await {
+            assert!(matches!(answer, Err(OmsError::Unavailable { .. })));
+        }
     }
 
     #[tokio::test]
