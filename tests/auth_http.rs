@@ -52,24 +52,7 @@ fn api_with(policy: AuthPolicy) -> Api {
 type Answer = (StatusCode, HeaderMap, Value);
 
 async fn send(app: &Router, req: Request<Body>) -> Answer {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
-    };
-    if status.is_client_error() || status.is_server_error() {
-        assert_eq!(
-            headers[header::CONTENT_TYPE],
-            "application/problem+json",
-            "{status}"
-        );
-        assert_eq!(body["status"], status.as_u16(), "{body}");
-        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string());
-    }
+    let (status, headers, body) = common::send(app, req).await;
     assert!(
         !status.is_server_error(),
         "never a 5xx here: {status} {body}"

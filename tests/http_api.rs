@@ -12,14 +12,12 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use common::{auth, order_body, token};
-use http_body_util::BodyExt;
 use oms::domain::{OmsError, Role};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::{router, AppState};
 use oms::port::inbound::MockRequestOrderUseCase;
 use oms::port::outbound::{HealthCheck, MockHealthCheck};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 struct Api {
     app: Router,
@@ -59,25 +57,7 @@ async fn call(
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let headers = res.headers().clone();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
-    };
-    if status.is_client_error() || status.is_server_error() {
-        assert_eq!(
-            headers[header::CONTENT_TYPE],
-            "application/problem+json",
-            "{status}"
-        );
-        assert_eq!(body["status"], status.as_u16(), "{body}");
-        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string());
-    }
-    (status, headers, body)
+    common::send(app, req).await
 }
 
 fn admin() -> String {

@@ -10,12 +10,10 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
 use common::{auth, order_body, token};
-use http_body_util::BodyExt;
 use oms::domain::Role;
 use oms::embedded::EmbeddedPipeline;
 use oms::http::router;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 async fn call(
     app: &Router,
@@ -39,11 +37,7 @@ async fn call(
         None => req.body(Body::empty()),
     }
     .unwrap();
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (status, headers) = (res.status(), res.headers().clone());
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, headers, body)
+    common::send(app, req).await
 }
 
 #[tokio::test]

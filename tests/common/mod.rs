@@ -23,4 +23,65 @@ pub fn order_body(lines: &[(u64, u32)]) -> serde_json::Value {
     })
 }
 
+/// Sends `req` to `app` and returns its status, headers and JSON body
+/// (`Null` when empty), checking that every error is a problem+json body
+/// whose fields match its status.
+pub async fn send(
+    app: &axum::Router,
+    req: axum::http::Request<axum::body::Body>,
+) -> (
+    axum::http::StatusCode,
+    axum::http::HeaderMap,
+    serde_json::Value,
+) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {bytes:?}"))
+    };
+    if status.is_client_error() || status.is_server_error() {
+        assert_eq!(
+            headers[axum::http::header::CONTENT_TYPE],
+            "application/problem+json",
+            "{status}"
+        );
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string());
+    }
+    (status, headers, body)
+}
+
+/// Any JSON value, up to `depth` levels deep with up to `width` items a
+/// level (for property tests of the decoders).
+pub fn any_json(
+    depth: u32,
+    width: usize,
+) -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    use serde_json::Value;
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::json!(f)),
+        ".{0,20}".prop_map(Value::from),
+    ];
+    let size = u32::try_from(width * width).unwrap_or(u32::MAX);
+    let branch = u32::try_from(width).unwrap_or(u32::MAX);
+    leaf.prop_recursive(depth, size, branch, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..width).prop_map(Value::Array),
+            prop::collection::btree_map(".{0,12}", inner, 0..width)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
 pub mod stack;
