@@ -41,16 +41,7 @@ async fn put_product(
 async fn a_product_edit_during_a_sale_never_resells_sold_units() {
     let stack = Stack::start(1).await;
     let product = stack.add_product(500).await;
-    let read: Value = stack
-        .client
-        .get(format!("{}/api/v1/products/{product}", stack.base))
-        .bearer_auth(stack.admin())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let read = stack.product(product).await;
     let version_read = read["version"].as_i64().unwrap().to_string();
 
     let first = stack.order_all(&members(300), &[(product, 1)]).await;

@@ -408,9 +408,9 @@ impl Stack {
         finals
     }
 
-    pub async fn stock(&self, product: u64) -> i64 {
-        let p: Value = self
-            .client
+    /// `GET /api/v1/products/{product}` as an operator.
+    pub async fn product(&self, product: u64) -> Value {
+        self.client
             .get(format!("{}/api/v1/products/{product}", self.base))
             .bearer_auth(self.admin())
             .send()
@@ -418,8 +418,11 @@ impl Stack {
             .unwrap()
             .json()
             .await
-            .unwrap();
-        p["stock"].as_i64().unwrap()
+            .unwrap()
+    }
+
+    pub async fn stock(&self, product: u64) -> i64 {
+        self.product(product).await["stock"].as_i64().unwrap()
     }
 
     pub async fn orders_of(&self, member: u64) -> Vec<Value> {
