@@ -40,22 +40,8 @@ export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
 export OMS_ADMIN_EMAIL=bench-operator@example.com OMS_ADMIN_PASSWORD=bench-operator-password
 cargo build --release --all-features --example api --example consumer --example negowang
 
-PIDS=()
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop_all EXIT
-
-wait_ready() {
-  for _ in $(seq 1 300); do
-    curl -fsS "http://$1/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "api on $1 not ready" >&2
-  return 1
-}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 # start NAME ADDR REVOCATION_CHECK CONSUMERS [REVOCATION_SYNC_MS]
 start() {

@@ -32,22 +32,8 @@ source target/services.env
 export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
 cargo build --release --all-features --example api --example consumer --example negowang --example drain
 
-PIDS=()
-stop_all() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  PIDS=()
-}
-trap stop_all EXIT
-
-wait_ready() {
-  for _ in $(seq 1 300); do
-    curl -fsS "http://$OMS_HTTP_ADDR/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "api not ready" >&2
-  return 1
-}
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
 
 # run NAME DESIGN BATCH MEMBERS PRODUCTS STOCK LABEL [GATE]
 run() {
@@ -59,7 +45,7 @@ run() {
   export OMS_HTTP_ADDR=127.0.0.1:18181 OMS_BASELINE_AS_IS=1
   target/release/examples/api >"$OUT/$name-api.log" 2>&1 &
   PIDS+=($!)
-  wait_ready
+  wait_ready "$OMS_HTTP_ADDR"
   if [ "$design" = oms ]; then
     for c in 1 2; do
       target/release/examples/consumer >"$OUT/$name-consumer-$c.log" 2>&1 &
