@@ -47,6 +47,7 @@ async fn stuck_traces_are_repaired_or_failed_as_lost() {
                 name: "Sweep".into(),
                 price: 100,
                 stock: 5,
+                rules: Default::default(),
             }
             .into_product(product),
         )

@@ -100,6 +100,7 @@ async fn drain(args: &Args, batch: usize) -> Result<Drained, Failure> {
                 name: format!("drain {product}"),
                 price: 1000,
                 stock,
+                rules: Default::default(),
             }
             .into_product(product),
         )

@@ -15,6 +15,7 @@ pub(crate) fn product_of(row: ProductRow) -> Product {
         price,
         stock,
         version,
+        rules: Default::default(),
     }
 }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::memory::{
-    InMemoryAttemptCounter, InMemoryMemberStore, InMemorySessionStore, InMemoryStockGate,
+    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryRateLimiter, InMemorySessionStore,
+    InMemoryStockGate, InMemoryWaitingRoom,
     InMemoryStore, InMemoryTraceStore, RevocationMirror,
 };
 use oms_core::testkit;
@@ -58,4 +59,14 @@ async fn a_revocation_mirror_conforms() {
 #[tokio::test]
 async fn in_memory_attempt_counter_conforms() {
     testkit::session_store::run_attempts(&InMemoryAttemptCounter::new()).await;
+}
+
+#[tokio::test]
+async fn in_memory_waiting_room_conforms() {
+    testkit::waiting_room::run(|policy| Arc::new(InMemoryWaitingRoom::new(policy))).await;
+}
+
+#[tokio::test]
+async fn in_memory_rate_limiter_conforms() {
+    testkit::rate_limiter::run(|rate| Arc::new(InMemoryRateLimiter::new(rate))).await;
 }

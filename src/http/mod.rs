@@ -212,6 +212,7 @@ async fn create_product(
         name: body.name,
         price: body.price,
         stock: body.stock,
+        rules: Default::default(),
     };
     let product = state
         .products
@@ -292,6 +293,7 @@ async fn update_product(
         name: body.name,
         price: body.price,
         stock,
+        rules: Default::default(),
     };
     let product = state.products.update(caller, id, update).await?;
     let tag = etag(product.version);

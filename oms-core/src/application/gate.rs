@@ -130,8 +130,13 @@ impl GateKeeper {
         if self.backlog.pending().await? != 0 {
             return Ok(false);
         }
-        let levels = levels(self.products.as_ref()).await?;
-        self.gate.set_available(&levels, true).await?;
+        let products = self.products.list().await?;
+        self.gate.set_available(&levels_of(&products), true).await?;
+        // Purchases counted for orders that failed later come back here.
+        for product in products.iter().filter(|p| p.rules.max_per_member.is_some()) {
+            let purchases = self.products.purchases(product.id).await?;
+            self.gate.set_purchases(product.id, &purchases).await?;
+        }
         Ok(true)
     }
 
@@ -169,16 +174,18 @@ impl GateKeeper {
 
 /// Every product's stock in the database, with the version it was read at.
 async fn levels(products: &dyn ProductStore) -> OmsResult<Vec<GateLevel>> {
-    Ok(products
-        .list()
-        .await?
-        .into_iter()
+    Ok(levels_of(&products.list().await?))
+}
+
+fn levels_of(products: &[crate::domain::Product]) -> Vec<GateLevel> {
+    products
+        .iter()
         .map(|p| GateLevel {
             product_id: p.id,
             available: p.stock,
             version: p.version,
         })
-        .collect())
+        .collect()
 }
 
 /// Fills the gate of every product that has none from its stock in the
@@ -229,6 +236,7 @@ mod tests {
                         name: "A".into(),
                         price: 10,
                         stock,
+                        rules: Default::default(),
                     },
                 )
                 .await
@@ -352,7 +360,7 @@ mod tests {
         // An order with an unknown product reserved product 1's units.
         let unknown = crate::testkit::command(MemberId(1), &[(ProductId(1), 2), (ProductId(9), 1)]);
         assert_eq!(
-            rig.gate.admit(&unknown).await.unwrap(),
+            rig.gate.admit(&unknown, &[]).await.unwrap(),
             crate::port::outbound::Admission::Reserved
         );
         assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(3));
@@ -372,7 +380,7 @@ mod tests {
             .await
             .unwrap();
         let too_many = crate::testkit::command(MemberId(2), &[(ProductId(1), 6)]);
-        rig.gate.admit(&too_many).await.unwrap();
+        rig.gate.admit(&too_many, &[]).await.unwrap();
         let placed = processing.process(vec![too_many]).await.unwrap();
         assert_eq!(placed[0].trace.state, out_of_stock());
         assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(44));
@@ -404,6 +412,7 @@ mod tests {
                 price: 100,
                 stock: 0,
                 version: 4,
+                rules: Default::default(),
             }])
         });
         rig.gate
@@ -447,6 +456,7 @@ mod tests {
                     name: "B".into(),
                     price: 10,
                     stock: 7,
+                    rules: Default::default(),
                 }
                 .into_product(ProductId(2)),
             )

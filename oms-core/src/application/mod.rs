@@ -1,6 +1,8 @@
 //! Application services: the inbound ports implemented on the outbound ones.
 
+mod admitter;
 mod auth;
+mod catalog;
 mod gate;
 mod order;
 mod product;
@@ -8,7 +10,9 @@ mod query;
 mod request;
 mod sweeper;
 
+pub use admitter::run_admitter;
 pub use auth::{AdminBootstrap, AuthPolicy, AuthService};
+pub use catalog::ProductCatalog;
 pub use gate::{fill_gate, GateKeeper, GatePolicy};
 pub use order::{OrderService, RetryPolicy};
 pub use product::ProductService;

@@ -8,7 +8,9 @@ use tracing::{debug, error, warn};
 
 use crate::domain::{FailureReason, OmsError, OmsResult, OrderCommand, Placement, TraceState};
 use crate::port::inbound::OrderUseCase;
-use crate::port::outbound::{DeadLetter, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
+use crate::port::outbound::{
+    DeadLetter, OrderRequestPublisher, OrderStore, StockGate, TraceStore, WaitingRoom,
+};
 
 /// How the order service retries a lost optimistic lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,7 @@ pub struct OrderService {
     publisher: Arc<dyn OrderRequestPublisher>,
     retry: RetryPolicy,
     gate: Option<Arc<dyn StockGate>>,
+    room: Option<Arc<dyn WaitingRoom>>,
 }
 
 impl OrderService {
@@ -76,6 +79,7 @@ impl OrderService {
             publisher,
             retry: RetryPolicy::default(),
             gate: None,
+            room: None,
         }
     }
 
@@ -84,6 +88,32 @@ impl OrderService {
     pub fn with_gate(mut self, gate: Arc<dyn StockGate>) -> Self {
         self.gate = Some(gate);
         self
+    }
+
+    /// Ends the waiting-room admissions of members whose orders this
+    /// service finalises (their slots go to the next in line).
+    pub fn with_waiting_room(mut self, room: Arc<dyn WaitingRoom>) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    async fn end_admissions(&self, placements: &[Placement]) {
+        let Some(room) = &self.room else {
+            return;
+        };
+        let mut members: Vec<_> = placements
+            .iter()
+            .filter(|p| !p.replayed)
+            .map(|p| p.trace.member_id)
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        if members.is_empty() {
+            return;
+        }
+        if let Err(e) = room.release(&members).await {
+            warn!(error = %e, count = members.len(), "admissions not ended; they run out by their TTL");
+        }
     }
 
     async fn release_failed(&self, batch: &[OrderCommand], placements: &[Placement]) {
@@ -97,7 +127,7 @@ impl OrderService {
             if placement.replayed || reason == FailureReason::OutOfStock {
                 continue;
             }
-            if let Err(e) = gate.release(&command.items).await {
+            if let Err(e) = gate.release(command.member_id, &command.items).await {
                 warn!(trace_id = %command.trace_id, error = %e, "units of a failed order not given back; the gate is reconciled later");
             }
         }
@@ -207,6 +237,7 @@ impl OrderUseCase for OrderService {
         }
         self.dead_letter(&batch, &placements).await?;
         self.release_failed(&batch, &placements).await;
+        self.end_admissions(&placements).await;
         Ok(placements)
     }
 
@@ -256,6 +287,7 @@ mod tests {
                     name: "A".into(),
                     price: 100,
                     stock,
+                    rules: Default::default(),
                 }
                 .into_product(ProductId(1)),
             )

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::ProductCatalog;
 use crate::domain::{Caller, OmsError, OmsResult, Product, ProductDraft, ProductId, ProductUpdate};
 use crate::port::inbound::ProductUseCase;
 use crate::port::outbound::{GateLevel, ProductStore, StockGate};
@@ -17,6 +18,7 @@ use crate::port::outbound::{GateLevel, ProductStore, StockGate};
 pub struct ProductService {
     products: Arc<dyn ProductStore>,
     gate: Option<Arc<dyn StockGate>>,
+    catalog: Option<Arc<ProductCatalog>>,
 }
 
 impl ProductService {
@@ -25,7 +27,14 @@ impl ProductService {
         Self {
             products,
             gate: None,
+            catalog: None,
         }
+    }
+
+    /// Puts created and updated products in intake's `catalog` at once.
+    pub fn with_catalog(mut self, catalog: Arc<ProductCatalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     /// Sets the stock of created and updated products in `gate`.
@@ -35,6 +44,9 @@ impl ProductService {
     }
 
     async fn open_gate(&self, product: &Product, delta: Option<i64>) {
+        if let Some(catalog) = &self.catalog {
+            catalog.put(product);
+        }
         if let Some(gate) = &self.gate {
             let level = GateLevel {
                 product_id: product.id,
@@ -114,6 +126,7 @@ mod tests {
             name: "Tteokbokki".into(),
             price: 12900,
             stock: 500,
+            rules: Default::default(),
         }
     }
 
@@ -127,6 +140,7 @@ mod tests {
             name: "B".into(),
             price: 1,
             stock: crate::domain::StockChange::Keep,
+            rules: Default::default(),
         };
         let r = service.update(Caller::user(1), ProductId(1), update).await;
         assert!(matches!(r, Err(OmsError::Forbidden(_))));
@@ -182,6 +196,7 @@ mod tests {
             name: "New".into(),
             price: 100,
             stock: StockChange::Keep,
+            rules: Default::default(),
         };
         let p = service.update(Caller::admin(1), id, rename).await.unwrap();
         assert_eq!((p.stock, p.version), (500, 1));
@@ -190,11 +205,12 @@ mod tests {
             name: "New".into(),
             price: 100,
             stock: StockChange::Adjust(100),
+            rules: Default::default(),
         };
         service.update(Caller::admin(1), id, restock).await.unwrap();
         assert_eq!(gate.available(id).await.unwrap(), Some(480));
         assert_eq!(store.get(id).await.unwrap().unwrap().stock, 600);
-        gate.release(&reserved).await.unwrap();
+        gate.release(crate::domain::MemberId(1), &reserved).await.unwrap();
         assert_eq!(gate.available(id).await.unwrap(), Some(600));
         let stale = ProductUpdate {
             name: "New".into(),
@@ -203,6 +219,7 @@ mod tests {
                 stock: 500,
                 expected_version: Some(1),
             },
+            rules: Default::default(),
         };
         assert!(matches!(
             service.update(Caller::admin(1), id, stale).await,

@@ -3,12 +3,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tracing::{debug, warn};
 
+use super::ProductCatalog;
 use crate::domain::{
-    Caller, FailureReason, MemberId, OmsResult, OrderCommand, OrderRequest, OrderTrace, TraceId,
-    TraceState,
+    Caller, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace,
+    PurchaseLimit, RateDecision, RoomStatus, TraceId, TraceState,
 };
 use crate::port::inbound::RequestOrderUseCase;
-use crate::port::outbound::{Admission, OrderRequestPublisher, OrderStore, StockGate, TraceStore};
+use crate::port::outbound::{
+    Admission, OrderRequestPublisher, OrderStore, RateLimiter, StockGate, TraceStore, WaitingRoom,
+};
 
 /// Accepts orders: validates, records PROCESSING, queues, returns the trace id.
 ///
@@ -29,11 +32,27 @@ use crate::port::outbound::{Admission, OrderRequestPublisher, OrderStore, StockG
 /// then settles the trace as FAILED `NOT_ACCEPTED` in the database, first
 /// writer wins: a late delivery replays that outcome and takes no stock, and
 /// if the consumer was first, the order stands and the request is accepted.
+///
+/// The front door of a sale, each part optional:
+/// * a [`ProductCatalog`] ([`with_catalog`](Self::with_catalog)): an order
+///   naming an unknown product is refused `PRODUCT_NOT_FOUND`, one outside
+///   a product's sale window `SALE_NOT_STARTED` / `SALE_ENDED`, one larger
+///   than a product's `maxPerMember` `LIMIT_EXCEEDED` — all before anything
+///   is recorded or queued; with a gate, the member's purchases are counted
+///   against the limit atomically with the reservation;
+/// * a [`RateLimiter`] ([`with_rate_limit`](Self::with_rate_limit)): a
+///   member over the rate gets [`OmsError::RateLimited`];
+/// * a [`WaitingRoom`] ([`with_waiting_room`](Self::with_waiting_room)): a
+///   member without an admission gets [`OmsError::NotAdmitted`]; an order
+///   refused at once by the gate ends the admission (it is final).
 pub struct RequestOrderService {
     publisher: Arc<dyn OrderRequestPublisher>,
     traces: Arc<dyn TraceStore>,
     arbiter: Option<Arc<dyn OrderStore>>,
     gate: Option<Arc<dyn StockGate>>,
+    catalog: Option<Arc<ProductCatalog>>,
+    rate: Option<Arc<dyn RateLimiter>>,
+    room: Option<Arc<dyn WaitingRoom>>,
 }
 
 impl RequestOrderService {
@@ -44,6 +63,105 @@ impl RequestOrderService {
             traces,
             arbiter: None,
             gate: None,
+            catalog: None,
+            rate: None,
+            room: None,
+        }
+    }
+
+    /// Checks orders against `catalog` (see the type's docs).
+    pub fn with_catalog(mut self, catalog: Arc<ProductCatalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
+    }
+
+    /// Limits each member's order requests with `limiter` (keyed by member).
+    pub fn with_rate_limit(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate = Some(limiter);
+        self
+    }
+
+    /// Requires an admission from `room` (see the type's docs).
+    pub fn with_waiting_room(mut self, room: Arc<dyn WaitingRoom>) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    /// The member's rate and admission, checked at once.
+    async fn front_door(&self, member_id: MemberId) -> OmsResult<()> {
+        let rate = async {
+            match &self.rate {
+                Some(limiter) => limiter.acquire(&member_id.to_string()).await,
+                None => Ok(RateDecision::Allowed),
+            }
+        };
+        let room = async {
+            match &self.room {
+                Some(room) => room.status(member_id).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let (rate, room) = tokio::join!(rate, room);
+        if let RateDecision::Limited { retry_after } = rate? {
+            return Err(OmsError::RateLimited { retry_after });
+        }
+        let Some(status) = room? else {
+            return Ok(()); // no waiting room
+        };
+        match status {
+            Some(RoomStatus::Admitted { .. }) => Ok(()),
+            Some(RoomStatus::Waiting {
+                position,
+                estimated_wait,
+            }) => Err(OmsError::NotAdmitted {
+                position: Some(position),
+                retry_after: estimated_wait.max(std::time::Duration::from_secs(1)),
+            }),
+            None => Err(OmsError::NotAdmitted {
+                position: None,
+                retry_after: std::time::Duration::from_secs(1),
+            }),
+        }
+    }
+
+    /// Checks the command against the catalogue; the purchase limits the
+    /// gate counts.
+    async fn check_rules(&self, command: &OrderCommand) -> OmsResult<Vec<PurchaseLimit>> {
+        let Some(catalog) = &self.catalog else {
+            return Ok(Vec::new());
+        };
+        let mut limits = Vec::new();
+        for (product_id, units) in command.units_by_product() {
+            let product = catalog
+                .get(product_id)
+                .await?
+                .ok_or(OmsError::ProductNotFound { product_id })?;
+            match product.rules.window_admits(command.requested_at) {
+                Err(FailureReason::SaleNotStarted) => {
+                    return Err(OmsError::SaleNotStarted { product_id })
+                }
+                Err(_) => return Err(OmsError::SaleEnded { product_id }),
+                Ok(()) => {}
+            }
+            if let Some(max_per_member) = product.rules.max_per_member {
+                if i64::try_from(units).unwrap_or(i64::MAX) > max_per_member {
+                    return Err(OmsError::LimitExceeded { product_id });
+                }
+                limits.push(PurchaseLimit {
+                    product_id,
+                    max_per_member,
+                });
+            }
+        }
+        Ok(limits)
+    }
+
+    /// Ends the member's admission: their order is final.
+    async fn leave_room(&self, member_id: MemberId) {
+        if let Some(room) = &self.room {
+            if let Err(e) = room.release(&[member_id]).await {
+                debug!(%member_id, error = %e, "admission not ended; it runs out by its TTL");
+            }
         }
     }
 
@@ -139,7 +257,7 @@ impl RequestOrderService {
     async fn undo(&self, command: &OrderCommand, key: Option<&str>) {
         let (trace_id, member_id) = (command.trace_id, command.member_id);
         if let Some(gate) = &self.gate {
-            if let Err(e) = gate.release(&command.items).await {
+            if let Err(e) = gate.release(command.member_id, &command.items).await {
                 warn!(%trace_id, error = %e, "units of an order that was not queued not given back; the gate is reconciled later");
             }
         }
@@ -175,18 +293,22 @@ impl RequestOrderUseCase for RequestOrderService {
         idempotency_key: Option<String>,
     ) -> OmsResult<OrderTrace> {
         request.validate()?;
-        let trace_id = TraceId::new();
         let key = idempotency_key.as_deref();
         if let Some(key) = key {
             validate_idempotency_key(key)?;
+        }
+        self.front_door(caller.member_id).await?;
+        let trace_id = TraceId::new();
+        let command = OrderCommand::new(trace_id, caller.member_id, request)
+            .with_idempotency_key(idempotency_key.clone());
+        let limits = self.check_rules(&command).await?;
+        if let Some(key) = key {
             if let Some(existing) = self.claim(caller.member_id, key, trace_id).await? {
                 return self.standing(existing, caller.member_id).await;
             }
         }
-        let command = OrderCommand::new(trace_id, caller.member_id, request)
-            .with_idempotency_key(idempotency_key.clone());
         let recorded = match &self.gate {
-            Some(gate) => gate.admit(&command).await,
+            Some(gate) => gate.admit(&command, &limits).await,
             None => self
                 .traces
                 .save(&OrderTrace::processing(trace_id, caller.member_id))
@@ -195,7 +317,16 @@ impl RequestOrderUseCase for RequestOrderService {
         };
         match recorded {
             Ok(Admission::Reserved) => {}
+            Ok(Admission::OverLimit { product_id }) => {
+                if let Some(key) = key {
+                    if let Err(e) = self.traces.release_key(caller.member_id, key).await {
+                        warn!(%trace_id, error = %e, "could not release an idempotency key");
+                    }
+                }
+                return Err(OmsError::LimitExceeded { product_id });
+            }
             Ok(Admission::Refused { .. }) => {
+                self.leave_room(caller.member_id).await;
                 return Ok(OrderTrace {
                     trace_id,
                     member_id: caller.member_id,
@@ -231,7 +362,7 @@ impl RequestOrderUseCase for RequestOrderService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MemberId, OmsError, OrderLine, ProductId, ReceiverInfo};
+    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo};
     use crate::memory::InMemoryStore;
     use crate::memory::InMemoryTraceStore;
     use crate::port::outbound::MockOrderRequestPublisher;
@@ -435,6 +566,7 @@ mod tests {
                     name: "A".into(),
                     price: 10,
                     stock: 5,
+                    rules: Default::default(),
                 }
                 .into_product(ProductId(1)),
             )

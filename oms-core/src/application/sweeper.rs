@@ -243,6 +243,7 @@ mod tests {
                     name: "A".into(),
                     price: 10,
                     stock: 5,
+                    rules: Default::default(),
                 }
                 .into_product(ProductId(1)),
             )

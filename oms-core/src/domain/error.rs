@@ -25,6 +25,45 @@ pub enum OmsError {
         /// The unknown product.
         product_id: ProductId,
     },
+    /// The order would take the member past the product's `maxPerMember`.
+    #[error("the order exceeds the purchase limit of product {product_id}")]
+    LimitExceeded {
+        /// The limited product.
+        product_id: ProductId,
+    },
+    /// The product's sale has not started yet.
+    #[error("the sale of product {product_id} has not started")]
+    SaleNotStarted {
+        /// The product.
+        product_id: ProductId,
+    },
+    /// The product's sale has ended.
+    #[error("the sale of product {product_id} has ended")]
+    SaleEnded {
+        /// The product.
+        product_id: ProductId,
+    },
+    /// The member sent more order requests than the rate allows.
+    #[error("too many order requests; try again in {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// How long to wait.
+        retry_after: std::time::Duration,
+    },
+    /// The waiting room is on and the member holds no admission.
+    #[error("not admitted yet")]
+    NotAdmitted {
+        /// The member's place in the line (1 = next), when they are in it.
+        position: Option<u64>,
+        /// When to ask again.
+        retry_after: std::time::Duration,
+    },
+    /// The member is not in the waiting room (never entered, or their
+    /// admission ended).
+    #[error("not in the waiting room")]
+    NotInWaitingRoom,
+    /// The waiting room is not in use.
+    #[error("the waiting room is off")]
+    WaitingRoomOff,
     /// A product with this id exists already.
     #[error("product {product_id} exists already")]
     ProductExists {

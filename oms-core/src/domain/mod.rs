@@ -1,6 +1,7 @@
 //! The domain: orders, products, traces, members, tokens and their rules.
 //! No I/O.
 
+pub mod admission;
 mod caller;
 mod error;
 mod ids;
@@ -13,6 +14,9 @@ pub mod throttle;
 pub mod token;
 mod trace;
 
+pub use admission::{
+    gcra, Purchase, PurchaseLimit, Rate, RateDecision, RoomPolicy, RoomStatus,
+};
 pub use caller::{Caller, Role};
 pub use error::{BoxError, OmsError, OmsResult};
 pub use ids::{MemberId, OrderId, ProductId, TraceId};
@@ -25,9 +29,13 @@ pub use order::{
     OrderPage, OrderRequest, OrderStatus, Orders, ReceiverInfo, MAX_LINES, MAX_QUANTITY,
     MAX_RECEIVER_FIELD,
 };
-pub use placement::{BatchPlan, KeyBindings, KnownOutcome, Placement, StockDecrement};
+pub use placement::{
+    limited_pairs, BatchPlan, Bought, KeyBindings, KnownOutcome, Placement, StockDecrement,
+};
 pub use pricing::{OrderPriceCalculator, PricedOrder};
-pub use product::{Product, ProductChange, ProductDraft, ProductUpdate, StockChange};
+pub use product::{
+    Product, ProductChange, ProductDraft, ProductUpdate, RulesChange, SaleRules, StockChange,
+};
 pub use throttle::{Attempts, ThrottlePolicy};
 pub use token::{
     FamilyState, IssuedPair, Rotation, SessionId, TokenClaims, TokenId, TokenPair, TokenPolicy,

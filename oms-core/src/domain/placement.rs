@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use super::{
     FailureReason, MemberId, OmsError, OrderCommand, OrderPriceCalculator, OrderTrace, PricedOrder,
-    Product, ProductId, TraceId, TraceState,
+    Product, ProductId, Purchase, TraceId, TraceState,
 };
 
 /// One aggregated, versioned stock decrement.
@@ -69,6 +69,9 @@ pub struct BatchPlan {
     pub steps: Vec<Step>,
     /// One decrement per product that loses stock.
     pub decrements: Vec<StockDecrement>,
+    /// Units the batch adds to members' purchases of products with a
+    /// purchase limit, one entry per member and product, in a fixed order.
+    pub purchases: Vec<Purchase>,
 }
 
 /// The outcome of one command of a placed batch.
@@ -89,20 +92,50 @@ pub struct Placement {
 /// The traces that idempotency keys are bound to, by member and key.
 pub type KeyBindings = HashMap<(MemberId, String), TraceId>;
 
+/// Units members bought before, by member and product.
+pub type Bought = HashMap<(MemberId, ProductId), i64>;
+
+/// The member and product pairs of `commands` whose purchases the store
+/// reads for [`plan_batch`]: those of products with a purchase limit.
+pub fn limited_pairs(
+    commands: &[OrderCommand],
+    products: &HashMap<ProductId, Product>,
+) -> Vec<(MemberId, ProductId)> {
+    let mut pairs: Vec<(MemberId, ProductId)> = commands
+        .iter()
+        .flat_map(|c| c.items.iter().map(move |l| (c.member_id, l.product_id)))
+        .filter(|(_, p)| {
+            products
+                .get(p)
+                .is_some_and(|p| p.rules.max_per_member.is_some())
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
 /// Plans `commands` in order against `products` (the current rows of every
-/// product the batch names), `known` (outcomes already recorded) and
-/// `bound` (the traces the batch's idempotency keys are bound to already).
+/// product the batch names), `known` (outcomes already recorded), `bound`
+/// (the traces the batch's idempotency keys are bound to already) and
+/// `bought` (the purchases of the [`limited_pairs`]).
 ///
 /// A command whose key is bound to another trace — earlier, or by an
 /// earlier command of the batch — fails [`FailureReason::Duplicate`] and
 /// takes nothing; the store binds the keys of the other new commands.
+/// A command accepted outside a product's sale window fails
+/// `SALE_NOT_STARTED` / `SALE_ENDED`; one that would take its member past a
+/// product's `maxPerMember` (counting what they bought before and earlier
+/// in the batch) fails `LIMIT_EXCEEDED`.
 pub fn plan_batch(
     commands: &[OrderCommand],
     products: &HashMap<ProductId, Product>,
     known: &HashMap<TraceId, KnownOutcome>,
     bound: &KeyBindings,
+    bought: &Bought,
 ) -> BatchPlan {
     let mut taken: HashMap<ProductId, i64> = HashMap::new();
+    let mut added: Bought = HashMap::new();
     let mut first_seen: HashMap<TraceId, usize> = HashMap::new();
     let mut claimed: KeyBindings = HashMap::new();
     let mut steps = Vec::with_capacity(commands.len());
@@ -128,6 +161,10 @@ pub fn plan_batch(
             steps.push(Step::Fail(FailureReason::Invalid));
             continue;
         }
+        if let Some(reason) = rules_refuse(command, products, bought, &added) {
+            steps.push(Step::Fail(reason));
+            continue;
+        }
         let priced = OrderPriceCalculator::price(
             &command.items,
             |id| products.get(&id),
@@ -136,7 +173,16 @@ pub fn plan_batch(
         match priced {
             Ok(priced) => {
                 for item in &priced.items {
-                    *taken.entry(item.product_id).or_insert(0) += i64::from(item.quantity);
+                    let units = i64::from(item.quantity);
+                    *taken.entry(item.product_id).or_insert(0) += units;
+                    let limited = products
+                        .get(&item.product_id)
+                        .is_some_and(|p| p.rules.max_per_member.is_some());
+                    if limited {
+                        *added
+                            .entry((command.member_id, item.product_id))
+                            .or_insert(0) += units;
+                    }
                 }
                 steps.push(Step::Place(priced));
             }
@@ -157,7 +203,46 @@ pub fn plan_batch(
         .collect();
     // A fixed order keeps row locks in the same order across writers.
     decrements.sort_by_key(|d| d.product_id);
-    BatchPlan { steps, decrements }
+    let mut purchases: Vec<Purchase> = added
+        .into_iter()
+        .map(|((member_id, product_id), units)| Purchase {
+            member_id,
+            product_id,
+            units,
+        })
+        .collect();
+    purchases.sort_by_key(|p| (p.product_id, p.member_id));
+    BatchPlan {
+        steps,
+        decrements,
+        purchases,
+    }
+}
+
+/// The sale rule `command` breaks, if any: a line outside its product's
+/// window (judged at the time the order was accepted), or over its
+/// purchase limit.
+fn rules_refuse(
+    command: &OrderCommand,
+    products: &HashMap<ProductId, Product>,
+    bought: &Bought,
+    added: &Bought,
+) -> Option<FailureReason> {
+    for (product_id, units) in command.units_by_product() {
+        let Some(product) = products.get(&product_id) else {
+            continue; // pricing answers PRODUCT_NOT_FOUND
+        };
+        if let Err(reason) = product.rules.window_admits(command.requested_at) {
+            return Some(reason);
+        }
+        let pair = (command.member_id, product_id);
+        let before = bought.get(&pair).copied().unwrap_or(0) + added.get(&pair).copied().unwrap_or(0);
+        let units = i64::try_from(units).unwrap_or(i64::MAX);
+        if !product.rules.limit_admits(before, units) {
+            return Some(FailureReason::LimitExceeded);
+        }
+    }
+    None
 }
 
 /// Resolves the steps of a plan into placements, given the order id each
@@ -248,6 +333,7 @@ mod tests {
                         price: 10,
                         stock: s,
                         version: 7,
+                        rules: Default::default(),
                     },
                 )
             })
@@ -264,6 +350,7 @@ mod tests {
         let plan = plan_batch(
             &cmds,
             &products(&[(1, 3), (2, 5)]),
+            &HashMap::new(),
             &HashMap::new(),
             &HashMap::new(),
         );
@@ -304,7 +391,7 @@ mod tests {
             dead_lettered: false,
         };
         let known = HashMap::from([(a.trace_id, outcome)]);
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known, &HashMap::new());
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known, &HashMap::new(), &HashMap::new());
         assert_eq!(plan.steps[0], Step::Replay(outcome));
         assert_eq!(plan.steps[2], Step::SameAs(1));
         assert_eq!(plan.decrements[0].quantity, 1);
@@ -330,6 +417,7 @@ mod tests {
             &products(&[(1, 5)]),
             &HashMap::new(),
             &HashMap::new(),
+            &HashMap::new(),
         );
         assert_eq!(plan.steps[0], Step::Fail(FailureReason::ProductNotFound));
         assert_eq!(plan.steps[1], Step::Fail(FailureReason::Invalid));
@@ -348,16 +436,78 @@ mod tests {
             &products(&[(1, 5)]),
             &HashMap::new(),
             &bound,
+            &HashMap::new(),
         );
         assert_eq!(plan.steps[0], Step::Fail(FailureReason::Duplicate));
         assert!(plan.decrements.is_empty());
         // The bound trace itself places; within a batch the first one wins;
         // another member's key is another binding.
         let cmds = vec![earlier, retry, other_member];
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new(), &bound);
+        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new(), &bound, &HashMap::new());
         assert!(matches!(plan.steps[0], Step::Place(_)));
         assert_eq!(plan.steps[1], Step::Fail(FailureReason::Duplicate));
         assert!(matches!(plan.steps[2], Step::Place(_)));
         assert_eq!(plan.decrements[0].quantity, 2);
+    }
+
+    #[test]
+    fn limits_count_earlier_purchases_and_the_batch_and_windows_the_accept_time() {
+        let mut catalogue = products(&[(1, 100), (2, 100)]);
+        if let Some(p) = catalogue.get_mut(&ProductId(1)) {
+            p.rules.max_per_member = Some(2);
+        }
+        let bought = HashMap::from([((MemberId(1), ProductId(1)), 1)]);
+        let cmds = vec![
+            cmd(1, &[(1, 1)]),         // 1 + 1 = 2: fine
+            cmd(1, &[(1, 1)]),         // 3: over
+            cmd(2, &[(1, 1), (1, 1)]), // 2 in one order: fine
+            cmd(2, &[(2, 50)]),        // no limit on 2
+            cmd(3, &[(1, 3)]),         // over at once
+        ];
+        assert_eq!(
+            limited_pairs(&cmds, &catalogue),
+            vec![
+                (MemberId(1), ProductId(1)),
+                (MemberId(2), ProductId(1)),
+                (MemberId(3), ProductId(1))
+            ]
+        );
+        let plan = plan_batch(&cmds, &catalogue, &HashMap::new(), &HashMap::new(), &bought);
+        assert!(matches!(plan.steps[0], Step::Place(_)));
+        assert_eq!(plan.steps[1], Step::Fail(FailureReason::LimitExceeded));
+        assert!(matches!(plan.steps[2], Step::Place(_)));
+        assert!(matches!(plan.steps[3], Step::Place(_)));
+        assert_eq!(plan.steps[4], Step::Fail(FailureReason::LimitExceeded));
+        assert_eq!(
+            plan.purchases,
+            vec![
+                Purchase {
+                    member_id: MemberId(1),
+                    product_id: ProductId(1),
+                    units: 1
+                },
+                Purchase {
+                    member_id: MemberId(2),
+                    product_id: ProductId(1),
+                    units: 2
+                },
+            ]
+        );
+        assert_eq!(plan.decrements[0].quantity, 3);
+
+        // An order accepted before the window opened fails, whenever it is
+        // processed.
+        if let Some(p) = catalogue.get_mut(&ProductId(2)) {
+            p.rules.sale_starts_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+        }
+        let plan = plan_batch(
+            &[cmd(5, &[(2, 1)])],
+            &catalogue,
+            &HashMap::new(),
+            &HashMap::new(),
+            &HashMap::new(),
+        );
+        assert_eq!(plan.steps[0], Step::Fail(FailureReason::SaleNotStarted));
+        assert!(plan.decrements.is_empty());
     }
 }

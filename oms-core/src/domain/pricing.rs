@@ -75,6 +75,7 @@ mod tests {
             price,
             stock,
             version: 0,
+            rules: Default::default(),
         }
     }
 

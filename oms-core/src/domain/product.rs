@@ -1,8 +1,97 @@
 //! Products and their stock.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{OmsError, OmsResult, ProductId};
+use super::{FailureReason, OmsError, OmsResult, ProductId};
+
+/// The rules of a sale: how much one member may buy and when the product
+/// is on sale. Every field is optional; an empty set of rules sells to
+/// anyone, any time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaleRules {
+    /// Units one member may buy in total (over all their orders), > 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_member: Option<i64>,
+    /// Orders accepted before this instant are refused `SALE_NOT_STARTED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_starts_at: Option<DateTime<Utc>>,
+    /// Orders accepted at or after this instant are refused `SALE_ENDED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_ends_at: Option<DateTime<Utc>>,
+}
+
+impl SaleRules {
+    /// Checks the rules as an operator sets them at `now`: a positive
+    /// limit, a window that ends after it starts and has not ended yet.
+    pub fn validate(&self, now: DateTime<Utc>) -> OmsResult<()> {
+        if self.max_per_member.is_some_and(|m| m <= 0) {
+            return Err(OmsError::Invalid(
+                "maxPerMember must be greater than 0".into(),
+            ));
+        }
+        if let (Some(start), Some(end)) = (self.sale_starts_at, self.sale_ends_at) {
+            if end <= start {
+                return Err(OmsError::Invalid(
+                    "saleEndsAt must be after saleStartsAt".into(),
+                ));
+            }
+        }
+        if self.sale_ends_at.is_some_and(|end| end <= now) {
+            return Err(OmsError::Invalid("saleEndsAt is in the past".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether an order accepted at `at` falls in the sale window; the
+    /// reason it does not otherwise.
+    pub fn window_admits(&self, at: DateTime<Utc>) -> Result<(), FailureReason> {
+        if self.sale_starts_at.is_some_and(|start| at < start) {
+            return Err(FailureReason::SaleNotStarted);
+        }
+        if self.sale_ends_at.is_some_and(|end| at >= end) {
+            return Err(FailureReason::SaleEnded);
+        }
+        Ok(())
+    }
+
+    /// Whether a member who bought `bought` units may buy `more`.
+    pub fn limit_admits(&self, bought: i64, more: i64) -> bool {
+        self.max_per_member
+            .is_none_or(|max| bought.saturating_add(more) <= max)
+    }
+}
+
+/// How an update changes a product's [`SaleRules`], field by field:
+/// `None` keeps the field, `Some(None)` clears it, `Some(Some(v))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RulesChange {
+    /// The new `maxPerMember`.
+    pub max_per_member: Option<Option<i64>>,
+    /// The new `saleStartsAt`.
+    pub sale_starts_at: Option<Option<DateTime<Utc>>>,
+    /// The new `saleEndsAt`.
+    pub sale_ends_at: Option<Option<DateTime<Utc>>>,
+}
+
+impl RulesChange {
+    /// The rules after this change of `current`.
+    pub fn apply_to(&self, current: &SaleRules) -> SaleRules {
+        SaleRules {
+            max_per_member: self.max_per_member.unwrap_or(current.max_per_member),
+            sale_starts_at: self.sale_starts_at.unwrap_or(current.sale_starts_at),
+            sale_ends_at: self.sale_ends_at.unwrap_or(current.sale_ends_at),
+        }
+    }
+
+    /// Whether the change touches the window (then the new window is
+    /// checked against the clock; an unchanged one that has ended since is
+    /// left alone).
+    fn touches_window(&self) -> bool {
+        self.sale_starts_at.is_some() || self.sale_ends_at.is_some()
+    }
+}
 
 /// A product with its stock and the version of its optimistic lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +106,9 @@ pub struct Product {
     pub stock: i64,
     /// Bumped by every write; the optimistic lock compares it.
     pub version: i64,
+    /// Purchase limit and sale window.
+    #[serde(default)]
+    pub rules: SaleRules,
 }
 
 /// The fields an operator sets when creating or replacing a product.
@@ -28,11 +120,20 @@ pub struct ProductDraft {
     pub price: i64,
     /// Units on sale, ≥ 0.
     pub stock: i64,
+    /// Purchase limit and sale window.
+    #[serde(default)]
+    pub rules: SaleRules,
 }
 
 impl ProductDraft {
-    /// Checks the rules of a product: a name, a positive price, no negative stock.
+    /// Checks the rules of a product: a name, a positive price, no negative
+    /// stock, and [`SaleRules::validate`] at the present time.
     pub fn validate(&self) -> OmsResult<()> {
+        self.validate_fields()?;
+        self.rules.validate(Utc::now())
+    }
+
+    fn validate_fields(&self) -> OmsResult<()> {
         if self.name.trim().is_empty() {
             return Err(OmsError::Invalid("name must not be empty".into()));
         }
@@ -58,6 +159,7 @@ impl ProductDraft {
             price: self.price,
             stock: self.stock,
             version: 0,
+            rules: self.rules,
         }
     }
 }
@@ -97,6 +199,8 @@ pub struct ProductUpdate {
     pub price: i64,
     /// What happens to the stock.
     pub stock: StockChange,
+    /// What happens to the sale rules.
+    pub rules: RulesChange,
 }
 
 /// A product after an update, and how many units the update added to its
@@ -120,8 +224,9 @@ impl ProductUpdate {
                 StockChange::Set { stock, .. } => stock,
                 _ => 0,
             },
+            rules: SaleRules::default(),
         }
-        .validate()
+        .validate_fields()
     }
 
     /// Applies the update to `current` (read in the same transaction as the
@@ -129,6 +234,17 @@ impl ProductUpdate {
     /// so every store applies the same rules.
     pub fn apply_to(&self, current: &Product) -> OmsResult<ProductChange> {
         self.validate()?;
+        let rules = self.rules.apply_to(&current.rules);
+        if self.rules.touches_window() {
+            rules.validate(Utc::now())?;
+        } else {
+            SaleRules {
+                sale_starts_at: None,
+                sale_ends_at: None,
+                ..rules
+            }
+            .validate(Utc::now())?;
+        }
         let stock_delta = match self.stock {
             StockChange::Keep => 0,
             StockChange::Set {
@@ -176,6 +292,7 @@ impl ProductUpdate {
                 price: self.price,
                 stock: current.stock + stock_delta,
                 version: current.version + 1,
+                rules,
             },
             stock_delta,
         })
@@ -193,6 +310,7 @@ mod tests {
             price: 12900,
             stock: 200,
             version: 7,
+            rules: SaleRules::default(),
         }
     }
 
@@ -201,6 +319,7 @@ mod tests {
             name: "Tteokbokki (fixed)".into(),
             price: 12900,
             stock,
+            rules: RulesChange::default(),
         }
     }
 
@@ -266,5 +385,94 @@ mod tests {
             update(StockChange::Adjust(i64::MAX)).apply_to(&current()),
             Err(OmsError::Invalid(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod rules_tests {
+    use chrono::Duration;
+
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        let now = at(0);
+        let zero = SaleRules {
+            max_per_member: Some(0),
+            ..SaleRules::default()
+        };
+        assert!(matches!(zero.validate(now), Err(OmsError::Invalid(_))));
+        let backwards = SaleRules {
+            sale_starts_at: Some(at(100)),
+            sale_ends_at: Some(at(50)),
+            ..SaleRules::default()
+        };
+        assert!(matches!(backwards.validate(now), Err(OmsError::Invalid(_))));
+        let past = SaleRules {
+            sale_ends_at: Some(at(-1)),
+            ..SaleRules::default()
+        };
+        assert!(matches!(past.validate(now), Err(OmsError::Invalid(_))));
+        let fine = SaleRules {
+            max_per_member: Some(2),
+            sale_starts_at: Some(at(-100)),
+            sale_ends_at: Some(at(100)),
+        };
+        assert!(fine.validate(now).is_ok());
+    }
+
+    #[test]
+    fn the_window_is_half_open() {
+        let rules = SaleRules {
+            sale_starts_at: Some(at(0)),
+            sale_ends_at: Some(at(10)),
+            ..SaleRules::default()
+        };
+        assert_eq!(
+            rules.window_admits(at(0) - Duration::milliseconds(1)),
+            Err(FailureReason::SaleNotStarted)
+        );
+        assert_eq!(rules.window_admits(at(0)), Ok(()));
+        assert_eq!(rules.window_admits(at(10)), Err(FailureReason::SaleEnded));
+        assert_eq!(SaleRules::default().window_admits(at(0)), Ok(()));
+    }
+
+    #[test]
+    fn the_limit_counts_what_was_bought() {
+        let rules = SaleRules {
+            max_per_member: Some(2),
+            ..SaleRules::default()
+        };
+        assert!(rules.limit_admits(0, 2));
+        assert!(rules.limit_admits(1, 1));
+        assert!(!rules.limit_admits(1, 2));
+        assert!(!rules.limit_admits(i64::MAX, 1));
+        assert!(SaleRules::default().limit_admits(1_000_000, 1_000));
+    }
+
+    #[test]
+    fn an_update_keeps_clears_or_sets_each_rule() {
+        let current = SaleRules {
+            max_per_member: Some(2),
+            sale_starts_at: Some(at(0)),
+            sale_ends_at: None,
+        };
+        let change = RulesChange {
+            max_per_member: None,
+            sale_starts_at: Some(None),
+            sale_ends_at: Some(Some(at(10))),
+        };
+        assert_eq!(
+            change.apply_to(&current),
+            SaleRules {
+                max_per_member: Some(2),
+                sale_starts_at: None,
+                sale_ends_at: Some(at(10)),
+            }
+        );
     }
 }

@@ -30,6 +30,12 @@ pub enum FailureReason {
     /// The store refused the order for a reason that no retry can change
     /// (found by splitting its batch); the rest of the batch was placed.
     Unprocessable,
+    /// The order would take the member past the product's `maxPerMember`.
+    LimitExceeded,
+    /// The order was accepted before the product's sale started.
+    SaleNotStarted,
+    /// The order was accepted after the product's sale ended.
+    SaleEnded,
 }
 
 impl FailureReason {
@@ -44,6 +50,9 @@ impl FailureReason {
             Self::NotAccepted => "NOT_ACCEPTED",
             Self::Duplicate => "DUPLICATE",
             Self::Unprocessable => "UNPROCESSABLE",
+            Self::LimitExceeded => "LIMIT_EXCEEDED",
+            Self::SaleNotStarted => "SALE_NOT_STARTED",
+            Self::SaleEnded => "SALE_ENDED",
         }
     }
 
@@ -58,6 +67,9 @@ impl FailureReason {
             "NOT_ACCEPTED" => Self::NotAccepted,
             "DUPLICATE" => Self::Duplicate,
             "UNPROCESSABLE" => Self::Unprocessable,
+            "LIMIT_EXCEEDED" => Self::LimitExceeded,
+            "SALE_NOT_STARTED" => Self::SaleNotStarted,
+            "SALE_ENDED" => Self::SaleEnded,
             other => {
                 return Err(OmsError::Internal(format!(
                     "unknown failure reason `{other}`"
@@ -72,6 +84,9 @@ impl FailureReason {
             OmsError::OutOfStock { .. } => Some(Self::OutOfStock),
             OmsError::ProductNotFound { .. } => Some(Self::ProductNotFound),
             OmsError::Invalid(_) => Some(Self::Invalid),
+            OmsError::LimitExceeded { .. } => Some(Self::LimitExceeded),
+            OmsError::SaleNotStarted { .. } => Some(Self::SaleNotStarted),
+            OmsError::SaleEnded { .. } => Some(Self::SaleEnded),
             _ => None,
         }
     }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 
 use super::lock;
 use crate::domain::{
-    units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
-    TraceState,
+    units_by_product, FailureReason, MemberId, OmsResult, OrderCommand, OrderLine, OrderTrace,
+    ProductId, Purchase, PurchaseLimit, TraceState,
 };
 use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
 
@@ -16,6 +16,8 @@ use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore
 struct State {
     /// Units and the product version they were read at.
     available: HashMap<ProductId, (i64, i64)>,
+    /// Units each member bought of each product with a limit.
+    bought: HashMap<(ProductId, MemberId), i64>,
     /// Journal entries by sequence number, with when they were handed out.
     journal: BTreeMap<u64, (OrderCommand, Option<Instant>)>,
     next_entry: u64,
@@ -57,10 +59,32 @@ impl InMemoryStockGate {
 
 #[async_trait]
 impl StockGate for InMemoryStockGate {
-    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission> {
+    async fn admit(
+        &self,
+        command: &OrderCommand,
+        limits: &[PurchaseLimit],
+    ) -> OmsResult<Admission> {
         let units = command.units_by_product();
+        let wanted = |product: ProductId| {
+            units
+                .iter()
+                .find(|(p, _)| *p == product)
+                .map_or(0, |(_, u)| i64::try_from(*u).unwrap_or(i64::MAX))
+        };
         let refused = {
             let mut state = lock(&self.state);
+            for limit in limits {
+                let had = state
+                    .bought
+                    .get(&(limit.product_id, command.member_id))
+                    .copied()
+                    .unwrap_or(0);
+                if had.saturating_add(wanted(limit.product_id)) > limit.max_per_member {
+                    return Ok(Admission::OverLimit {
+                        product_id: limit.product_id,
+                    });
+                }
+            }
             let short = units.iter().find(|(product, wanted)| {
                 state
                     .available
@@ -79,6 +103,12 @@ impl StockGate for InMemoryStockGate {
                         if let Some((have, _)) = state.available.get_mut(product) {
                             *have -= i64::try_from(*wanted).unwrap_or(i64::MAX);
                         }
+                    }
+                    for limit in limits {
+                        *state
+                            .bought
+                            .entry((limit.product_id, command.member_id))
+                            .or_insert(0) += wanted(limit.product_id);
                     }
                     None
                 }
@@ -101,12 +131,25 @@ impl StockGate for InMemoryStockGate {
         })
     }
 
-    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()> {
+    async fn release(&self, member_id: MemberId, lines: &[OrderLine]) -> OmsResult<()> {
         let mut state = lock(&self.state);
         for (product, units) in units_by_product(lines) {
+            let units = i64::try_from(units).unwrap_or(i64::MAX);
             if let Some((have, _)) = state.available.get_mut(&product) {
-                *have += i64::try_from(units).unwrap_or(i64::MAX);
+                *have += units;
             }
+            if let Some(bought) = state.bought.get_mut(&(product, member_id)) {
+                *bought = bought.saturating_sub(units).max(0);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase]) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        state.bought.retain(|(p, _), _| *p != product_id);
+        for p in purchases.iter().filter(|p| p.product_id == product_id) {
+            state.bought.insert((product_id, p.member_id), p.units);
         }
         Ok(())
     }

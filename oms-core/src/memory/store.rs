@@ -5,9 +5,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 
 use super::lock;
-use crate::domain::placement::{plan_batch, resolve_placements, KeyBindings, Step};
+use crate::domain::placement::{
+    limited_pairs, plan_batch, resolve_placements, Bought, KeyBindings, Step,
+};
 use crate::domain::{
-    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
+    KnownOutcome, Purchase, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
     OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, TraceId,
 };
 use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
@@ -18,6 +20,7 @@ struct State {
     orders: BTreeMap<OrderId, Order>,
     outcomes: HashMap<TraceId, KnownOutcome>,
     keys: KeyBindings,
+    bought: Bought,
     settled_at: HashMap<TraceId, std::time::Instant>,
     next_order_id: u64,
 }
@@ -54,7 +57,11 @@ impl OrderStore for InMemoryStore {
             .filter_map(|c| c.idempotency_binding())
             .filter_map(|b| state.keys.get(&b).map(|t| (b, *t)))
             .collect();
-        let plan = plan_batch(commands, &snapshot, &known, &bound);
+        let bought: Bought = limited_pairs(commands, &snapshot)
+            .into_iter()
+            .filter_map(|pair| state.bought.get(&pair).map(|u| (pair, *u)))
+            .collect();
+        let plan = plan_batch(commands, &snapshot, &known, &bound, &bought);
 
         // Check every decrement before changing anything.
         for d in &plan.decrements {
@@ -68,6 +75,9 @@ impl OrderStore for InMemoryStore {
                 p.stock -= d.quantity;
                 p.version += 1;
             }
+        }
+        for p in &plan.purchases {
+            *state.bought.entry((p.member_id, p.product_id)).or_insert(0) += p.units;
         }
         let now = Utc::now();
         let mut ids = Vec::new();
@@ -227,6 +237,22 @@ impl ProductStore for InMemoryStore {
 
     async fn list(&self) -> OmsResult<Vec<Product>> {
         Ok(lock(&self.state).products.values().cloned().collect())
+    }
+
+    async fn purchases(&self, product_id: ProductId) -> OmsResult<Vec<Purchase>> {
+        let state = lock(&self.state);
+        let mut out: Vec<Purchase> = state
+            .bought
+            .iter()
+            .filter(|((_, p), units)| *p == product_id && **units > 0)
+            .map(|(&(member_id, product_id), &units)| Purchase {
+                member_id,
+                product_id,
+                units,
+            })
+            .collect();
+        out.sort_by_key(|p| p.member_id);
+        Ok(out)
     }
 }
 

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempts, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
+    Attempts, Purchase, PurchaseLimit, RateDecision, RoomStatus, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
     OrderCommand, OrderId, OrderLine, OrderPage, OrderTrace, PasswordHash, Placement, Product,
     ProductChange, ProductId, ProductUpdate, Role, Rotation, SessionId, TokenClaims, TokenId,
     TraceId, TraceState,
@@ -236,6 +236,10 @@ pub trait ProductStore: Send + Sync {
 
     /// Every product, by id.
     async fn list(&self) -> OmsResult<Vec<Product>>;
+
+    /// What each member has bought of `product_id` (units of placed orders
+    /// not given back), members with none left out.
+    async fn purchases(&self, product_id: ProductId) -> OmsResult<Vec<Purchase>>;
 }
 
 /// What the [`StockGate`] decided for an order.
@@ -248,6 +252,12 @@ pub enum Admission {
     /// FAILED `OUT_OF_STOCK`, and the refusal is journaled.
     Refused {
         /// The first product that lacked the units.
+        product_id: ProductId,
+    },
+    /// The order would take the member past a product's purchase limit:
+    /// nothing is reserved and no trace is written.
+    OverLimit {
+        /// The first product whose limit the order exceeds.
         product_id: ProductId,
     },
 }
@@ -293,13 +303,23 @@ pub struct Refusal {
 #[async_trait]
 pub trait StockGate: Send + Sync {
     /// Reserves the units of every line of `command`, all or none, and
-    /// records its trace (see the trait's docs).
-    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission>;
+    /// records its trace (see the trait's docs). For each product in
+    /// `limits`, the units are also counted against the member's purchases
+    /// of it, in the same atomic step: an order that would take the member
+    /// past the limit reserves nothing ([`Admission::OverLimit`]).
+    async fn admit(&self, command: &OrderCommand, limits: &[PurchaseLimit])
+        -> OmsResult<Admission>;
 
-    /// Gives back the units reserved for `lines` (an order that was not
-    /// queued, or that failed for a reason other than stock). Products
-    /// without a gate are left without one.
-    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()>;
+    /// Gives back the units reserved for `lines` of `member_id`'s order (an
+    /// order that was not queued, or that failed for a reason other than
+    /// stock), to the product counters and to the member's purchases.
+    /// Products without a gate are left without one.
+    async fn release(&self, member_id: MemberId, lines: &[OrderLine]) -> OmsResult<()>;
+
+    /// Replaces the purchases the gate counts for `product_id` with
+    /// `purchases` (the database's, read when no order was in flight).
+    async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase])
+        -> OmsResult<()>;
 
     /// Sets the available units of products. Each gate remembers the
     /// product version its level was read at, and a level read at an older
@@ -325,6 +345,56 @@ pub trait StockGate: Send + Sync {
 
     /// Removes settled refusals from the journal.
     async fn settled(&self, ids: &[String]) -> OmsResult<()>;
+}
+
+/// The waiting room in front of the order endpoint: members enter, wait in
+/// line, and are admitted first come first served at the room's rate with
+/// at most a set number admitted at once ([`RoomPolicy`]
+/// (crate::domain::RoomPolicy), given to the adapter).
+///
+/// Every operation is atomic in the adapter's store, so any number of
+/// processes may share one room; [`admit`](Self::admit) keeps its rate in
+/// the store too, so it may run in every process at once (no leader).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait WaitingRoom: Send + Sync {
+    /// Enters the member, or answers where they stand if they are in the
+    /// room already (entering twice keeps the place).
+    async fn enter(&self, member_id: MemberId) -> OmsResult<RoomStatus>;
+
+    /// Where the member stands; `None` when they are not in the room (never
+    /// entered, or their admission ended).
+    async fn status(&self, member_id: MemberId) -> OmsResult<Option<RoomStatus>>;
+
+    /// One round of the admitter: ends admissions past their TTL, then
+    /// admits the next in line as far as the rate (tokens accrued since
+    /// the last round, shared by every process) and the free slots allow.
+    /// Returns how many it admitted.
+    async fn admit(&self) -> OmsResult<u64>;
+
+    /// Ends the admissions of these members (their order is final); their
+    /// slots go to the next in line.
+    async fn release(&self, members: &[MemberId]) -> OmsResult<()>;
+
+    /// How many wait and how many are admitted.
+    async fn occupancy(&self) -> OmsResult<Occupancy>;
+}
+
+/// How full the waiting room is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Members in line.
+    pub waiting: u64,
+    /// Members admitted now.
+    pub admitted: u64,
+}
+
+/// A rate limiter shared by every process (the per-member order rate).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    /// Counts one request of `key` against the limiter's rate.
+    async fn acquire(&self, key: &str) -> OmsResult<RateDecision>;
 }
 
 /// A dependency whose health `/readyz` reports.

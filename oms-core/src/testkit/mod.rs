@@ -10,9 +10,11 @@
 pub mod member_store;
 pub mod order_store;
 pub mod product_store;
+pub mod rate_limiter;
 pub mod session_store;
 pub mod stock_gate;
 pub mod trace_store;
+pub mod waiting_room;
 
 use crate::domain::{
     MemberId, OrderCommand, OrderLine, OrderRequest, ProductDraft, ProductId, ReceiverInfo, TraceId,
@@ -40,6 +42,7 @@ pub fn draft(name: &str, stock: i64) -> ProductDraft {
         name: name.to_owned(),
         price: 1000,
         stock,
+        rules: Default::default(),
     }
 }
 

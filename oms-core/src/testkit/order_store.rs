@@ -27,7 +27,25 @@ pub async fn run(orders: Arc<dyn OrderStore>, products: Arc<dyn ProductStore>) {
     an_idempotency_key_places_one_order_for_good(&*orders, &*products).await;
     unconfirmed_failures_are_in_the_outbox(&*orders, &*products).await;
     the_largest_batch_is_placed_in_one_call(&*orders, &*products).await;
-    concurrent_batches_never_oversell(orders, products).await;
+    purchase_limits_hold_across_batches_and_redelivery(&*orders, &*products).await;
+    orders_are_judged_by_the_window_at_acceptance(&*orders, &*products).await;
+    concurrent_batches_never_oversell(orders.clone(), products.clone()).await;
+    concurrent_batches_never_pass_a_limit(orders, products).await;
+}
+
+async fn limited_product(products: &dyn ProductStore, stock: i64, max: i64) -> ProductId {
+    let id = random_product_id();
+    let mut d = draft(&format!("limited {id}"), stock);
+    d.rules.max_per_member = Some(max);
+    products.create(&d.into_product(id)).await.unwrap();
+    id
+}
+
+fn reason(p: &Placement) -> Option<FailureReason> {
+    match p.trace.state {
+        TraceState::Failed { reason } => Some(reason),
+        _ => None,
+    }
 }
 
 async fn product(products: &dyn ProductStore, stock: i64) -> ProductId {
@@ -537,4 +555,127 @@ pub async fn the_largest_batch_is_placed_in_one_call(
     assert_eq!(stock(products, a).await, 0);
     let again = place(orders, &batch).await;
     assert!(again.iter().all(|p| p.replayed), "a redelivery replays all");
+}
+
+pub async fn purchase_limits_hold_across_batches_and_redelivery(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let a = limited_product(products, 100, 2).await;
+    let free = product(products, 100).await;
+    let (member, other) = (random_member_id(), random_member_id());
+    let first = command(member, &[(a, 1), (free, 10)]);
+    assert_eq!(reason(&place(orders, std::slice::from_ref(&first)).await[0]), None);
+    let batch = vec![
+        command(member, &[(a, 1)]),
+        command(member, &[(a, 1)]),
+        command(other, &[(a, 2)]),
+        command(member, &[(free, 10)]),
+    ];
+    let placed = place(orders, &batch).await;
+    let reasons: Vec<_> = placed.iter().map(reason).collect();
+    assert_eq!(
+        reasons,
+        vec![None, Some(FailureReason::LimitExceeded), None, None]
+    );
+    // A redelivery is a replay: it counts nothing again.
+    let again = place(orders, std::slice::from_ref(&first)).await;
+    assert!(again[0].replayed);
+    assert_eq!(stock(products, a).await, 96);
+    assert_eq!(stock(products, free).await, 80);
+    let mut bought = products.purchases(a).await.unwrap();
+    bought.sort_by_key(|p| p.member_id);
+    let mut expected = vec![
+        crate::domain::Purchase {
+            member_id: member,
+            product_id: a,
+            units: 2,
+        },
+        crate::domain::Purchase {
+            member_id: other,
+            product_id: a,
+            units: 2,
+        },
+    ];
+    expected.sort_by_key(|p| p.member_id);
+    assert_eq!(bought, expected);
+}
+
+pub async fn orders_are_judged_by_the_window_at_acceptance(
+    orders: &dyn OrderStore,
+    products: &dyn ProductStore,
+) {
+    let now = chrono::Utc::now();
+    let window = |start: i64, end: i64| {
+        let mut d = draft("windowed", 10);
+        d.rules.sale_starts_at = Some(now + chrono::Duration::minutes(start));
+        d.rules.sale_ends_at = Some(now + chrono::Duration::minutes(end));
+        d
+    };
+    let (later, ended) = (random_product_id(), random_product_id());
+    products
+        .create(&window(60, 120).into_product(later))
+        .await
+        .unwrap();
+    products
+        .create(&window(-120, -60).into_product(ended))
+        .await
+        .unwrap();
+    let member = random_member_id();
+    let mut in_time = command(member, &[(ended, 1)]);
+    in_time.requested_at = now - chrono::Duration::minutes(90);
+    let batch = vec![
+        command(member, &[(later, 1)]),
+        command(member, &[(ended, 1)]),
+        in_time,
+    ];
+    let placed = place(orders, &batch).await;
+    let reasons: Vec<_> = placed.iter().map(reason).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            Some(FailureReason::SaleNotStarted),
+            Some(FailureReason::SaleEnded),
+            None
+        ],
+        "accepted inside the window, placed after it: the order stands"
+    );
+    assert_eq!(stock(products, later).await, 10);
+    assert_eq!(stock(products, ended).await, 9);
+}
+
+pub async fn concurrent_batches_never_pass_a_limit(
+    orders: Arc<dyn OrderStore>,
+    products: Arc<dyn ProductStore>,
+) {
+    let a = limited_product(&*products, 1000, 3).await;
+    let member = random_member_id();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let orders = orders.clone();
+        tasks.push(tokio::spawn(async move {
+            let batch: Vec<_> = (0..5)
+                .map(|i| {
+                    let who = if i % 2 == 0 { member } else { random_member_id() };
+                    command(who, &[(a, 1)])
+                })
+                .collect();
+            place(&*orders, &batch).await
+        }));
+    }
+    let mut sold_to_member = 0;
+    let mut sold = 0;
+    for t in tasks {
+        for p in t.await.unwrap() {
+            if let TraceState::Completed { .. } = p.trace.state {
+                sold += 1;
+                if p.trace.member_id == member {
+                    sold_to_member += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(sold_to_member, 3, "exactly the limit, never more");
+    assert_eq!(sold, 3 + 16);
+    assert_eq!(stock(&*products, a).await, 1000 - sold);
 }

@@ -1,6 +1,6 @@
 //! The contract of [`ProductStore`].
 
-use crate::domain::{OmsError, ProductUpdate, StockChange};
+use crate::domain::{OmsError, ProductUpdate, RulesChange, SaleRules, StockChange};
 use crate::port::outbound::ProductStore;
 
 use super::{draft, random_product_id};
@@ -11,6 +11,7 @@ pub async fn run(store: &dyn ProductStore) {
     duplicates_are_refused(store).await;
     update_bumps_the_version(store).await;
     stock_changes_are_conditional_or_relative(store).await;
+    sale_rules_are_kept_cleared_or_set(store).await;
 }
 
 pub async fn create_get_list(store: &dyn ProductStore) {
@@ -45,6 +46,7 @@ pub async fn update_bumps_the_version(store: &dyn ProductStore) {
             stock: 9,
             expected_version: Some(0),
         },
+        rules: Default::default(),
     };
     let updated = store.update(id, &new).await.unwrap();
     assert_eq!(updated.stock_delta, 8);
@@ -76,6 +78,7 @@ pub async fn stock_changes_are_conditional_or_relative(store: &dyn ProductStore)
         name: "A".into(),
         price: 1000,
         stock,
+        rules: Default::default(),
     };
     // A rename leaves the stock alone.
     let renamed = store.update(id, &with(StockChange::Keep)).await.unwrap();
@@ -112,4 +115,53 @@ pub async fn stock_changes_are_conditional_or_relative(store: &dyn ProductStore)
     ));
     let p = store.get(id).await.unwrap().unwrap();
     assert_eq!((p.stock, p.version), (380, 2));
+}
+
+pub async fn sale_rules_are_kept_cleared_or_set(store: &dyn ProductStore) {
+    let id = random_product_id();
+    // Whole seconds: what any store keeps of an instant.
+    let now = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap();
+    let rules = SaleRules {
+        max_per_member: Some(2),
+        sale_starts_at: Some(now - chrono::Duration::hours(1)),
+        sale_ends_at: Some(now + chrono::Duration::hours(1)),
+    };
+    let mut d = draft("Limited", 10);
+    d.rules = rules;
+    let product = d.into_product(id);
+    store.create(&product).await.unwrap();
+    assert_eq!(store.get(id).await.unwrap().unwrap().rules, rules);
+    assert!(store.list().await.unwrap().contains(&product));
+    assert_eq!(store.purchases(id).await.unwrap(), vec![]);
+    let update = |rules| ProductUpdate {
+        name: "Limited".into(),
+        price: 1000,
+        stock: StockChange::Keep,
+        rules,
+    };
+    let kept = store.update(id, &update(RulesChange::default())).await.unwrap();
+    assert_eq!(kept.product.rules, rules);
+    let change = RulesChange {
+        max_per_member: Some(Some(5)),
+        sale_starts_at: Some(None),
+        sale_ends_at: None,
+    };
+    let changed = store.update(id, &update(change)).await.unwrap();
+    let expected = SaleRules {
+        max_per_member: Some(5),
+        sale_starts_at: None,
+        sale_ends_at: rules.sale_ends_at,
+    };
+    assert_eq!(changed.product.rules, expected);
+    assert_eq!(store.get(id).await.unwrap().unwrap().rules, expected);
+    // A limit of 0 is refused and changes nothing.
+    let zero = RulesChange {
+        max_per_member: Some(Some(0)),
+        ..RulesChange::default()
+    };
+    assert!(matches!(
+        store.update(id, &update(zero)).await,
+        Err(OmsError::Invalid(_))
+    ));
+    assert_eq!(store.get(id).await.unwrap().unwrap().rules, expected);
 }

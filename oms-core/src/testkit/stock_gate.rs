@@ -2,7 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::domain::{FailureReason, OrderLine, OrderTrace, ProductId, TraceState};
+use crate::domain::{
+    FailureReason, MemberId, OrderLine, OrderTrace, ProductId, Purchase, PurchaseLimit, TraceState,
+};
 use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
 
 use super::{command, random_member_id, random_product_id};
@@ -18,6 +20,7 @@ pub async fn run(gate: &dyn StockGate, traces: &dyn TraceStore, redeliver_after:
     set_available_is_a_compare_and_set_on_the_version(gate).await;
     adjust_moves_by_the_delta_once(gate).await;
     refusals_are_journaled_until_settled(gate, redeliver_after).await;
+    limits_count_each_members_purchases(gate, traces).await;
 }
 
 fn lv(product_id: ProductId, available: i64, version: i64) -> GateLevel {
@@ -50,7 +53,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
 
     // Two lines of the same product count together.
     let first = command(member, &[(a, 1), (a, 1), (b, 1)]);
-    assert_eq!(gate.admit(&first).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.admit(&first, &[]).await.unwrap(), Admission::Reserved);
     assert_eq!(gate.available(a).await.unwrap(), Some(1));
     assert_eq!(gate.available(b).await.unwrap(), Some(0));
     assert_eq!(
@@ -61,7 +64,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
     // b is sold out: nothing of the order is reserved, a included.
     let second = command(member, &[(a, 1), (b, 1)]);
     assert_eq!(
-        gate.admit(&second).await.unwrap(),
+        gate.admit(&second, &[]).await.unwrap(),
         Admission::Refused { product_id: b }
     );
     assert_eq!(gate.available(a).await.unwrap(), Some(1));
@@ -80,7 +83,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
     // More than is left of a is refused too.
     let third = command(member, &[(a, 2)]);
     assert_eq!(
-        gate.admit(&third).await.unwrap(),
+        gate.admit(&third, &[]).await.unwrap(),
         Admission::Refused { product_id: a }
     );
     let refused: Vec<Refusal> = gate.refusals(1000).await.unwrap();
@@ -95,7 +98,7 @@ pub async fn products_without_a_gate_pass(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(gated, 1, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 1), (free, 5)]);
-    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
     assert_eq!(gate.available(free).await.unwrap(), None);
     assert_eq!(gate.available(gated).await.unwrap(), Some(0));
 }
@@ -104,12 +107,12 @@ pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(gated, 2, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 2), (free, 1)]);
-    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
     assert_eq!(gate.available(gated).await.unwrap(), Some(0));
-    gate.release(&order.items).await.unwrap();
+    gate.release(order.member_id, &order.items).await.unwrap();
     assert_eq!(gate.available(gated).await.unwrap(), Some(2));
     assert_eq!(gate.available(free).await.unwrap(), None);
-    gate.release(&[OrderLine {
+    gate.release(MemberId(1), &[OrderLine {
         product_id: gated,
         quantity: 1,
     }])
@@ -161,7 +164,7 @@ pub async fn adjust_moves_by_the_delta_once(gate: &dyn StockGate) {
     let (a, fresh) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(a, 100, 3)], true).await.unwrap();
     let order = command(random_member_id(), &[(a, 30)]);
-    assert_eq!(gate.admit(&order).await.unwrap(), Admission::Reserved);
+    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
     // The database went 100 → 150 (version 4): the gate keeps the 30 reserved.
     gate.adjust(lv(a, 150, 4), 50).await.unwrap();
     assert_eq!(gate.available(a).await.unwrap(), Some(120));
@@ -185,7 +188,7 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
     let orders: Vec<_> = (0..3).map(|_| command(member, &[(product, 1)])).collect();
     for order in &orders {
         assert!(matches!(
-            gate.admit(order).await.unwrap(),
+            gate.admit(order, &[]).await.unwrap(),
             Admission::Refused { .. }
         ));
     }
@@ -222,4 +225,99 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
     // Settled entries never come back.
     tokio::time::sleep(redeliver_after * 2).await;
     assert!(gate.refusals(10).await.unwrap().is_empty());
+}
+
+pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &dyn TraceStore) {
+    let (limited, free) = (random_product_id(), random_product_id());
+    gate.set_available(&[lv(limited, 100, 0), lv(free, 100, 0)], true)
+        .await
+        .unwrap();
+    let limits = [PurchaseLimit {
+        product_id: limited,
+        max_per_member: 2,
+    }];
+    let (member, other) = (random_member_id(), random_member_id());
+    let one = command(member, &[(limited, 1), (free, 5)]);
+    assert_eq!(gate.admit(&one, &limits).await.unwrap(), Admission::Reserved);
+    // 1 + 2 > 2: nothing reserved, no trace written.
+    let over = command(member, &[(limited, 2)]);
+    assert_eq!(
+        gate.admit(&over, &limits).await.unwrap(),
+        Admission::OverLimit {
+            product_id: limited
+        }
+    );
+    assert_eq!(gate.available(limited).await.unwrap(), Some(99));
+    assert_eq!(traces.get(over.trace_id).await.unwrap(), None);
+    assert_eq!(
+        gate.admit(&command(member, &[(limited, 1)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    assert_eq!(
+        gate.admit(&command(member, &[(limited, 1)]), &limits)
+            .await
+            .unwrap(),
+        Admission::OverLimit {
+            product_id: limited
+        }
+    );
+    // Each member has their own count; a product without a limit has none.
+    assert_eq!(
+        gate.admit(&command(other, &[(limited, 2)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    assert_eq!(
+        gate.admit(&command(member, &[(free, 50)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    // A released order gives its units back to the member.
+    gate.release(member, &one.items).await.unwrap();
+    assert_eq!(gate.available(limited).await.unwrap(), Some(97));
+    assert_eq!(
+        gate.admit(&command(member, &[(limited, 1)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    // Purchases set from the database replace the counts.
+    gate.set_purchases(
+        limited,
+        &[Purchase {
+            member_id: other,
+            product_id: limited,
+            units: 1,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        gate.admit(&command(member, &[(limited, 2)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    assert_eq!(
+        gate.admit(&command(other, &[(limited, 2)]), &limits)
+            .await
+            .unwrap(),
+        Admission::OverLimit {
+            product_id: limited
+        }
+    );
+    // Concurrent orders of one member never pass the limit together.
+    let racer = random_member_id();
+    let orders: Vec<_> = (0..20).map(|_| command(racer, &[(limited, 1)])).collect();
+    let decisions =
+        futures::future::join_all(orders.iter().map(|o| gate.admit(o, &limits))).await;
+    let reserved = decisions
+        .into_iter()
+        .filter(|d| *d.as_ref().unwrap() == Admission::Reserved)
+        .count();
+    assert_eq!(reserved, 2);
 }
