@@ -2,7 +2,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{NaiveDateTime, Utc};
-use oms_core::domain::placement::{plan_batch, resolve_placements, KeyBindings, Step};
+use oms_core::domain::placement::{
+    limited_pairs, plan_batch, resolve_placements, Bought, KeyBindings, Step,
+};
 use oms_core::domain::{
     FailureReason, KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId,
     OrderItem, OrderPage, OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo,
@@ -12,7 +14,7 @@ use oms_core::port::outbound::OrderStore;
 use sqlx::{MySql, QueryBuilder, Transaction};
 
 use crate::error::db_error;
-use crate::products::product_of;
+use crate::products::{product_of, ProductRow, PRODUCT_COLUMNS};
 use crate::{sql_id, MySqlStore};
 
 type OutcomeRow = (String, i64, String, Option<i64>, Option<String>);
@@ -212,9 +214,9 @@ impl MySqlStore {
         let mut products: HashMap<ProductId, Product> = HashMap::new();
         let product_ids: Vec<i64> = product_ids.into_iter().collect();
         for chunk in product_ids.chunks(IDS_PER_STATEMENT) {
-            let mut q = QueryBuilder::<MySql>::new(
-                "SELECT id, name, price, stock, version FROM products WHERE id IN (",
-            );
+            let mut q = QueryBuilder::<MySql>::new(format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products WHERE id IN ("
+            ));
             let mut sep = q.separated(", ");
             for id in chunk {
                 sep.push_bind(*id);
@@ -223,7 +225,7 @@ impl MySqlStore {
             if lock == Lock::ForUpdate {
                 q.push(" FOR UPDATE");
             }
-            let rows: Vec<(i64, String, i64, i64, i64)> = q
+            let rows: Vec<ProductRow> = q
                 .build_query_as()
                 .fetch_all(&mut **tx)
                 .await
@@ -234,9 +236,61 @@ impl MySqlStore {
             }
         }
 
-        let plan = plan_batch(commands, &products, &known, &bound);
+        // 3. What the members bought before of the products with a purchase
+        //    limit: in the same transaction, after the products.
+        //
+        //    A batch adds to a product's purchases only together with the
+        //    product's versioned decrement (steps 4 and 5, one transaction),
+        //    so a product's purchases never change without its version.
+        //    Optimistic: at REPEATABLE READ this read sees the snapshot the
+        //    products were read in (fixed by the transaction's first read);
+        //    at READ COMMITTED it could only see a newer one. Purchases
+        //    newer than the products read were written by a batch that moved
+        //    the version, so the decrement of step 4 finds it moved, and
+        //    this batch rolls back (`Conflict`) and is planned again on a
+        //    fresh snapshot: two consumers never both count the same units
+        //    left under a limit. Locked: the product rows are locked, so no
+        //    other batch adds to their purchases until this one ends; the
+        //    snapshot may predate the lock, so the rows are read current
+        //    (`FOR UPDATE`).
+        let pairs = limited_pairs(commands, &products);
+        let mut bought: Bought = HashMap::with_capacity(pairs.len());
+        for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "SELECT product_id, member_id, units FROM member_purchases \
+                 WHERE (product_id, member_id) IN (",
+            );
+            let mut sep = q.separated(", ");
+            for (member, product) in chunk {
+                sep.push("(")
+                    .push_bind_unseparated(sql_id(product.0))
+                    .push_unseparated(", ")
+                    .push_bind_unseparated(sql_id(member.0))
+                    .push_unseparated(")");
+            }
+            q.push(")");
+            if lock == Lock::ForUpdate {
+                q.push(" FOR UPDATE");
+            }
+            let rows: Vec<(i64, i64, i64)> = q
+                .build_query_as()
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(db_error)?;
+            for (product, member, units) in rows {
+                bought.insert(
+                    (
+                        MemberId(member.unsigned_abs()),
+                        ProductId(product.unsigned_abs()),
+                    ),
+                    units,
+                );
+            }
+        }
 
-        // 3. One conditional, versioned decrement per product.
+        let plan = plan_batch(commands, &products, &known, &bound, &bought);
+
+        // 4. One conditional, versioned decrement per product.
         for d in &plan.decrements {
             let done = sqlx::query(
                 "UPDATE products SET stock = stock - ?, version = version + 1 \
@@ -257,7 +311,23 @@ impl MySqlStore {
             }
         }
 
-        // 4. The new orders and their items.
+        // 5. What the batch adds to the members' purchases of limited
+        //    products (after the decrements, which hold the product rows'
+        //    locks until the commit).
+        for chunk in plan.purchases.chunks(ROWS_PER_STATEMENT) {
+            let mut q = QueryBuilder::<MySql>::new(
+                "INSERT INTO member_purchases (product_id, member_id, units) ",
+            );
+            q.push_values(chunk, |mut b, p| {
+                b.push_bind(sql_id(p.product_id.0))
+                    .push_bind(sql_id(p.member_id.0))
+                    .push_bind(p.units);
+            });
+            q.push(" ON DUPLICATE KEY UPDATE units = units + VALUES(units)");
+            q.build().execute(&mut **tx).await.map_err(db_error)?;
+        }
+
+        // 6. The new orders and their items.
         let placing: Vec<(&OrderCommand, &oms_core::domain::PricedOrder)> = commands
             .iter()
             .zip(&plan.steps)
@@ -336,7 +406,7 @@ impl MySqlStore {
             }
         }
 
-        // 5. An outcome for every new trace.
+        // 7. An outcome for every new trace.
         let placements = resolve_placements(
             commands,
             &plan,
@@ -364,7 +434,7 @@ impl MySqlStore {
             q.build().execute(&mut **tx).await.map_err(db_error)?;
         }
 
-        // 6. Bind the new keys to their traces (a concurrent binding of the
+        // 8. Bind the new keys to their traces (a concurrent binding of the
         //    same key is a unique violation: a conflict, retried).
         let binding: Vec<(&OrderCommand, (MemberId, String))> = commands
             .iter()

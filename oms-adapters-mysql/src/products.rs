@@ -1,35 +1,66 @@
 use async_trait::async_trait;
-use oms_core::domain::{OmsError, OmsResult, Product, ProductChange, ProductId, ProductUpdate};
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use oms_core::domain::{
+    MemberId, OmsError, OmsResult, Product, ProductChange, ProductId, ProductUpdate, Purchase,
+    SaleRules,
+};
 use oms_core::port::outbound::ProductStore;
 
 use crate::error::{db_error, is_unique_violation};
 use crate::{sql_id, MySqlStore};
 
-type ProductRow = (i64, String, i64, i64, i64);
+/// The columns of a product, in the order of [`ProductRow`].
+pub(crate) const PRODUCT_COLUMNS: &str =
+    "id, name, price, stock, version, max_per_member, sale_starts_at, sale_ends_at";
+
+/// A row of [`PRODUCT_COLUMNS`].
+pub(crate) type ProductRow = (
+    i64,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<i64>,
+    Option<NaiveDateTime>,
+    Option<NaiveDateTime>,
+);
 
 pub(crate) fn product_of(row: ProductRow) -> Product {
-    let (id, name, price, stock, version) = row;
+    let (id, name, price, stock, version, max_per_member, starts, ends) = row;
     Product {
         id: ProductId(id.unsigned_abs()),
         name,
         price,
         stock,
         version,
-        rules: Default::default(),
+        rules: SaleRules {
+            max_per_member,
+            sale_starts_at: starts.map(|at| at.and_utc()),
+            sale_ends_at: ends.map(|at| at.and_utc()),
+        },
     }
+}
+
+/// An instant as a `DATETIME(3)` (UTC) holds it: cut, not rounded, to the
+/// millisecond, the same on MySQL (which would round) and MariaDB.
+fn sql_instant(at: Option<DateTime<Utc>>) -> Option<NaiveDateTime> {
+    at.map(|at| at.trunc_subsecs(3).naive_utc())
 }
 
 #[async_trait]
 impl ProductStore for MySqlStore {
     async fn create(&self, product: &Product) -> OmsResult<()> {
-        let inserted = sqlx::query(
-            "INSERT INTO products (id, name, price, stock, version) VALUES (?, ?, ?, ?, ?)",
-        )
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO products ({PRODUCT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
         .bind(sql_id(product.id.0))
         .bind(&product.name)
         .bind(product.price)
         .bind(product.stock)
         .bind(product.version)
+        .bind(product.rules.max_per_member)
+        .bind(sql_instant(product.rules.sale_starts_at))
+        .bind(sql_instant(product.rules.sale_ends_at))
         .execute(&self.pool)
         .await;
         match inserted {
@@ -47,9 +78,9 @@ impl ProductStore for MySqlStore {
         update: &ProductUpdate,
     ) -> OmsResult<ProductChange> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        let row: Option<ProductRow> = sqlx::query_as(
-            "SELECT id, name, price, stock, version FROM products WHERE id = ? FOR UPDATE",
-        )
+        let row: Option<ProductRow> = sqlx::query_as(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ? FOR UPDATE"
+        ))
         .bind(sql_id(product_id.0))
         .fetch_optional(&mut *tx)
         .await
@@ -58,14 +89,19 @@ impl ProductStore for MySqlStore {
             .map(product_of)
             .ok_or(OmsError::ProductNotFound { product_id })?;
         let change = update.apply_to(&current)?;
+        let rules = &change.product.rules;
         let done = sqlx::query(
-            "UPDATE products SET name = ?, price = ?, stock = ?, version = ? \
+            "UPDATE products SET name = ?, price = ?, stock = ?, version = ?, \
+             max_per_member = ?, sale_starts_at = ?, sale_ends_at = ? \
              WHERE id = ? AND version = ?",
         )
         .bind(&change.product.name)
         .bind(change.product.price)
         .bind(change.product.stock)
         .bind(change.product.version)
+        .bind(rules.max_per_member)
+        .bind(sql_instant(rules.sale_starts_at))
+        .bind(sql_instant(rules.sale_ends_at))
         .bind(sql_id(product_id.0))
         .bind(current.version)
         .execute(&mut *tx)
@@ -81,21 +117,42 @@ impl ProductStore for MySqlStore {
     }
 
     async fn get(&self, product_id: ProductId) -> OmsResult<Option<Product>> {
-        let row: Option<ProductRow> =
-            sqlx::query_as("SELECT id, name, price, stock, version FROM products WHERE id = ?")
-                .bind(sql_id(product_id.0))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let row: Option<ProductRow> = sqlx::query_as(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?"
+        ))
+        .bind(sql_id(product_id.0))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(row.map(product_of))
     }
 
     async fn list(&self) -> OmsResult<Vec<Product>> {
-        let rows: Vec<ProductRow> =
-            sqlx::query_as("SELECT id, name, price, stock, version FROM products ORDER BY id")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let rows: Vec<ProductRow> = sqlx::query_as(&format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
         Ok(rows.into_iter().map(product_of).collect())
+    }
+
+    async fn purchases(&self, product_id: ProductId) -> OmsResult<Vec<Purchase>> {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT member_id, units FROM member_purchases \
+             WHERE product_id = ? AND units > 0 ORDER BY member_id",
+        )
+        .bind(sql_id(product_id.0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(member_id, units)| Purchase {
+                member_id: MemberId(member_id.unsigned_abs()),
+                product_id,
+                units,
+            })
+            .collect())
     }
 }

@@ -8,6 +8,7 @@ mod order;
 mod product;
 mod query;
 mod request;
+mod room;
 mod sweeper;
 
 pub use admitter::run_admitter;
@@ -18,6 +19,7 @@ pub use order::{OrderService, RetryPolicy};
 pub use product::ProductService;
 pub use query::QueryService;
 pub use request::RequestOrderService;
+pub use room::WaitingRoomService;
 pub use sweeper::{SweepPolicy, SweepReport, TraceSweeper};
 
 /// Sends a DLQ record, retrying what can be retried (5 times, from 50 ms):

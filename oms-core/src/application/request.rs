@@ -362,7 +362,7 @@ impl RequestOrderUseCase for RequestOrderService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{MemberId, OrderLine, ProductId, ReceiverInfo};
+    use crate::domain::{MemberId, OmsError, OrderLine, ProductId, ReceiverInfo};
     use crate::memory::InMemoryStore;
     use crate::memory::InMemoryTraceStore;
     use crate::port::outbound::MockOrderRequestPublisher;
@@ -596,5 +596,123 @@ mod tests {
                 .unwrap(),
             Some(first.trace_id)
         );
+    }
+
+    fn catalogued(
+        rules: crate::domain::SaleRules,
+    ) -> (Arc<InMemoryStore>, Arc<super::ProductCatalog>) {
+        let store = Arc::new(InMemoryStore::new());
+        let product = crate::domain::ProductDraft {
+            name: "A".into(),
+            price: 10,
+            stock: 5,
+            rules,
+        }
+        .into_product(ProductId(1));
+        futures::executor::block_on(crate::port::outbound::ProductStore::create(
+            store.as_ref(),
+            &product,
+        ))
+        .unwrap();
+        let catalog = Arc::new(super::ProductCatalog::new(
+            store.clone(),
+            std::time::Duration::from_secs(60),
+        ));
+        (store, catalog)
+    }
+
+    #[tokio::test]
+    async fn orders_breaking_the_rules_are_refused_before_anything_is_recorded() {
+        let now = chrono::Utc::now();
+        let cases = [
+            (crate::domain::SaleRules::default(), 99, "unknown"),
+            (
+                crate::domain::SaleRules {
+                    sale_starts_at: Some(now + chrono::Duration::hours(1)),
+                    ..Default::default()
+                },
+                1,
+                "not started",
+            ),
+            (
+                crate::domain::SaleRules {
+                    max_per_member: Some(1),
+                    ..Default::default()
+                },
+                1,
+                "over the limit",
+            ),
+        ];
+        for (rules, product, what) in cases {
+            let (_, catalog) = catalogued(rules);
+            let traces = Arc::new(InMemoryTraceStore::new());
+            let publisher = MockOrderRequestPublisher::new(); // never called
+            let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
+                .with_catalog(catalog);
+            let mut req = request();
+            req.items[0].product_id = ProductId(product);
+            req.items[0].quantity = 2;
+            let refused = service
+                .request_order(Caller::user(7), req, Some("k".into()))
+                .await;
+            let expected = match what {
+                "unknown" => matches!(refused, Err(OmsError::ProductNotFound { .. })),
+                "not started" => matches!(refused, Err(OmsError::SaleNotStarted { .. })),
+                _ => matches!(refused, Err(OmsError::LimitExceeded { .. })),
+            };
+            assert!(expected, "{what}: {refused:?}");
+            assert!(traces.is_empty(), "{what}: a trace was written");
+            // The key was not claimed: a corrected retry may use it.
+            assert_eq!(
+                traces
+                    .claim_key(MemberId(7), "k", TraceId::new())
+                    .await
+                    .unwrap(),
+                None
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_or_unadmitted_member_is_refused_first() {
+        use crate::domain::{Rate, RoomPolicy};
+        use crate::memory::{InMemoryRateLimiter, InMemoryWaitingRoom};
+        let publisher = MockOrderRequestPublisher::new(); // never called
+        let room = Arc::new(InMemoryWaitingRoom::new(RoomPolicy::default()));
+        let service = RequestOrderService::new(
+            Arc::new(publisher),
+            Arc::new(InMemoryTraceStore::new()),
+        )
+        .with_waiting_room(room.clone());
+        assert!(matches!(
+            service.request_order(Caller::user(7), request(), None).await,
+            Err(OmsError::NotAdmitted { position: None, .. })
+        ));
+        crate::port::outbound::WaitingRoom::enter(room.as_ref(), MemberId(7))
+            .await
+            .unwrap();
+        assert!(matches!(
+            service.request_order(Caller::user(7), request(), None).await,
+            Err(OmsError::NotAdmitted {
+                position: Some(1),
+                ..
+            })
+        ));
+
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher.expect_send().times(1).returning(|_| Ok(()));
+        let service = RequestOrderService::new(
+            Arc::new(publisher),
+            Arc::new(InMemoryTraceStore::new()),
+        )
+        .with_rate_limit(Arc::new(InMemoryRateLimiter::new(Rate::per_second(1))));
+        assert!(service
+            .request_order(Caller::user(7), request(), None)
+            .await
+            .is_ok());
+        assert!(matches!(
+            service.request_order(Caller::user(7), request(), None).await,
+            Err(OmsError::RateLimited { .. })
+        ));
     }
 }

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Caller, Login, Member, OmsResult, Order, OrderCommand, OrderId, OrderPage, OrderRequest,
-    OrderTrace, Orders, Placement, Product, ProductDraft, ProductId, ProductUpdate, Signup,
-    TokenPair, TraceId,
+    OrderTrace, Orders, Placement, Product, ProductDraft, ProductId, ProductUpdate, RoomStatus,
+    Signup, TokenPair, TraceId,
 };
 use crate::port::outbound::DeadLetter;
 
@@ -120,4 +120,17 @@ pub trait AuthUseCase: Send + Sync {
     /// The caller an access token stands for: signature, type, expiry and
     /// revocation checked.
     async fn authenticate(&self, access_token: &str) -> OmsResult<Caller>;
+}
+
+/// The waiting room as members see it.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait WaitingRoomUseCase: Send + Sync {
+    /// Enters the caller (idempotent); [`OmsError::WaitingRoomOff`]
+    /// (crate::domain::OmsError::WaitingRoomOff) when there is no room.
+    async fn enter(&self, caller: Caller) -> OmsResult<RoomStatus>;
+
+    /// Where the caller stands; [`OmsError::NotInWaitingRoom`]
+    /// (crate::domain::OmsError::NotInWaitingRoom) when they are not in it.
+    async fn status(&self, caller: Caller) -> OmsResult<RoomStatus>;
 }
