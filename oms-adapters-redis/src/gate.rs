@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use oms_core::domain::{
-    units_by_product, FailureReason, OmsResult, OrderCommand, OrderLine, OrderTrace, ProductId,
-    TraceState,
+    units_by_product, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderLine,
+    OrderTrace, ProductId, Purchase, PurchaseLimit, TraceState,
 };
 use oms_core::port::outbound::{
     decode_command, encode_command, Admission, GateLevel, Refusal, StockGate,
@@ -15,14 +15,31 @@ use redis::Script;
 
 use crate::{encode, now_millis, unavailable, RedisTraceStore};
 
-/// Reserves every line or none, and writes the trace of the decision.
+/// Checks the purchase limits, then reserves every line or none, and writes
+/// the trace of the decision.
 ///
-/// KEYS: the gate counter of each product, the trace key, the PROCESSING
-/// index, the refusal journal. ARGV: the product count n, the n units, the
-/// PROCESSING trace and its TTL, the FAILED trace and its TTL, the trace id,
-/// now (ms), the command as the order topic carries it.
+/// KEYS: the gate counter of each of the n products, the trace key, the
+/// PROCESSING index, the refusal journal, then the bought hash of each of
+/// the m limited products. ARGV: n, the n units, the PROCESSING trace and
+/// its TTL, the FAILED trace and its TTL, the trace id, now (ms), the
+/// command as the order topic carries it, the member id, m, then for each
+/// limit its `max_per_member` and the order's units of its product.
+///
+/// Returns 0 when reserved, `i` when the i-th product lacks the units
+/// (trace FAILED, journaled), `-j` when the order would take the member past
+/// the j-th limit (nothing written).
 const ADMIT: &str = r"
 local n = tonumber(ARGV[1])
+local member = ARGV[n + 9]
+local m = tonumber(ARGV[n + 10])
+for j = 1, m do
+  local bought = tonumber(redis.call('HGET', KEYS[n + 3 + j], member) or '0')
+  local max = tonumber(ARGV[n + 9 + 2 * j])
+  local wanted = tonumber(ARGV[n + 10 + 2 * j])
+  if bought + wanted > max then
+    return -j
+  end
+end
 local have = {}
 for i = 1, n do
   have[i] = redis.call('GET', KEYS[i])
@@ -37,20 +54,46 @@ for i = 1, n do
     redis.call('DECRBY', KEYS[i], ARGV[1 + i])
   end
 end
+for j = 1, m do
+  local wanted = ARGV[n + 10 + 2 * j]
+  if tonumber(wanted) ~= 0 then
+    redis.call('HINCRBY', KEYS[n + 3 + j], member, wanted)
+  end
+end
 redis.call('SET', KEYS[n + 1], ARGV[n + 2], 'EX', ARGV[n + 3])
 redis.call('ZADD', KEYS[n + 2], ARGV[n + 7], ARGV[n + 6])
 return 0
 ";
 
-/// Gives units back to the counters that exist.
+/// Gives units back to the counters that exist, and to the member's
+/// purchases where they are counted (never below 0; a count that reaches 0
+/// is removed).
+///
+/// KEYS: the counter and the bought hash of each product. ARGV: the member
+/// id, then the units of each product.
 const RELEASE: &str = r"
-for i = 1, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCRBY', KEYS[i], ARGV[i])
+local member = ARGV[1]
+for i = 1, #KEYS / 2 do
+  local count, bought = KEYS[2 * i - 1], KEYS[2 * i]
+  local units = tonumber(ARGV[i + 1])
+  if redis.call('EXISTS', count) == 1 then
+    redis.call('INCRBY', count, ARGV[i + 1])
+  end
+  local had = redis.call('HGET', bought, member)
+  if had then
+    local left = tonumber(had) - units
+    if left > 0 then
+      redis.call('HSET', bought, member, string.format('%.0f', left))
+    else
+      redis.call('HDEL', bought, member)
+    end
   end
 end
 return 0
 ";
+
+/// Fields written per `HSET` when the purchases of a product are replaced.
+const PURCHASES_PER_HSET: usize = 1000;
 
 /// Sets levels as a compare-and-set on the product version kept beside
 /// each counter (`{counter}:v`; a counter without one is older than any).
@@ -98,13 +141,18 @@ const GROUP: &str = "settlers";
 /// [`RedisTraceStore`] (made by [`RedisTraceStore::stock_gate`]).
 ///
 /// A product's counter is `{prefix}:gate:{productId}`; a product without
-/// one passes. [`admit`](StockGate::admit) is one Lua script: it checks and
-/// decrements the counters of all lines and writes the trace (PROCESSING,
-/// or FAILED `OUT_OF_STOCK` plus an entry in the journal stream
-/// `{prefix}:refusals`) in one atomic step and one round trip. The journal is
-/// read through the consumer group `settlers`, so each refusal is handed to
-/// one settler, and one whose settler died is claimed again after the
-/// redelivery time (`XAUTOCLAIM`).
+/// one passes. What each member bought of a product with a purchase limit
+/// is the hash `{prefix}:gate:{productId}:bought` (field: the member id,
+/// value: units). [`admit`](StockGate::admit) is one Lua script: it checks
+/// the member's purchases against the limits (over one: nothing is
+/// reserved or written), then checks and decrements the counters of all
+/// lines, counts the units against the member's purchases, and writes the
+/// trace (PROCESSING, or FAILED `OUT_OF_STOCK` plus an entry in the journal
+/// stream `{prefix}:refusals`) in one atomic step and one round trip.
+/// [`set_purchases`](StockGate::set_purchases) replaces a product's hash in
+/// one `MULTI`/`EXEC`. The journal is read through the consumer group
+/// `settlers`, so each refusal is handed to one settler, and one whose
+/// settler died is claimed again after the redelivery time (`XAUTOCLAIM`).
 #[derive(Clone)]
 pub struct RedisStockGate {
     store: RedisTraceStore,
@@ -151,6 +199,10 @@ impl RedisStockGate {
 
     fn gate_key(&self, product_id: ProductId) -> String {
         format!("{}:gate:{product_id}", self.store.options.prefix)
+    }
+
+    fn bought_key(&self, product_id: ProductId) -> String {
+        format!("{}:gate:{product_id}:bought", self.store.options.prefix)
     }
 
     fn version_key(&self, product_id: ProductId) -> String {
@@ -210,8 +262,18 @@ fn failed(command: &OrderCommand) -> OrderTrace {
 
 #[async_trait]
 impl StockGate for RedisStockGate {
-    async fn admit(&self, command: &OrderCommand) -> OmsResult<Admission> {
+    async fn admit(
+        &self,
+        command: &OrderCommand,
+        limits: &[PurchaseLimit],
+    ) -> OmsResult<Admission> {
         let units = command.units_by_product();
+        let wanted = |product: ProductId| {
+            units
+                .iter()
+                .find(|(p, _)| *p == product)
+                .map_or(0, |(_, n)| *n)
+        };
         let processing = OrderTrace::processing(command.trace_id, command.member_id);
         let refused = failed(command);
         let mut invocation = self.admit.prepare_invoke();
@@ -223,6 +285,9 @@ impl StockGate for RedisStockGate {
             .key(self.store.processing_key())
             .key(self.journal_key())
             .arg(units.len());
+        for limit in limits {
+            invocation.key(self.bought_key(limit.product_id));
+        }
         for (_, n) in &units {
             invocation.arg(*n);
         }
@@ -235,32 +300,69 @@ impl StockGate for RedisStockGate {
             .arg(self.store.ttl(&processing))
             .arg(command.trace_id.to_string())
             .arg(now_millis())
-            .arg(encode_command(command)?);
+            .arg(encode_command(command)?)
+            .arg(command.member_id.0)
+            .arg(limits.len());
+        for limit in limits {
+            invocation
+                .arg(limit.max_per_member)
+                .arg(wanted(limit.product_id));
+        }
         let mut conn = self.store.conn.clone();
-        let short: usize = invocation
+        let code: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(match short.checked_sub(1).and_then(|i| units.get(i)) {
-            None => Admission::Reserved,
-            Some(&(product_id, _)) => Admission::Refused { product_id },
-        })
+        let nth = |i: i64| usize::try_from(i.unsigned_abs() - 1).ok();
+        let admission = match code {
+            0 => Some(Admission::Reserved),
+            i if i > 0 => nth(i)
+                .and_then(|i| units.get(i))
+                .map(|&(product_id, _)| Admission::Refused { product_id }),
+            j => nth(j)
+                .and_then(|j| limits.get(j))
+                .map(|limit| Admission::OverLimit {
+                    product_id: limit.product_id,
+                }),
+        };
+        admission.ok_or_else(|| OmsError::Internal(format!("admission script answered {code}")))
     }
 
-    async fn release(&self, lines: &[OrderLine]) -> OmsResult<()> {
+    async fn release(&self, member_id: MemberId, lines: &[OrderLine]) -> OmsResult<()> {
         let units = units_by_product(lines);
         if units.is_empty() {
             return Ok(());
         }
         let mut invocation = self.release.prepare_invoke();
+        invocation.arg(member_id.0);
         for (product, n) in &units {
-            invocation.key(self.gate_key(*product)).arg(*n);
+            invocation
+                .key(self.gate_key(*product))
+                .key(self.bought_key(*product))
+                .arg(*n);
         }
         let mut conn = self.store.conn.clone();
         let _: i64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase]) -> OmsResult<()> {
+        let key = self.bought_key(product_id);
+        let fields: Vec<(u64, i64)> = purchases
+            .iter()
+            .filter(|p| p.product_id == product_id)
+            .map(|p| (p.member_id.0, p.units))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.atomic().del(&key).ignore();
+        for chunk in fields.chunks(PURCHASES_PER_HSET) {
+            pipe.hset_multiple(&key, chunk).ignore();
+        }
+        let mut conn = self.store.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -11,8 +11,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 mod gate;
+mod rate;
+mod room;
 mod sessions;
 pub use gate::RedisStockGate;
+pub use rate::RedisRateLimiter;
+pub use room::RedisWaitingRoom;
 pub use sessions::{RedisAttemptCounter, RedisSessionStore};
 
 /// Key prefix and expiry times.

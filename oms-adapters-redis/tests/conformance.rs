@@ -1,12 +1,31 @@
 //! The Redis trace store against a real Redis (`scripts/services.sh up`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oms_adapters_redis::{RedisTraceOptions, RedisTraceStore};
-use oms_core::domain::{MemberId, OrderTrace, TraceId};
-use oms_core::port::outbound::{HealthCheck, StockGate, TraceStore};
+use oms_core::domain::{MemberId, OrderTrace, RoomPolicy, TraceId};
+use oms_core::port::outbound::{HealthCheck, RateLimiter, StockGate, TraceStore, WaitingRoom};
 use oms_core::testkit;
+
+/// A key prefix of its own.
+fn fresh_prefix(what: &str) -> String {
+    format!("oms-{what}-{}", TraceId::new())
+}
+
+/// `store` on the keyspace `prefix`.
+fn on_prefix(store: &RedisTraceStore, prefix: &str) -> RedisTraceStore {
+    store.clone().with_options(RedisTraceOptions {
+        prefix: prefix.to_owned(),
+        ..RedisTraceOptions::default()
+    })
+}
+
+/// `store` on a keyspace of its own.
+fn fresh(store: &RedisTraceStore, what: &str) -> RedisTraceStore {
+    on_prefix(store, &fresh_prefix(what))
+}
 
 async fn store() -> RedisTraceStore {
     let url = std::env::var("OMS_REDIS_URL").unwrap_or_else(|_| {
@@ -29,7 +48,6 @@ async fn redis_session_store_conforms() {
 
 #[tokio::test]
 async fn a_revocation_mirror_of_redis_conforms() {
-    use std::sync::Arc;
     for interval in [Duration::ZERO, Duration::from_secs(3600)] {
         let mirror =
             oms_core::memory::RevocationMirror::new(Arc::new(store().await.session_store()))
@@ -43,7 +61,6 @@ async fn two_mirrors_of_one_redis_see_each_others_revocations() {
     use oms_core::domain::{SessionId, TokenId};
     use oms_core::memory::RevocationMirror;
     use oms_core::port::outbound::SessionStore;
-    use std::sync::Arc;
     // A keyspace of its own, so the copies start empty.
     let sessions = store()
         .await
@@ -186,7 +203,7 @@ async fn a_refused_trace_outlives_the_final_ttl_until_it_is_settled() {
     .unwrap();
     let order = testkit::command(MemberId(1), &[(product, 1)]);
     assert!(matches!(
-        gate.admit(&order).await.unwrap(),
+        gate.admit(&order, &[]).await.unwrap(),
         oms_core::port::outbound::Admission::Refused { .. }
     ));
     let url = std::env::var("OMS_REDIS_URL").unwrap();
@@ -205,4 +222,199 @@ async fn a_refused_trace_outlives_the_final_ttl_until_it_is_settled() {
         ttl > 5,
         "a refusal not yet in the database keeps its trace: ttl {ttl}"
     );
+}
+
+#[tokio::test]
+async fn redis_waiting_room_conforms() {
+    let store = store().await;
+    testkit::waiting_room::run(|policy| {
+        Arc::new(fresh(&store, "room").waiting_room(policy)) as Arc<dyn WaitingRoom>
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redis_rate_limiter_conforms() {
+    let store = store().await;
+    testkit::rate_limiter::run(|rate| {
+        Arc::new(fresh(&store, "rate").rate_limiter(rate)) as Arc<dyn RateLimiter>
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_admitting_at_once_share_the_rate() {
+    let rate = 10;
+    let policy = RoomPolicy {
+        admit_per_sec: rate,
+        max_active: 1000,
+        ttl: Duration::from_secs(60),
+    };
+    // Two processes' rooms: their own connections, one prefix.
+    let prefix = fresh_prefix("room-replicas");
+    let a = on_prefix(&store().await, &prefix).waiting_room(policy);
+    let b = on_prefix(&store().await, &prefix).waiting_room(policy);
+    let members: Vec<MemberId> = (0..60).map(|_| testkit::random_member_id()).collect();
+    for (i, m) in members.iter().enumerate() {
+        let room = if i % 2 == 0 { &a } else { &b };
+        room.enter(*m).await.unwrap();
+    }
+    let started = Instant::now();
+    let admitter = |room: oms_adapters_redis::RedisWaitingRoom| async move {
+        let mut total = 0;
+        while started.elapsed() < Duration::from_millis(1500) {
+            total += room.admit().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(7)).await;
+        }
+        total
+    };
+    let (from_a, from_b) = tokio::join!(
+        tokio::spawn(admitter(a.clone())),
+        tokio::spawn(admitter(b.clone()))
+    );
+    let total = from_a.unwrap() + from_b.unwrap();
+    let bound = (f64::from(rate) * started.elapsed().as_secs_f64()).floor() as u64;
+    assert!(
+        total <= bound,
+        "{total} admitted in {:?}",
+        started.elapsed()
+    );
+    assert!(total > 0, "nobody admitted");
+    assert_eq!(a.occupancy().await.unwrap().admitted, total);
+    assert_eq!(b.occupancy().await.unwrap().waiting, 60 - total);
+    // First come first served across both.
+    for (i, m) in members.iter().enumerate() {
+        let admitted = matches!(
+            b.status(*m).await.unwrap(),
+            Some(oms_core::domain::RoomStatus::Admitted { .. })
+        );
+        assert_eq!(admitted, (i as u64) < total, "member {i}");
+    }
+}
+
+#[tokio::test]
+async fn purchases_are_replaced_whole_however_many() {
+    use oms_core::domain::{Purchase, PurchaseLimit};
+    use oms_core::port::outbound::{Admission, GateLevel};
+    let prefix = fresh_prefix("bought");
+    let store = on_prefix(&store().await, &prefix);
+    let gate = store.stock_gate();
+    let product = testkit::random_product_id();
+    gate.set_available(
+        &[GateLevel {
+            product_id: product,
+            available: 10_000,
+            version: 0,
+        }],
+        true,
+    )
+    .await
+    .unwrap();
+    let limits = [PurchaseLimit {
+        product_id: product,
+        max_per_member: 2,
+    }];
+    let members: Vec<MemberId> = (0..2500).map(|_| testkit::random_member_id()).collect();
+    let purchases: Vec<Purchase> = members
+        .iter()
+        .map(|&member_id| Purchase {
+            member_id,
+            product_id: product,
+            units: 2,
+        })
+        .collect();
+    gate.set_purchases(product, &purchases).await.unwrap();
+    let mut conn = redis_conn().await;
+    let bought = format!("{prefix}:gate:{product}:bought");
+    let len: u64 = redis::cmd("HLEN")
+        .arg(&bought)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 2500);
+    let last = members[2499];
+    assert_eq!(
+        gate.admit(&testkit::command(last, &[(product, 1)]), &limits)
+            .await
+            .unwrap(),
+        Admission::OverLimit {
+            product_id: product
+        }
+    );
+    // Released units never take a count below zero.
+    gate.release(last, &testkit::command(last, &[(product, 5)]).items)
+        .await
+        .unwrap();
+    let left: Option<i64> = redis::cmd("HGET")
+        .arg(&bought)
+        .arg(last.0)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, None);
+    // A new list replaces the old one whole.
+    gate.set_purchases(product, &purchases[..1]).await.unwrap();
+    let len: u64 = redis::cmd("HLEN")
+        .arg(&bought)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 1);
+    assert_eq!(
+        gate.admit(&testkit::command(members[1], &[(product, 2)]), &limits)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    assert_eq!(
+        gate.admit(&testkit::command(members[0], &[(product, 1)]), &limits)
+            .await
+            .unwrap(),
+        Admission::OverLimit {
+            product_id: product
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_rate_key_holds_its_tat_and_vanishes_when_idle() {
+    use oms_core::domain::Rate;
+    let prefix = fresh_prefix("rate-key");
+    let store = on_prefix(&store().await, &prefix);
+    let limiter = store.rate_limiter(Rate {
+        per_sec: 2,
+        burst: 1,
+    });
+    limiter.acquire("k").await.unwrap();
+    let mut conn = redis_conn().await;
+    let key = format!("{prefix}:rate:k");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The TAT is one interval (500 ms) ahead; the key lives a margin more.
+    assert!((1000..=1500).contains(&ttl), "{ttl}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !exists {
+            break;
+        }
+        assert!(Instant::now() < deadline, "an idle key never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    let url = std::env::var("OMS_REDIS_URL").unwrap();
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
