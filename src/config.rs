@@ -207,6 +207,35 @@ pub struct Settings {
     /// copies the revocations other processes made (default 250 ms, up to
     /// 10,000); `0` asks Redis on every request instead (one `MGET`).
     pub revocation_sync: Duration,
+    /// The front door of a sale: waiting room, order rate, catalogue.
+    pub front_door: FrontDoor,
+}
+
+/// The front door of a sale: what intake checks before it takes an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrontDoor {
+    /// `OMS_WAITING_ROOM` (`on`/`off`, default off), with
+    /// `OMS_ADMIT_PER_SEC` (default 100), `OMS_ADMIT_MAX_ACTIVE` (default
+    /// 1000) and `OMS_ADMIT_TTL_SECS` (default 120): the waiting room's
+    /// policy when it is on.
+    pub waiting_room: Option<oms_core::domain::RoomPolicy>,
+    /// `OMS_ORDER_RATE`: order requests per second one member may send
+    /// (default 10, with a burst of as many; `0` turns the limit off).
+    pub order_rate: Option<oms_core::domain::Rate>,
+    /// `OMS_CATALOG_REFRESH_MS`: how often intake's copy of the products
+    /// (existence, sale windows, limits) is read again (default 1000 ms,
+    /// from 50 to 60,000).
+    pub catalog_refresh: Duration,
+}
+
+impl Default for FrontDoor {
+    fn default() -> Self {
+        Self {
+            waiting_room: None,
+            order_rate: Some(oms_core::domain::Rate::per_second(10)),
+            catalog_refresh: Duration::from_secs(1),
+        }
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -248,6 +277,7 @@ impl std::fmt::Debug for Settings {
             .field("client_ip_header", &self.client_ip_header)
             .field("revocation_check", &self.revocation_check)
             .field("revocation_sync", &self.revocation_sync)
+            .field("front_door", &self.front_door)
             .finish()
     }
 }
@@ -331,6 +361,44 @@ fn switch(name: &'static str, default: bool) -> Result<bool, ConfigError> {
             reason: "must be `on` or `off`".into(),
         }),
     }
+}
+
+fn front_door_settings() -> Result<FrontDoor, ConfigError> {
+    let defaults = oms_core::domain::RoomPolicy::default();
+    let room = if switch("OMS_WAITING_ROOM", false)? {
+        Some(oms_core::domain::RoomPolicy {
+            admit_per_sec: u32::try_from(ranged(
+                "OMS_ADMIT_PER_SEC",
+                u64::from(defaults.admit_per_sec),
+                1..=100_000,
+            )?)
+            .unwrap_or(defaults.admit_per_sec),
+            max_active: u32::try_from(ranged(
+                "OMS_ADMIT_MAX_ACTIVE",
+                u64::from(defaults.max_active),
+                1..=10_000_000,
+            )?)
+            .unwrap_or(defaults.max_active),
+            ttl: Duration::from_secs(ranged(
+                "OMS_ADMIT_TTL_SECS",
+                defaults.ttl.as_secs(),
+                1..=86_400,
+            )?),
+        })
+    } else {
+        None
+    };
+    let rate = ranged("OMS_ORDER_RATE", 10, 0..=100_000)?;
+    let rate = u32::try_from(rate)
+        .ok()
+        .filter(|r| *r > 0)
+        .map(oms_core::domain::Rate::per_second);
+    let refresh = Duration::from_millis(ranged("OMS_CATALOG_REFRESH_MS", 1000, 50..=60_000)?);
+    Ok(FrontDoor {
+        waiting_room: room,
+        order_rate: rate,
+        catalog_refresh: refresh,
+    })
 }
 
 /// The settings of members and sessions.
@@ -551,7 +619,9 @@ impl Settings {
         let (kafka_rewind_on_gap, topic_replication, consumer_stall, kafka_session_timeout) =
             kafka_settings()?;
         let auth = auth_settings()?;
+        let front_door = front_door_settings()?;
         Ok(Self {
+            front_door,
             admin: auth.admin,
             access_token_ttl: auth.access_token_ttl,
             refresh_token_ttl: auth.refresh_token_ttl,

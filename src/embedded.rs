@@ -4,13 +4,19 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductService, QueryService,
-    RequestOrderService, SweepPolicy, TraceSweeper,
+    AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductCatalog, ProductService,
+    QueryService, RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::memory::{
-    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryOrderQueue, InMemorySessionStore,
-    InMemoryStockGate, InMemoryStore, InMemoryTraceStore,
+    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryOrderQueue, InMemoryRateLimiter,
+    InMemorySessionStore, InMemoryStockGate, InMemoryStore, InMemoryTraceStore,
+    InMemoryWaitingRoom,
 };
+use oms_core::port::inbound::WaitingRoomUseCase;
+use oms_core::port::outbound::WaitingRoom;
+
+use crate::config::FrontDoor;
+use crate::tasks::BackgroundTasks;
 use oms_core::password::Argon2idHasher;
 use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::{HealthCheck, TokenCodec};
@@ -44,6 +50,11 @@ pub struct EmbeddedPipeline {
     pub attempts: Arc<InMemoryAttemptCounter>,
     /// The password hasher (Argon2id, default parameters).
     pub hasher: Arc<Argon2idHasher>,
+    /// The waiting room's use cases (off unless the front door has one).
+    pub waiting_room: Arc<dyn WaitingRoomUseCase>,
+    /// Intake's copy of the products.
+    pub catalog: Arc<ProductCatalog>,
+    front_door: BackgroundTasks,
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
@@ -51,18 +62,48 @@ pub struct EmbeddedPipeline {
 }
 
 impl EmbeddedPipeline {
-    /// Builds the pipeline and starts its consumer, its stuck-trace
-    /// sweeper (default [`SweepPolicy`]) and the keeper of its stock gate.
-    /// Needs a tokio runtime.
+    /// Builds the pipeline with the default [`FrontDoor`] (no waiting room,
+    /// 10 order requests per member and second) and starts it (see
+    /// [`start_with`](Self::start_with)).
     pub fn start() -> Self {
+        Self::start_with(FrontDoor::default())
+    }
+
+    /// Builds the pipeline behind `front_door` and starts its consumer, its
+    /// stuck-trace sweeper (default [`SweepPolicy`]), the keeper of its
+    /// stock gate, and the front door's background work. Needs a tokio
+    /// runtime.
+    pub fn start_with(front_door: FrontDoor) -> Self {
         let store = Arc::new(InMemoryStore::new());
         let traces = Arc::new(InMemoryTraceStore::new());
         let gate = Arc::new(InMemoryStockGate::new(traces.clone()));
         let (queue, receiver) = InMemoryOrderQueue::new();
         let queue = Arc::new(queue);
-        let processing: Arc<dyn OrderUseCase> = Arc::new(
-            OrderService::new(store.clone(), traces.clone(), queue.clone()).with_gate(gate.clone()),
-        );
+        let room: Option<Arc<dyn WaitingRoom>> = front_door
+            .waiting_room
+            .map(|policy| Arc::new(InMemoryWaitingRoom::new(policy)) as Arc<dyn WaitingRoom>);
+        let catalog = Arc::new(ProductCatalog::new(
+            store.clone(),
+            front_door.catalog_refresh,
+        ));
+        let mut processing =
+            OrderService::new(store.clone(), traces.clone(), queue.clone()).with_gate(gate.clone());
+        let mut intake = RequestOrderService::new(queue.clone(), traces.clone())
+            .with_arbiter(store.clone())
+            .with_gate(gate.clone())
+            .with_catalog(catalog.clone());
+        if let Some(rate) = front_door.order_rate {
+            intake = intake.with_rate_limit(Arc::new(InMemoryRateLimiter::new(rate)));
+        }
+        let waiting_room: Arc<dyn WaitingRoomUseCase> = match &room {
+            Some(room) => {
+                intake = intake.with_waiting_room(room.clone());
+                processing = processing.with_waiting_room(room.clone());
+                Arc::new(WaitingRoomService::new(room.clone()))
+            }
+            None => Arc::new(WaitingRoomService::off()),
+        };
+        let processing: Arc<dyn OrderUseCase> = Arc::new(processing);
         let (stop, stopped) = oneshot::channel::<()>();
         let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
             let _ = stopped.await;
@@ -91,13 +132,16 @@ impl EmbeddedPipeline {
         Self {
             sweeper,
             keeper,
-            intake: Arc::new(
-                RequestOrderService::new(queue.clone(), traces.clone())
-                    .with_arbiter(store.clone())
-                    .with_gate(gate.clone()),
-            ),
+            front_door: BackgroundTasks::front_door(catalog.clone(), room),
+            waiting_room,
+            intake: Arc::new(intake),
             orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
-            products: Arc::new(ProductService::new(store.clone()).with_gate(gate.clone())),
+            products: Arc::new(
+                ProductService::new(store.clone())
+                    .with_gate(gate.clone())
+                    .with_catalog(catalog.clone()),
+            ),
+            catalog,
             gate,
             processing,
             members: Arc::new(InMemoryMemberStore::new()),
@@ -153,11 +197,13 @@ impl EmbeddedPipeline {
             accounts,
             self.checks(),
         )
+        .with_waiting_room(self.waiting_room.clone())
     }
 
     /// Stops taking orders, processes what the queue holds, and waits for
     /// the consumer to finish.
     pub async fn shutdown(mut self) {
+        std::mem::take(&mut self.front_door).stop();
         self.sweeper.abort();
         self.keeper.abort();
         if let Some(stop) = self.stop.take() {

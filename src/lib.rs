@@ -18,3 +18,4 @@ pub mod embedded;
 pub mod http;
 #[cfg(all(feature = "kafka", feature = "redis", feature = "mysql"))]
 pub mod runtime;
+pub mod tasks;

@@ -5,13 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::application::{
-    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductService,
-    QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductCatalog,
+    ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
+    WaitingRoomService,
 };
 use oms_core::domain::OmsError;
 use oms_core::memory::RevocationMirror;
 use oms_core::password::Argon2idHasher;
-use oms_core::port::outbound::{HealthCheck, SessionStore, StockGate, TokenCodec};
+use oms_core::port::outbound::{
+    HealthCheck, RateLimiter, SessionStore, StockGate, TokenCodec, WaitingRoom,
+};
 
 use crate::config::{ConfigError, Settings};
 use crate::kafka::{
@@ -19,8 +22,10 @@ use crate::kafka::{
 };
 use crate::mysql::MySqlStore;
 use crate::redis::{
-    RedisAttemptCounter, RedisSessionStore, RedisStockGate, RedisTraceOptions, RedisTraceStore,
+    RedisAttemptCounter, RedisRateLimiter, RedisSessionStore, RedisStockGate, RedisTraceOptions,
+    RedisTraceStore, RedisWaitingRoom,
 };
+use crate::tasks::BackgroundTasks;
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,13 @@ pub struct Services {
     pub attempts: Arc<RedisAttemptCounter>,
     /// The password hasher (Argon2id, default parameters).
     pub hasher: Arc<Argon2idHasher>,
+    /// The waiting room on Redis, when `OMS_WAITING_ROOM=on`.
+    pub waiting_room: Option<Arc<RedisWaitingRoom>>,
+    /// The per-member order rate on Redis, unless `OMS_ORDER_RATE=0`.
+    pub order_rate: Option<Arc<RedisRateLimiter>>,
+    /// Intake's copy of the products (refreshed by
+    /// [`front_door_tasks`](Self::front_door_tasks)).
+    pub catalog: Arc<ProductCatalog>,
 }
 
 impl Settings {
@@ -130,8 +142,20 @@ impl Services {
         patiently("kafka topics", || ensure_topics(&kafka)).await?;
         let publisher = KafkaOrderPublisher::new(&kafka)?;
         let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
+        let store = Arc::new(store);
+        let front_door = settings.front_door;
         Ok(Self {
             gate,
+            waiting_room: front_door
+                .waiting_room
+                .map(|policy| Arc::new(traces.waiting_room(policy))),
+            order_rate: front_door
+                .order_rate
+                .map(|rate| Arc::new(traces.rate_limiter(rate))),
+            catalog: Arc::new(ProductCatalog::new(
+                store.clone(),
+                front_door.catalog_refresh,
+            )),
             sessions: Arc::new(
                 traces
                     .session_store()
@@ -143,8 +167,19 @@ impl Services {
             kafka,
             publisher: Arc::new(publisher),
             traces: Arc::new(traces),
-            store: Arc::new(store),
+            store,
         })
+    }
+
+    fn room(&self) -> Option<Arc<dyn WaitingRoom>> {
+        self.waiting_room.clone().map(|r| r as Arc<dyn WaitingRoom>)
+    }
+
+    /// Starts intake's background work: the catalogue refresh and, with a
+    /// waiting room, its admitter (no leader: every `api` process runs
+    /// one, the room's rate is kept in Redis). Stopped when dropped.
+    pub fn front_door_tasks(&self) -> BackgroundTasks {
+        BackgroundTasks::front_door(self.catalog.clone(), self.room())
     }
 
     /// The dependencies `/readyz` checks.
@@ -167,8 +202,12 @@ impl Services {
             self.traces.clone(),
             self.publisher.clone(),
         );
-        match self.stock_gate() {
+        let service = match self.stock_gate() {
             Some(gate) => service.with_gate(gate),
+            None => service,
+        };
+        match self.room() {
+            Some(room) => service.with_waiting_room(room),
             None => service,
         }
     }
@@ -258,12 +297,24 @@ impl Services {
         accounts: Arc<dyn oms_core::port::inbound::AuthUseCase>,
     ) -> crate::http::AppState {
         let mut intake = RequestOrderService::new(self.publisher.clone(), self.traces.clone())
-            .with_arbiter(self.store.clone());
-        let mut products = ProductService::new(self.store.clone());
+            .with_arbiter(self.store.clone())
+            .with_catalog(self.catalog.clone());
+        let mut products =
+            ProductService::new(self.store.clone()).with_catalog(self.catalog.clone());
         if let Some(gate) = self.stock_gate() {
             intake = intake.with_gate(gate.clone());
             products = products.with_gate(gate);
         }
+        if let Some(rate) = &self.order_rate {
+            intake = intake.with_rate_limit(rate.clone() as Arc<dyn RateLimiter>);
+        }
+        let room = match self.room() {
+            Some(room) => {
+                intake = intake.with_waiting_room(room.clone());
+                WaitingRoomService::new(room)
+            }
+            None => WaitingRoomService::off(),
+        };
         crate::http::AppState::new(
             Arc::new(intake),
             Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
@@ -271,6 +322,7 @@ impl Services {
             accounts,
             self.checks(),
         )
+        .with_waiting_room(Arc::new(room))
     }
 }
 

@@ -112,7 +112,32 @@ impl Api {
             .enable_all()
             .build()
             .unwrap();
-        let pipeline = runtime.block_on(async { EmbeddedPipeline::start() });
+        // No rate limit: one member sends every case. Every product id the
+        // strategy draws from exists, so the body alone decides.
+        let pipeline = runtime.block_on(async {
+            let pipeline = EmbeddedPipeline::start_with(oms::config::FrontDoor {
+                order_rate: None,
+                ..oms::config::FrontDoor::default()
+            });
+            for id in 1..=1_005 {
+                let draft = oms::domain::ProductDraft {
+                    name: format!("p{id}"),
+                    price: 100,
+                    stock: 1_000_000_000,
+                    rules: Default::default(),
+                };
+                pipeline
+                    .products
+                    .create(
+                        oms::domain::Caller::admin(1),
+                        oms::domain::ProductId(id),
+                        draft,
+                    )
+                    .await
+                    .unwrap();
+            }
+            pipeline
+        });
         let app = router(pipeline.app_state(auth()));
         Self {
             runtime,
@@ -163,7 +188,9 @@ proptest! {
         thread_local!(static API: Api = Api::new());
         let valid = serde_json::from_value::<OrderRequest>(body.clone())
             .ok()
-            .is_some_and(|r| r.validate().is_ok());
+            .is_some_and(|r| {
+                r.validate().is_ok() && r.items.iter().all(|l| (1..=1_005).contains(&l.product_id.0))
+            });
         let status = API.with(|api| api.post(serde_json::to_vec(&body).unwrap()))?;
         prop_assert_eq!(status == StatusCode::ACCEPTED, valid, "{}", body);
     }

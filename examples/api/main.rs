@@ -44,12 +44,13 @@ async fn main() -> ExitCode {
     };
     let mut embedded = None;
     let mut baseline = None;
+    let mut background = None;
     let state = if settings.is_embedded() {
         if secret == DEV_JWT_SECRET {
             warn!("tokens are signed with the development secret `{DEV_JWT_SECRET}`, which is public and refused on a non-loopback OMS_HTTP_ADDR; never expose this server");
         }
         info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
-        let pipeline = EmbeddedPipeline::start();
+        let pipeline = EmbeddedPipeline::start_with(settings.front_door);
         let accounts = Arc::new(pipeline.accounts(
             Arc::new(JwtAuth::new(secret.as_bytes())),
             settings.auth_policy(),
@@ -81,6 +82,7 @@ async fn main() -> ExitCode {
             return code;
         }
         let state = services.app_state_with(accounts);
+        background = Some(services.front_door_tasks());
         if std::env::var("OMS_BASELINE_AS_IS").is_ok_and(|v| v == "1") {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
             baseline = Some(as_is::routes(state.clone(), services.store.clone()));
@@ -114,6 +116,9 @@ async fn main() -> ExitCode {
         app = app.merge(baseline);
     }
     let served = serve(listener, app, limits, shutdown_signal()).await;
+    if let Some(tasks) = background {
+        tasks.stop();
+    }
     if let Some(pipeline) = embedded {
         pipeline.shutdown().await;
     }

@@ -20,11 +20,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use oms_core::application::WaitingRoomService;
 use oms_core::domain::{
     Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Product,
-    ProductDraft, ProductId, ProductUpdate, ReceiverInfo, StockChange, TraceId, TraceState,
+    ProductDraft, ProductId, ProductUpdate, ReceiverInfo, RoomStatus, RulesChange, SaleRules,
+    StockChange, TraceId, TraceState,
 };
-use oms_core::port::inbound::{AuthUseCase, OrderQuery, ProductUseCase, RequestOrderUseCase};
+use oms_core::port::inbound::{
+    AuthUseCase, OrderQuery, ProductUseCase, RequestOrderUseCase, WaitingRoomUseCase,
+};
 use oms_core::port::outbound::HealthCheck;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +63,9 @@ pub struct AppState {
     /// Checked by `/readyz` (at most one round of checks at a time; a
     /// round answers for 1 s).
     pub checks: Vec<Arc<dyn HealthCheck>>,
+    /// The waiting room (`/api/v1/waiting-room`); off unless set with
+    /// [`with_waiting_room`](Self::with_waiting_room).
+    pub waiting_room: Arc<dyn WaitingRoomUseCase>,
 }
 
 impl AppState {
@@ -80,7 +87,16 @@ impl AppState {
             accounts,
             client_ip: ClientIpSource::Peer,
             checks,
+            waiting_room: Arc::new(WaitingRoomService::off()),
         }
+    }
+
+    /// Serves this waiting room (the intake must require its admissions:
+    /// [`RequestOrderService::with_waiting_room`]
+    /// (oms_core::application::RequestOrderService::with_waiting_room)).
+    pub fn with_waiting_room(mut self, room: Arc<dyn WaitingRoomUseCase>) -> Self {
+        self.waiting_room = room;
+        self
     }
 
     /// Replaces the authenticator (a host's own identities).
@@ -127,6 +143,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/products/{product_id}",
             get(get_product).put(update_product),
         )
+        .route("/api/v1/waiting-room", get(room_status).post(enter_room))
         .route("/api/v1/orders", get(my_orders).post(place_order))
         .route("/api/v1/orders/by-trace/{trace_id}", get(get_trace))
         .route("/api/v1/orders/{order_id}", get(get_order))
@@ -181,12 +198,17 @@ pub struct ProductBody {
     /// to set the stock. Ignored on create.
     #[serde(default)]
     pub version: i64,
+    /// `maxPerMember`, `saleStartsAt`, `saleEndsAt` (RFC 3339), each
+    /// optional.
+    #[serde(flatten)]
+    pub rules: SaleRules,
 }
 
 impl From<Product> for ProductBody {
     fn from(p: Product) -> Self {
         Self {
             version: p.version,
+            rules: p.rules,
             product_id: p.id.0,
             name: p.name,
             price: p.price,
@@ -212,7 +234,7 @@ async fn create_product(
         name: body.name,
         price: body.price,
         stock: body.stock,
-        rules: Default::default(),
+        rules: body.rules,
     };
     let product = state
         .products
@@ -242,6 +264,25 @@ pub struct ProductUpdateBody {
     /// The version read, when not sent as `If-Match`.
     #[serde(default)]
     pub version: Option<i64>,
+    /// New `maxPerMember`: absent keeps it, `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub max_per_member: Option<Option<i64>>,
+    /// New `saleStartsAt`: absent keeps it, `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub sale_starts_at: Option<Option<DateTime<Utc>>>,
+    /// New `saleEndsAt`: absent keeps it, `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    pub sale_ends_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// A field that is present (`Some`), possibly as `null` (`Some(None)`);
+/// absent fields are `None` through `#[serde(default)]`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// The version of an `If-Match` header: `"7"`, `W/"7"` or `7`.
@@ -293,7 +334,11 @@ async fn update_product(
         name: body.name,
         price: body.price,
         stock,
-        rules: Default::default(),
+        rules: RulesChange {
+            max_per_member: body.max_per_member,
+            sale_starts_at: body.sale_starts_at,
+            sale_ends_at: body.sale_ends_at,
+        },
     };
     let product = state.products.update(caller, id, update).await?;
     let tag = etag(product.version);
@@ -319,6 +364,58 @@ async fn list_products(
 ) -> Result<Json<Vec<ProductBody>>, Problem> {
     let products = state.products.list().await?;
     Ok(Json(products.into_iter().map(Into::into).collect()))
+}
+
+// ---- waiting room ----
+
+/// Where a member stands in the waiting room, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoomBody {
+    /// In line.
+    #[serde(rename_all = "camelCase")]
+    Waiting {
+        /// Place in the line, 1 = next.
+        position: u64,
+        /// Estimated wait in whole seconds (rounded up).
+        estimated_wait_secs: u64,
+    },
+    /// May order until `expiresAt`.
+    #[serde(rename_all = "camelCase")]
+    Admitted {
+        /// When the admission ends unless the member's order is final
+        /// first.
+        expires_at: DateTime<Utc>,
+    },
+}
+
+impl From<RoomStatus> for RoomBody {
+    fn from(s: RoomStatus) -> Self {
+        match s {
+            RoomStatus::Waiting {
+                position,
+                estimated_wait,
+            } => Self::Waiting {
+                position,
+                estimated_wait_secs: estimated_wait.as_millis().div_ceil(1000) as u64,
+            },
+            RoomStatus::Admitted { expires_at } => Self::Admitted { expires_at },
+        }
+    }
+}
+
+async fn enter_room(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<RoomBody>, Problem> {
+    Ok(Json(state.waiting_room.enter(caller).await?.into()))
+}
+
+async fn room_status(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+) -> Result<Json<RoomBody>, Problem> {
+    Ok(Json(state.waiting_room.status(caller).await?.into()))
 }
 
 // ---- orders ----

@@ -21,7 +21,11 @@ pub struct Problem {
     pub code: String,
     /// Seconds to wait before trying again: sent as `Retry-After` (429).
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
+    /// Extension members of the problem (RFC 9457, section 3.2), e.g.
+    /// `position` in the waiting room's line for `NOT_ADMITTED`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Problem {
@@ -37,12 +41,21 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             retry_after: None,
+            extensions: None,
         }
+    }
+
+    /// The same problem with one more extension member.
+    pub fn with_extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions
+            .get_or_insert_with(Default::default)
+            .insert(name.to_owned(), value.into());
+        self
     }
 
     /// The same problem, asking the client to wait `secs` (`Retry-After`).
     pub fn with_retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+        self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
         self
     }
 
@@ -85,6 +98,52 @@ impl From<OmsError> for Problem {
             OmsError::OutOfStock { .. } => {
                 Self::new(StatusCode::CONFLICT, "OUT_OF_STOCK", e.to_string())
             }
+            OmsError::LimitExceeded { .. } => {
+                Self::new(StatusCode::CONFLICT, "LIMIT_EXCEEDED", e.to_string())
+            }
+            OmsError::SaleNotStarted { .. } => {
+                Self::new(StatusCode::CONFLICT, "SALE_NOT_STARTED", e.to_string())
+            }
+            OmsError::SaleEnded { .. } => {
+                Self::new(StatusCode::CONFLICT, "SALE_ENDED", e.to_string())
+            }
+            OmsError::RateLimited { retry_after } => {
+                let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+                Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "RATE_LIMITED",
+                    format!("too many order requests; try again in {secs} s"),
+                )
+                .with_retry_after(secs)
+            }
+            OmsError::NotAdmitted {
+                position,
+                retry_after,
+            } => {
+                let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+                let detail = match position {
+                    Some(p) => {
+                        format!("waiting in line at position {p}; ordering opens on admission")
+                    }
+                    None => "enter the waiting room first (POST /api/v1/waiting-room)".to_owned(),
+                };
+                let problem = Self::new(StatusCode::TOO_MANY_REQUESTS, "NOT_ADMITTED", detail)
+                    .with_retry_after(secs);
+                match position {
+                    Some(p) => problem.with_extension("position", *p),
+                    None => problem,
+                }
+            }
+            OmsError::NotInWaitingRoom => Self::new(
+                StatusCode::NOT_FOUND,
+                "NOT_IN_WAITING_ROOM",
+                "not in the waiting room: enter it with POST /api/v1/waiting-room",
+            ),
+            OmsError::WaitingRoomOff => Self::new(
+                StatusCode::NOT_FOUND,
+                "WAITING_ROOM_OFF",
+                "the waiting room is off: order directly",
+            ),
             OmsError::Unauthenticated(detail) => Self::unauthorized(detail.clone()),
             OmsError::BadCredentials => Self::new(
                 StatusCode::UNAUTHORIZED,
