@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use oms_core::memory::{
     InMemoryAttemptCounter, InMemoryMemberStore, InMemoryRateLimiter, InMemorySessionStore,
-    InMemoryStockGate, InMemoryWaitingRoom,
-    InMemoryStore, InMemoryTraceStore, RevocationMirror,
+    InMemoryStockGate, InMemoryStore, InMemoryTraceStore, InMemoryWaitingRoom, RevocationMirror,
 };
 use oms_core::testkit;
 

@@ -210,7 +210,9 @@ mod tests {
         service.update(Caller::admin(1), id, restock).await.unwrap();
         assert_eq!(gate.available(id).await.unwrap(), Some(480));
         assert_eq!(store.get(id).await.unwrap().unwrap().stock, 600);
-        gate.release(crate::domain::MemberId(1), &reserved).await.unwrap();
+        gate.release(crate::domain::MemberId(1), &reserved)
+            .await
+            .unwrap();
         assert_eq!(gate.available(id).await.unwrap(), Some(600));
         let stale = ProductUpdate {
             name: "New".into(),

@@ -333,7 +333,7 @@ impl RequestOrderUseCase for RequestOrderService {
                     state: TraceState::Failed {
                         reason: FailureReason::OutOfStock,
                     },
-                })
+                });
             }
             Err(e) => {
                 if let Some(key) = key {
@@ -647,8 +647,8 @@ mod tests {
             let (_, catalog) = catalogued(rules);
             let traces = Arc::new(InMemoryTraceStore::new());
             let publisher = MockOrderRequestPublisher::new(); // never called
-            let service = RequestOrderService::new(Arc::new(publisher), traces.clone())
-                .with_catalog(catalog);
+            let service =
+                RequestOrderService::new(Arc::new(publisher), traces.clone()).with_catalog(catalog);
             let mut req = request();
             req.items[0].product_id = ProductId(product);
             req.items[0].quantity = 2;
@@ -679,20 +679,22 @@ mod tests {
         use crate::memory::{InMemoryRateLimiter, InMemoryWaitingRoom};
         let publisher = MockOrderRequestPublisher::new(); // never called
         let room = Arc::new(InMemoryWaitingRoom::new(RoomPolicy::default()));
-        let service = RequestOrderService::new(
-            Arc::new(publisher),
-            Arc::new(InMemoryTraceStore::new()),
-        )
-        .with_waiting_room(room.clone());
+        let service =
+            RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()))
+                .with_waiting_room(room.clone());
         assert!(matches!(
-            service.request_order(Caller::user(7), request(), None).await,
+            service
+                .request_order(Caller::user(7), request(), None)
+                .await,
             Err(OmsError::NotAdmitted { position: None, .. })
         ));
         crate::port::outbound::WaitingRoom::enter(room.as_ref(), MemberId(7))
             .await
             .unwrap();
         assert!(matches!(
-            service.request_order(Caller::user(7), request(), None).await,
+            service
+                .request_order(Caller::user(7), request(), None)
+                .await,
             Err(OmsError::NotAdmitted {
                 position: Some(1),
                 ..
@@ -701,17 +703,17 @@ mod tests {
 
         let mut publisher = MockOrderRequestPublisher::new();
         publisher.expect_send().times(1).returning(|_| Ok(()));
-        let service = RequestOrderService::new(
-            Arc::new(publisher),
-            Arc::new(InMemoryTraceStore::new()),
-        )
-        .with_rate_limit(Arc::new(InMemoryRateLimiter::new(Rate::per_second(1))));
+        let service =
+            RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()))
+                .with_rate_limit(Arc::new(InMemoryRateLimiter::new(Rate::per_second(1))));
         assert!(service
             .request_order(Caller::user(7), request(), None)
             .await
             .is_ok());
         assert!(matches!(
-            service.request_order(Caller::user(7), request(), None).await,
+            service
+                .request_order(Caller::user(7), request(), None)
+                .await,
             Err(OmsError::RateLimited { .. })
         ));
     }

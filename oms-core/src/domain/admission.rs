@@ -171,7 +171,10 @@ mod tests {
         let rate = Rate::per_second(1);
         let (d, t) = gcra(rate, None, 5);
         assert_eq!(d, RateDecision::Allowed);
-        assert!(matches!(gcra(rate, Some(t), 6).0, RateDecision::Limited { .. }));
+        assert!(matches!(
+            gcra(rate, Some(t), 6).0,
+            RateDecision::Limited { .. }
+        ));
         assert_eq!(gcra(rate, Some(t), 1_000_005).0, RateDecision::Allowed);
     }
 

@@ -14,9 +14,7 @@ pub mod throttle;
 pub mod token;
 mod trace;
 
-pub use admission::{
-    gcra, Purchase, PurchaseLimit, Rate, RateDecision, RoomPolicy, RoomStatus,
-};
+pub use admission::{gcra, Purchase, PurchaseLimit, Rate, RateDecision, RoomPolicy, RoomStatus};
 pub use caller::{Caller, Role};
 pub use error::{BoxError, OmsError, OmsResult};
 pub use ids::{MemberId, OrderId, ProductId, TraceId};

@@ -236,7 +236,8 @@ fn rules_refuse(
             return Some(reason);
         }
         let pair = (command.member_id, product_id);
-        let before = bought.get(&pair).copied().unwrap_or(0) + added.get(&pair).copied().unwrap_or(0);
+        let before =
+            bought.get(&pair).copied().unwrap_or(0) + added.get(&pair).copied().unwrap_or(0);
         let units = i64::try_from(units).unwrap_or(i64::MAX);
         if !product.rules.limit_admits(before, units) {
             return Some(FailureReason::LimitExceeded);
@@ -391,7 +392,13 @@ mod tests {
             dead_lettered: false,
         };
         let known = HashMap::from([(a.trace_id, outcome)]);
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &known, &HashMap::new(), &HashMap::new());
+        let plan = plan_batch(
+            &cmds,
+            &products(&[(1, 5)]),
+            &known,
+            &HashMap::new(),
+            &HashMap::new(),
+        );
         assert_eq!(plan.steps[0], Step::Replay(outcome));
         assert_eq!(plan.steps[2], Step::SameAs(1));
         assert_eq!(plan.decrements[0].quantity, 1);
@@ -443,7 +450,13 @@ mod tests {
         // The bound trace itself places; within a batch the first one wins;
         // another member's key is another binding.
         let cmds = vec![earlier, retry, other_member];
-        let plan = plan_batch(&cmds, &products(&[(1, 5)]), &HashMap::new(), &bound, &HashMap::new());
+        let plan = plan_batch(
+            &cmds,
+            &products(&[(1, 5)]),
+            &HashMap::new(),
+            &bound,
+            &HashMap::new(),
+        );
         assert!(matches!(plan.steps[0], Step::Place(_)));
         assert_eq!(plan.steps[1], Step::Fail(FailureReason::Duplicate));
         assert!(matches!(plan.steps[2], Step::Place(_)));

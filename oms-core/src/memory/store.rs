@@ -9,8 +9,9 @@ use crate::domain::placement::{
     limited_pairs, plan_batch, resolve_placements, Bought, KeyBindings, Step,
 };
 use crate::domain::{
-    KnownOutcome, Purchase, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
-    OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, TraceId,
+    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
+    OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, Purchase,
+    TraceId,
 };
 use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
 

@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempts, Purchase, PurchaseLimit, RateDecision, RoomStatus, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
+    Attempts, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
     OrderCommand, OrderId, OrderLine, OrderPage, OrderTrace, PasswordHash, Placement, Product,
-    ProductChange, ProductId, ProductUpdate, Role, Rotation, SessionId, TokenClaims, TokenId,
-    TraceId, TraceState,
+    ProductChange, ProductId, ProductUpdate, Purchase, PurchaseLimit, RateDecision, Role,
+    RoomStatus, Rotation, SessionId, TokenClaims, TokenId, TraceId, TraceState,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
@@ -318,8 +318,7 @@ pub trait StockGate: Send + Sync {
 
     /// Replaces the purchases the gate counts for `product_id` with
     /// `purchases` (the database's, read when no order was in flight).
-    async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase])
-        -> OmsResult<()>;
+    async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase]) -> OmsResult<()>;
 
     /// Sets the available units of products. Each gate remembers the
     /// product version its level was read at, and a level read at an older

@@ -565,7 +565,10 @@ pub async fn purchase_limits_hold_across_batches_and_redelivery(
     let free = product(products, 100).await;
     let (member, other) = (random_member_id(), random_member_id());
     let first = command(member, &[(a, 1), (free, 10)]);
-    assert_eq!(reason(&place(orders, std::slice::from_ref(&first)).await[0]), None);
+    assert_eq!(
+        reason(&place(orders, std::slice::from_ref(&first)).await[0]),
+        None
+    );
     let batch = vec![
         command(member, &[(a, 1)]),
         command(member, &[(a, 1)]),
@@ -656,7 +659,11 @@ pub async fn concurrent_batches_never_pass_a_limit(
         tasks.push(tokio::spawn(async move {
             let batch: Vec<_> = (0..5)
                 .map(|i| {
-                    let who = if i % 2 == 0 { member } else { random_member_id() };
+                    let who = if i % 2 == 0 {
+                        member
+                    } else {
+                        random_member_id()
+                    };
                     command(who, &[(a, 1)])
                 })
                 .collect();

@@ -139,7 +139,10 @@ pub async fn sale_rules_are_kept_cleared_or_set(store: &dyn ProductStore) {
         stock: StockChange::Keep,
         rules,
     };
-    let kept = store.update(id, &update(RulesChange::default())).await.unwrap();
+    let kept = store
+        .update(id, &update(RulesChange::default()))
+        .await
+        .unwrap();
     assert_eq!(kept.product.rules, rules);
     let change = RulesChange {
         max_per_member: Some(Some(5)),

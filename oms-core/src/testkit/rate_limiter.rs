@@ -30,7 +30,10 @@ pub async fn a_burst_then_the_rate(limiter: &dyn RateLimiter) {
     assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_millis(200));
     // Another key has its own budget.
     let other = format!("member-{}", random_id());
-    assert_eq!(limiter.acquire(&other).await.unwrap(), RateDecision::Allowed);
+    assert_eq!(
+        limiter.acquire(&other).await.unwrap(),
+        RateDecision::Allowed
+    );
     // One interval later, one more.
     let deadline = Instant::now() + Duration::from_secs(5);
     while limiter.acquire(&key).await.unwrap() != RateDecision::Allowed {
@@ -41,8 +44,7 @@ pub async fn a_burst_then_the_rate(limiter: &dyn RateLimiter) {
 
 pub async fn concurrent_requests_never_exceed_the_burst(limiter: &dyn RateLimiter) {
     let key = format!("member-{}", random_id());
-    let decisions =
-        futures::future::join_all((0..50).map(|_| limiter.acquire(&key))).await;
+    let decisions = futures::future::join_all((0..50).map(|_| limiter.acquire(&key))).await;
     let allowed = decisions
         .into_iter()
         .filter(|d| *d.as_ref().unwrap() == RateDecision::Allowed)

@@ -112,10 +112,13 @@ pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
     gate.release(order.member_id, &order.items).await.unwrap();
     assert_eq!(gate.available(gated).await.unwrap(), Some(2));
     assert_eq!(gate.available(free).await.unwrap(), None);
-    gate.release(MemberId(1), &[OrderLine {
-        product_id: gated,
-        quantity: 1,
-    }])
+    gate.release(
+        MemberId(1),
+        &[OrderLine {
+            product_id: gated,
+            quantity: 1,
+        }],
+    )
     .await
     .unwrap();
     assert_eq!(gate.available(gated).await.unwrap(), Some(3));
@@ -238,7 +241,10 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     }];
     let (member, other) = (random_member_id(), random_member_id());
     let one = command(member, &[(limited, 1), (free, 5)]);
-    assert_eq!(gate.admit(&one, &limits).await.unwrap(), Admission::Reserved);
+    assert_eq!(
+        gate.admit(&one, &limits).await.unwrap(),
+        Admission::Reserved
+    );
     // 1 + 2 > 2: nothing reserved, no trace written.
     let over = command(member, &[(limited, 2)]);
     assert_eq!(
@@ -313,8 +319,7 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     // Concurrent orders of one member never pass the limit together.
     let racer = random_member_id();
     let orders: Vec<_> = (0..20).map(|_| command(racer, &[(limited, 1)])).collect();
-    let decisions =
-        futures::future::join_all(orders.iter().map(|o| gate.admit(o, &limits))).await;
+    let decisions = futures::future::join_all(orders.iter().map(|o| gate.admit(o, &limits))).await;
     let reserved = decisions
         .into_iter()
         .filter(|d| *d.as_ref().unwrap() == Admission::Reserved)

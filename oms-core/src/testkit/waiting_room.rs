@@ -69,7 +69,10 @@ pub async fn first_come_first_served_and_entering_twice_keeps_the_place(
             }
         );
     }
-    assert_eq!(position(Some(room.enter(members[0]).await.unwrap())), Some(1));
+    assert_eq!(
+        position(Some(room.enter(members[0]).await.unwrap())),
+        Some(1)
+    );
     assert_eq!(position(room.status(members[2]).await.unwrap()), Some(3));
     assert_eq!(room.status(random_member_id()).await.unwrap(), None);
     assert_eq!(
@@ -106,7 +109,13 @@ pub async fn never_more_admitted_than_the_slots(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let occupancy = room.occupancy().await.unwrap();
-    assert_eq!(occupancy, Occupancy { waiting: 3, admitted: 2 });
+    assert_eq!(
+        occupancy,
+        Occupancy {
+            waiting: 3,
+            admitted: 2
+        }
+    );
     assert_eq!(position(room.status(members[2]).await.unwrap()), Some(1));
     assert_eq!(position(room.status(members[4]).await.unwrap()), Some(3));
 }
@@ -126,7 +135,11 @@ pub async fn never_faster_than_the_rate(room: &impl Fn(RoomPolicy) -> Arc<dyn Wa
     }
     // The bucket starts empty and holds at most one second of tokens.
     let bound = (f64::from(rate) * started.elapsed().as_secs_f64()).floor() as u64;
-    assert!(total <= bound, "{total} admitted in {:?}", started.elapsed());
+    assert!(
+        total <= bound,
+        "{total} admitted in {:?}",
+        started.elapsed()
+    );
     assert!(total > 0, "nobody admitted");
     assert_eq!(room.occupancy().await.unwrap().admitted, total);
     // Whoever is admitted came first.
@@ -192,7 +205,10 @@ pub async fn a_full_room_counts_the_first_expiry_in_the_estimate(
         panic!("b waits");
     };
     // One admission ahead at 10/s, plus up to the full TTL of a's slot.
-    assert!(estimated_wait > Duration::from_secs(50), "{estimated_wait:?}");
+    assert!(
+        estimated_wait > Duration::from_secs(50),
+        "{estimated_wait:?}"
+    );
     assert!(estimated_wait <= p.estimated_wait(1, Some(ttl)));
 }
 
