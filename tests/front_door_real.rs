@@ -122,21 +122,8 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
     .await;
     let product = limited_product(&stack, 100, 2).await;
 
-    // An unknown product: 404 at intake, nothing on the topic.
     let first = oms_core::testkit::random_id();
     let members: Vec<u64> = (0..12).map(|i| first + i).collect();
-    let (s, b) = order_at(
-        &stack,
-        &bases[1],
-        members[0],
-        oms_core::testkit::random_id(),
-    )
-    .await;
-    assert_eq!(
-        (s, b["code"].as_str()),
-        (404, Some("PRODUCT_NOT_FOUND")),
-        "{b}"
-    );
 
     // Everyone enters at once, half through each replica: one line.
     let entered = futures::future::join_all(
@@ -191,6 +178,15 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
         }
     }
     assert_eq!(still, 4, "a full room admits nobody more");
+    // An unknown product: 404 at intake, nothing on the topic.
+    let unknown = oms_core::testkit::random_id();
+    let (s, b) = order_at(&stack, &bases[1], admitted[0], unknown).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (404, Some("PRODUCT_NOT_FOUND")),
+        "{b}"
+    );
+    assert_eq!(stack.record_count(&stack.order_topic), 0);
     // Someone still waiting cannot order, on either replica.
     let waiting = members.iter().find(|m| !admitted.contains(m)).unwrap();
     for base in &bases {
