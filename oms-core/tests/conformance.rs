@@ -35,6 +35,16 @@ async fn in_memory_stock_gate_conforms() {
 }
 
 #[tokio::test]
+async fn in_memory_stock_gate_checks_the_front_door() {
+    let traces = Arc::new(InMemoryTraceStore::new());
+    let room = Arc::new(InMemoryWaitingRoom::new(
+        oms_core::domain::RoomPolicy::default(),
+    ));
+    let gate = InMemoryStockGate::new(traces.clone()).with_waiting_room(room.clone());
+    testkit::stock_gate::front_door_checks_come_first(&gate, traces.as_ref(), room.as_ref()).await;
+}
+
+#[tokio::test]
 async fn in_memory_member_store_conforms() {
     testkit::member_store::run(&InMemoryMemberStore::new()).await;
 }
@@ -67,5 +77,5 @@ async fn in_memory_waiting_room_conforms() {
 
 #[tokio::test]
 async fn in_memory_rate_limiter_conforms() {
-    testkit::rate_limiter::run(|rate| Arc::new(InMemoryRateLimiter::new(rate))).await;
+    testkit::rate_limiter::run(&InMemoryRateLimiter::new()).await;
 }

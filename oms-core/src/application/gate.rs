@@ -360,7 +360,10 @@ mod tests {
         // An order with an unknown product reserved product 1's units.
         let unknown = crate::testkit::command(MemberId(1), &[(ProductId(1), 2), (ProductId(9), 1)]);
         assert_eq!(
-            rig.gate.admit(&unknown, &[]).await.unwrap(),
+            rig.gate
+                .admit(&unknown, &crate::port::outbound::IntakeChecks::default())
+                .await
+                .unwrap(),
             crate::port::outbound::Admission::Reserved
         );
         assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(3));
@@ -380,7 +383,10 @@ mod tests {
             .await
             .unwrap();
         let too_many = crate::testkit::command(MemberId(2), &[(ProductId(1), 6)]);
-        rig.gate.admit(&too_many, &[]).await.unwrap();
+        rig.gate
+            .admit(&too_many, &crate::port::outbound::IntakeChecks::default())
+            .await
+            .unwrap();
         let placed = processing.process(vec![too_many]).await.unwrap();
         assert_eq!(placed[0].trace.state, out_of_stock());
         assert_eq!(rig.gate.available(ProductId(1)).await.unwrap(), Some(44));

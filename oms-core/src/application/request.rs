@@ -6,11 +6,12 @@ use tracing::{debug, warn};
 use super::ProductCatalog;
 use crate::domain::{
     Caller, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderRequest, OrderTrace,
-    PurchaseLimit, RateDecision, RoomStatus, TraceId, TraceState,
+    PurchaseLimit, Rate, RateDecision, RoomStatus, TraceId, TraceState,
 };
 use crate::port::inbound::RequestOrderUseCase;
 use crate::port::outbound::{
-    Admission, OrderRequestPublisher, OrderStore, RateLimiter, StockGate, TraceStore, WaitingRoom,
+    Admission, IntakeChecks, OrderRequestPublisher, OrderStore, RateLimiter, StockGate, TraceStore,
+    WaitingRoom,
 };
 
 /// Accepts orders: validates, records PROCESSING, queues, returns the trace id.
@@ -40,18 +41,23 @@ use crate::port::outbound::{
 ///   than a product's `maxPerMember` `LIMIT_EXCEEDED` — all before anything
 ///   is recorded or queued; with a gate, the member's purchases are counted
 ///   against the limit atomically with the reservation;
-/// * a [`RateLimiter`] ([`with_rate_limit`](Self::with_rate_limit)): a
-///   member over the rate gets [`OmsError::RateLimited`];
+/// * a per-member order [`Rate`] ([`with_rate_limit`](Self::with_rate_limit)):
+///   a member over it gets [`OmsError::RateLimited`];
 /// * a [`WaitingRoom`] ([`with_waiting_room`](Self::with_waiting_room)): a
 ///   member without an admission gets [`OmsError::NotAdmitted`]; an order
 ///   refused at once by the gate ends the admission (it is final).
+///
+/// With a gate, the rate and the admission are checked by the gate in the
+/// step that reserves ([`IntakeChecks`]): the front door costs no round
+/// trip of its own. Without one, the [`RateLimiter`] and the room are asked
+/// (at once).
 pub struct RequestOrderService {
     publisher: Arc<dyn OrderRequestPublisher>,
     traces: Arc<dyn TraceStore>,
     arbiter: Option<Arc<dyn OrderStore>>,
     gate: Option<Arc<dyn StockGate>>,
     catalog: Option<Arc<ProductCatalog>>,
-    rate: Option<Arc<dyn RateLimiter>>,
+    rate: Option<(Rate, Arc<dyn RateLimiter>)>,
     room: Option<Arc<dyn WaitingRoom>>,
 }
 
@@ -75,9 +81,10 @@ impl RequestOrderService {
         self
     }
 
-    /// Limits each member's order requests with `limiter` (keyed by member).
-    pub fn with_rate_limit(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
-        self.rate = Some(limiter);
+    /// Limits each member's order requests to `rate`: checked by the gate
+    /// when there is one, by `limiter` (keyed by member id) otherwise.
+    pub fn with_rate_limit(mut self, rate: Rate, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.rate = Some((rate, limiter));
         self
     }
 
@@ -87,11 +94,11 @@ impl RequestOrderService {
         self
     }
 
-    /// The member's rate and admission, checked at once.
+    /// The member's rate and admission, checked at once (without a gate).
     async fn front_door(&self, member_id: MemberId) -> OmsResult<()> {
         let rate = async {
             match &self.rate {
-                Some(limiter) => limiter.acquire(&member_id.to_string()).await,
+                Some((rate, limiter)) => limiter.acquire(&member_id.to_string(), *rate).await,
                 None => Ok(RateDecision::Allowed),
             }
         };
@@ -108,19 +115,23 @@ impl RequestOrderService {
         let Some(status) = room? else {
             return Ok(()); // no waiting room
         };
+        admission_answer(status)
+    }
+
+    /// Why the gate found the member not admitted, with their place.
+    async fn not_admitted(&self, member_id: MemberId) -> OmsError {
+        let status = match &self.room {
+            Some(room) => room.status(member_id).await,
+            None => Ok(None),
+        };
         match status {
-            Some(RoomStatus::Admitted { .. }) => Ok(()),
-            Some(RoomStatus::Waiting {
-                position,
-                estimated_wait,
-            }) => Err(OmsError::NotAdmitted {
-                position: Some(position),
-                retry_after: estimated_wait.max(std::time::Duration::from_secs(1)),
-            }),
-            None => Err(OmsError::NotAdmitted {
-                position: None,
-                retry_after: std::time::Duration::from_secs(1),
-            }),
+            Ok(status) => admission_answer(status)
+                .err()
+                .unwrap_or(OmsError::NotAdmitted {
+                    position: None,
+                    retry_after: std::time::Duration::from_secs(1),
+                }),
+            Err(e) => e,
         }
     }
 
@@ -272,6 +283,25 @@ impl RequestOrderService {
     }
 }
 
+/// The answer to a member whose room status is `status`: `Ok` when
+/// admitted.
+fn admission_answer(status: Option<RoomStatus>) -> OmsResult<()> {
+    match status {
+        Some(RoomStatus::Admitted { .. }) => Ok(()),
+        Some(RoomStatus::Waiting {
+            position,
+            estimated_wait,
+        }) => Err(OmsError::NotAdmitted {
+            position: Some(position),
+            retry_after: estimated_wait.max(std::time::Duration::from_secs(1)),
+        }),
+        None => Err(OmsError::NotAdmitted {
+            position: None,
+            retry_after: std::time::Duration::from_secs(1),
+        }),
+    }
+}
+
 /// What stands after a send that failed.
 enum Settled {
     /// Settled FAILED `NOT_ACCEPTED`: a late delivery cannot place it.
@@ -297,7 +327,9 @@ impl RequestOrderUseCase for RequestOrderService {
         if let Some(key) = key {
             validate_idempotency_key(key)?;
         }
-        self.front_door(caller.member_id).await?;
+        if self.gate.is_none() {
+            self.front_door(caller.member_id).await?;
+        }
         let trace_id = TraceId::new();
         let command = OrderCommand::new(trace_id, caller.member_id, request)
             .with_idempotency_key(idempotency_key.clone());
@@ -308,7 +340,14 @@ impl RequestOrderUseCase for RequestOrderService {
             }
         }
         let recorded = match &self.gate {
-            Some(gate) => gate.admit(&command, &limits).await,
+            Some(gate) => {
+                let checks = IntakeChecks {
+                    admission: self.room.is_some(),
+                    rate: self.rate.as_ref().map(|(rate, _)| *rate),
+                    limits,
+                };
+                gate.admit(&command, &checks).await
+            }
             None => self
                 .traces
                 .save(&OrderTrace::processing(trace_id, caller.member_id))
@@ -317,13 +356,21 @@ impl RequestOrderUseCase for RequestOrderService {
         };
         match recorded {
             Ok(Admission::Reserved) => {}
-            Ok(Admission::OverLimit { product_id }) => {
+            Ok(
+                refused @ (Admission::OverLimit { .. }
+                | Admission::RateLimited { .. }
+                | Admission::NotAdmitted),
+            ) => {
                 if let Some(key) = key {
                     if let Err(e) = self.traces.release_key(caller.member_id, key).await {
                         warn!(%trace_id, error = %e, "could not release an idempotency key");
                     }
                 }
-                return Err(OmsError::LimitExceeded { product_id });
+                return Err(match refused {
+                    Admission::OverLimit { product_id } => OmsError::LimitExceeded { product_id },
+                    Admission::RateLimited { retry_after } => OmsError::RateLimited { retry_after },
+                    _ => self.not_admitted(caller.member_id).await,
+                });
             }
             Ok(Admission::Refused { .. }) => {
                 self.leave_room(caller.member_id).await;
@@ -705,7 +752,7 @@ mod tests {
         publisher.expect_send().times(1).returning(|_| Ok(()));
         let service =
             RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()))
-                .with_rate_limit(Arc::new(InMemoryRateLimiter::new(Rate::per_second(1))));
+                .with_rate_limit(Rate::per_second(1), Arc::new(InMemoryRateLimiter::new()));
         assert!(service
             .request_order(Caller::user(7), request(), None)
             .await

@@ -7,10 +7,12 @@ use async_trait::async_trait;
 
 use super::lock;
 use crate::domain::{
-    units_by_product, FailureReason, MemberId, OmsResult, OrderCommand, OrderLine, OrderTrace,
-    ProductId, Purchase, PurchaseLimit, TraceState,
+    gcra, units_by_product, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderLine,
+    OrderTrace, ProductId, Purchase, RateDecision, RoomStatus, TraceState,
 };
-use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
+use crate::port::outbound::{
+    Admission, GateLevel, IntakeChecks, Refusal, StockGate, TraceStore, WaitingRoom,
+};
 
 #[derive(Debug, Default)]
 struct State {
@@ -18,6 +20,9 @@ struct State {
     available: HashMap<ProductId, (i64, i64)>,
     /// Units each member bought of each product with a limit.
     bought: HashMap<(ProductId, MemberId), i64>,
+    /// Each member's theoretical arrival time (µs since `epoch`) for the
+    /// order rate.
+    arrivals: HashMap<MemberId, u64>,
     /// Journal entries by sequence number, with when they were handed out.
     journal: BTreeMap<u64, (OrderCommand, Option<Instant>)>,
     next_entry: u64,
@@ -27,6 +32,8 @@ struct State {
 pub struct InMemoryStockGate {
     state: Mutex<State>,
     traces: Arc<dyn TraceStore>,
+    room: Option<Arc<dyn WaitingRoom>>,
+    epoch: Instant,
     redeliver_after: Duration,
 }
 
@@ -46,8 +53,26 @@ impl InMemoryStockGate {
         Self {
             state: Mutex::default(),
             traces,
+            room: None,
+            epoch: Instant::now(),
             redeliver_after: Duration::from_secs(10),
         }
+    }
+
+    /// Checks admissions ([`IntakeChecks::admission`]) in `room`.
+    pub fn with_waiting_room(mut self, room: Arc<dyn WaitingRoom>) -> Self {
+        self.room = Some(room);
+        self
+    }
+
+    async fn admitted(&self, member: MemberId) -> OmsResult<bool> {
+        let room = self.room.as_ref().ok_or_else(|| {
+            OmsError::Internal("admission checked by a stock gate without a waiting room".into())
+        })?;
+        Ok(matches!(
+            room.status(member).await?,
+            Some(RoomStatus::Admitted { .. })
+        ))
     }
 
     /// Replaces the redelivery time of the refusal journal.
@@ -59,11 +84,11 @@ impl InMemoryStockGate {
 
 #[async_trait]
 impl StockGate for InMemoryStockGate {
-    async fn admit(
-        &self,
-        command: &OrderCommand,
-        limits: &[PurchaseLimit],
-    ) -> OmsResult<Admission> {
+    async fn admit(&self, command: &OrderCommand, checks: &IntakeChecks) -> OmsResult<Admission> {
+        if checks.admission && !self.admitted(command.member_id).await? {
+            return Ok(Admission::NotAdmitted);
+        }
+        let limits = &checks.limits;
         let units = command.units_by_product();
         let wanted = |product: ProductId| {
             units
@@ -73,6 +98,21 @@ impl StockGate for InMemoryStockGate {
         };
         let refused = {
             let mut state = lock(&self.state);
+            if let Some(rate) = checks.rate {
+                let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let tat = state.arrivals.get(&command.member_id).copied();
+                match gcra(rate, tat, now) {
+                    (RateDecision::Limited { retry_after }, _) => {
+                        return Ok(Admission::RateLimited { retry_after })
+                    }
+                    (RateDecision::Allowed, tat) => {
+                        state.arrivals.insert(command.member_id, tat);
+                    }
+                }
+                if state.arrivals.len() > 100_000 {
+                    state.arrivals.retain(|_, tat| *tat > now);
+                }
+            }
             for limit in limits {
                 let had = state
                     .bought

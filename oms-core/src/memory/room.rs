@@ -145,16 +145,20 @@ impl WaitingRoom for InMemoryWaitingRoom {
 /// A [`RateLimiter`] in one process: GCRA per key ([`gcra`]).
 #[derive(Debug)]
 pub struct InMemoryRateLimiter {
-    rate: Rate,
     epoch: Instant,
     arrivals: Mutex<HashMap<String, u64>>,
 }
 
+impl Default for InMemoryRateLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl InMemoryRateLimiter {
-    /// A limiter allowing `rate` per key.
-    pub fn new(rate: Rate) -> Self {
+    /// A limiter that has seen no request.
+    pub fn new() -> Self {
         Self {
-            rate,
             epoch: Instant::now(),
             arrivals: Mutex::default(),
         }
@@ -163,7 +167,7 @@ impl InMemoryRateLimiter {
 
 #[async_trait]
 impl RateLimiter for InMemoryRateLimiter {
-    async fn acquire(&self, key: &str) -> OmsResult<RateDecision> {
+    async fn acquire(&self, key: &str, rate: Rate) -> OmsResult<RateDecision> {
         let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut arrivals = lock(&self.arrivals);
         if arrivals.len() > 100_000 {
@@ -171,7 +175,7 @@ impl RateLimiter for InMemoryRateLimiter {
             // full burst again: forgetting them changes nothing.
             arrivals.retain(|_, tat| *tat > now);
         }
-        let (decision, tat) = gcra(self.rate, arrivals.get(key).copied(), now);
+        let (decision, tat) = gcra(rate, arrivals.get(key).copied(), now);
         if decision == RateDecision::Allowed {
             arrivals.insert(key.to_owned(), tat);
         }

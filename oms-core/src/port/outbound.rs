@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     Attempts, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
     OrderCommand, OrderId, OrderLine, OrderPage, OrderTrace, PasswordHash, Placement, Product,
-    ProductChange, ProductId, ProductUpdate, Purchase, PurchaseLimit, RateDecision, Role,
+    ProductChange, ProductId, ProductUpdate, Purchase, PurchaseLimit, Rate, RateDecision, Role,
     RoomStatus, Rotation, SessionId, TokenClaims, TokenId, TraceId, TraceState,
 };
 
@@ -260,6 +260,33 @@ pub enum Admission {
         /// The first product whose limit the order exceeds.
         product_id: ProductId,
     },
+    /// The member is over the order rate ([`IntakeChecks::rate`]): nothing
+    /// is reserved and no trace is written.
+    RateLimited {
+        /// How long until a request would be allowed.
+        retry_after: Duration,
+    },
+    /// The member holds no waiting-room admission
+    /// ([`IntakeChecks::admission`]): nothing is reserved and no trace is
+    /// written.
+    NotAdmitted,
+}
+
+/// What intake asks the [`StockGate`] to check in the same atomic step as
+/// the reservation, so that the front door of a sale costs no round trip
+/// of its own. Checked in this order: admission, rate, limits, stock; the
+/// first that fails decides and nothing is changed (except that an order
+/// refused for stock took a token of the rate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IntakeChecks {
+    /// The member must hold a waiting-room admission (of the room sharing
+    /// the gate's store).
+    pub admission: bool,
+    /// The member's order rate (GCRA, the budget a [`RateLimiter`] of the
+    /// same store keeps for the member's id).
+    pub rate: Option<Rate>,
+    /// The purchase limits of the order's products.
+    pub limits: Vec<PurchaseLimit>,
 }
 
 /// A product's gate level as of a version of the product: the units the
@@ -303,12 +330,12 @@ pub struct Refusal {
 #[async_trait]
 pub trait StockGate: Send + Sync {
     /// Reserves the units of every line of `command`, all or none, and
-    /// records its trace (see the trait's docs). For each product in
-    /// `limits`, the units are also counted against the member's purchases
-    /// of it, in the same atomic step: an order that would take the member
-    /// past the limit reserves nothing ([`Admission::OverLimit`]).
-    async fn admit(&self, command: &OrderCommand, limits: &[PurchaseLimit])
-        -> OmsResult<Admission>;
+    /// records its trace (see the trait's docs), after the front-door
+    /// `checks` in the same atomic step ([`IntakeChecks`]). For each
+    /// product with a limit, the units are also counted against the
+    /// member's purchases of it: an order that would take the member past
+    /// the limit reserves nothing ([`Admission::OverLimit`]).
+    async fn admit(&self, command: &OrderCommand, checks: &IntakeChecks) -> OmsResult<Admission>;
 
     /// Gives back the units reserved for `lines` of `member_id`'s order (an
     /// order that was not queued, or that failed for a reason other than
@@ -392,8 +419,9 @@ pub struct Occupancy {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
-    /// Counts one request of `key` against the limiter's rate.
-    async fn acquire(&self, key: &str) -> OmsResult<RateDecision>;
+    /// Counts one request of `key` against `rate` (GCRA: a burst of
+    /// `rate.burst`, then one per interval).
+    async fn acquire(&self, key: &str, rate: Rate) -> OmsResult<RateDecision>;
 }
 
 /// A dependency whose health `/readyz` reports.

@@ -5,7 +5,9 @@ use std::time::{Duration, Instant};
 use crate::domain::{
     FailureReason, MemberId, OrderLine, OrderTrace, ProductId, Purchase, PurchaseLimit, TraceState,
 };
-use crate::port::outbound::{Admission, GateLevel, Refusal, StockGate, TraceStore};
+use crate::port::outbound::{
+    Admission, GateLevel, IntakeChecks, Refusal, StockGate, TraceStore, WaitingRoom,
+};
 
 use super::{command, random_member_id, random_product_id};
 
@@ -53,7 +55,10 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
 
     // Two lines of the same product count together.
     let first = command(member, &[(a, 1), (a, 1), (b, 1)]);
-    assert_eq!(gate.admit(&first, &[]).await.unwrap(), Admission::Reserved);
+    assert_eq!(
+        gate.admit(&first, &IntakeChecks::default()).await.unwrap(),
+        Admission::Reserved
+    );
     assert_eq!(gate.available(a).await.unwrap(), Some(1));
     assert_eq!(gate.available(b).await.unwrap(), Some(0));
     assert_eq!(
@@ -64,7 +69,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
     // b is sold out: nothing of the order is reserved, a included.
     let second = command(member, &[(a, 1), (b, 1)]);
     assert_eq!(
-        gate.admit(&second, &[]).await.unwrap(),
+        gate.admit(&second, &IntakeChecks::default()).await.unwrap(),
         Admission::Refused { product_id: b }
     );
     assert_eq!(gate.available(a).await.unwrap(), Some(1));
@@ -83,7 +88,7 @@ pub async fn reserves_all_lines_or_none(gate: &dyn StockGate, traces: &dyn Trace
     // More than is left of a is refused too.
     let third = command(member, &[(a, 2)]);
     assert_eq!(
-        gate.admit(&third, &[]).await.unwrap(),
+        gate.admit(&third, &IntakeChecks::default()).await.unwrap(),
         Admission::Refused { product_id: a }
     );
     let refused: Vec<Refusal> = gate.refusals(1000).await.unwrap();
@@ -98,7 +103,10 @@ pub async fn products_without_a_gate_pass(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(gated, 1, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 1), (free, 5)]);
-    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
+    assert_eq!(
+        gate.admit(&order, &IntakeChecks::default()).await.unwrap(),
+        Admission::Reserved
+    );
     assert_eq!(gate.available(free).await.unwrap(), None);
     assert_eq!(gate.available(gated).await.unwrap(), Some(0));
 }
@@ -107,7 +115,10 @@ pub async fn release_gives_back_gated_units_only(gate: &dyn StockGate) {
     let (gated, free) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(gated, 2, 0)], true).await.unwrap();
     let order = command(random_member_id(), &[(gated, 2), (free, 1)]);
-    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
+    assert_eq!(
+        gate.admit(&order, &IntakeChecks::default()).await.unwrap(),
+        Admission::Reserved
+    );
     assert_eq!(gate.available(gated).await.unwrap(), Some(0));
     gate.release(order.member_id, &order.items).await.unwrap();
     assert_eq!(gate.available(gated).await.unwrap(), Some(2));
@@ -167,7 +178,10 @@ pub async fn adjust_moves_by_the_delta_once(gate: &dyn StockGate) {
     let (a, fresh) = (random_product_id(), random_product_id());
     gate.set_available(&[lv(a, 100, 3)], true).await.unwrap();
     let order = command(random_member_id(), &[(a, 30)]);
-    assert_eq!(gate.admit(&order, &[]).await.unwrap(), Admission::Reserved);
+    assert_eq!(
+        gate.admit(&order, &IntakeChecks::default()).await.unwrap(),
+        Admission::Reserved
+    );
     // The database went 100 → 150 (version 4): the gate keeps the 30 reserved.
     gate.adjust(lv(a, 150, 4), 50).await.unwrap();
     assert_eq!(gate.available(a).await.unwrap(), Some(120));
@@ -191,7 +205,7 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
     let orders: Vec<_> = (0..3).map(|_| command(member, &[(product, 1)])).collect();
     for order in &orders {
         assert!(matches!(
-            gate.admit(order, &[]).await.unwrap(),
+            gate.admit(order, &IntakeChecks::default()).await.unwrap(),
             Admission::Refused { .. }
         ));
     }
@@ -235,20 +249,23 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     gate.set_available(&[lv(limited, 100, 0), lv(free, 100, 0)], true)
         .await
         .unwrap();
-    let limits = [PurchaseLimit {
-        product_id: limited,
-        max_per_member: 2,
-    }];
+    let limited_checks = IntakeChecks {
+        limits: vec![PurchaseLimit {
+            product_id: limited,
+            max_per_member: 2,
+        }],
+        ..IntakeChecks::default()
+    };
     let (member, other) = (random_member_id(), random_member_id());
     let one = command(member, &[(limited, 1), (free, 5)]);
     assert_eq!(
-        gate.admit(&one, &limits).await.unwrap(),
+        gate.admit(&one, &limited_checks).await.unwrap(),
         Admission::Reserved
     );
     // 1 + 2 > 2: nothing reserved, no trace written.
     let over = command(member, &[(limited, 2)]);
     assert_eq!(
-        gate.admit(&over, &limits).await.unwrap(),
+        gate.admit(&over, &limited_checks).await.unwrap(),
         Admission::OverLimit {
             product_id: limited
         }
@@ -256,13 +273,13 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     assert_eq!(gate.available(limited).await.unwrap(), Some(99));
     assert_eq!(traces.get(over.trace_id).await.unwrap(), None);
     assert_eq!(
-        gate.admit(&command(member, &[(limited, 1)]), &limits)
+        gate.admit(&command(member, &[(limited, 1)]), &limited_checks)
             .await
             .unwrap(),
         Admission::Reserved
     );
     assert_eq!(
-        gate.admit(&command(member, &[(limited, 1)]), &limits)
+        gate.admit(&command(member, &[(limited, 1)]), &limited_checks)
             .await
             .unwrap(),
         Admission::OverLimit {
@@ -271,13 +288,13 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     );
     // Each member has their own count; a product without a limit has none.
     assert_eq!(
-        gate.admit(&command(other, &[(limited, 2)]), &limits)
+        gate.admit(&command(other, &[(limited, 2)]), &limited_checks)
             .await
             .unwrap(),
         Admission::Reserved
     );
     assert_eq!(
-        gate.admit(&command(member, &[(free, 50)]), &limits)
+        gate.admit(&command(member, &[(free, 50)]), &limited_checks)
             .await
             .unwrap(),
         Admission::Reserved
@@ -286,7 +303,7 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     gate.release(member, &one.items).await.unwrap();
     assert_eq!(gate.available(limited).await.unwrap(), Some(97));
     assert_eq!(
-        gate.admit(&command(member, &[(limited, 1)]), &limits)
+        gate.admit(&command(member, &[(limited, 1)]), &limited_checks)
             .await
             .unwrap(),
         Admission::Reserved
@@ -303,13 +320,13 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     .await
     .unwrap();
     assert_eq!(
-        gate.admit(&command(member, &[(limited, 2)]), &limits)
+        gate.admit(&command(member, &[(limited, 2)]), &limited_checks)
             .await
             .unwrap(),
         Admission::Reserved
     );
     assert_eq!(
-        gate.admit(&command(other, &[(limited, 2)]), &limits)
+        gate.admit(&command(other, &[(limited, 2)]), &limited_checks)
             .await
             .unwrap(),
         Admission::OverLimit {
@@ -319,10 +336,93 @@ pub async fn limits_count_each_members_purchases(gate: &dyn StockGate, traces: &
     // Concurrent orders of one member never pass the limit together.
     let racer = random_member_id();
     let orders: Vec<_> = (0..20).map(|_| command(racer, &[(limited, 1)])).collect();
-    let decisions = futures::future::join_all(orders.iter().map(|o| gate.admit(o, &limits))).await;
+    let decisions =
+        futures::future::join_all(orders.iter().map(|o| gate.admit(o, &limited_checks))).await;
     let reserved = decisions
         .into_iter()
         .filter(|d| *d.as_ref().unwrap() == Admission::Reserved)
         .count();
     assert_eq!(reserved, 2);
+}
+
+/// The front-door checks of [`IntakeChecks`], for a gate that shares its
+/// store with `room` (whose admitter lets members in within a few
+/// seconds).
+pub async fn front_door_checks_come_first(
+    gate: &dyn StockGate,
+    traces: &dyn TraceStore,
+    room: &dyn WaitingRoom,
+) {
+    let product = random_product_id();
+    gate.set_available(&[lv(product, 100, 0)], true)
+        .await
+        .unwrap();
+    let member = random_member_id();
+    let checks = IntakeChecks {
+        admission: true,
+        rate: Some(crate::domain::Rate {
+            per_sec: 1,
+            burst: 2,
+        }),
+        limits: Vec::new(),
+    };
+    // Not admitted: nothing reserved, no trace, no rate token taken.
+    let early = command(member, &[(product, 1)]);
+    assert_eq!(
+        gate.admit(&early, &checks).await.unwrap(),
+        Admission::NotAdmitted
+    );
+    assert_eq!(traces.get(early.trace_id).await.unwrap(), None);
+    assert_eq!(gate.available(product).await.unwrap(), Some(100));
+    room.enter(member).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        room.status(member).await.unwrap(),
+        Some(crate::domain::RoomStatus::Admitted { .. })
+    ) {
+        room.admit().await.unwrap();
+        assert!(Instant::now() < deadline, "never admitted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Admitted: a burst of 2, then the rate refuses, reserving nothing.
+    for _ in 0..2 {
+        let order = command(member, &[(product, 1)]);
+        assert_eq!(
+            gate.admit(&order, &checks).await.unwrap(),
+            Admission::Reserved
+        );
+    }
+    let third = command(member, &[(product, 1)]);
+    let Admission::RateLimited { retry_after } = gate.admit(&third, &checks).await.unwrap() else {
+        panic!("the third order in a burst of 2 is over the rate");
+    };
+    assert!(retry_after > Duration::ZERO && retry_after <= Duration::from_secs(1));
+    assert_eq!(traces.get(third.trace_id).await.unwrap(), None);
+    assert_eq!(gate.available(product).await.unwrap(), Some(98));
+    // Another member's rate is their own; checks off pass as before.
+    let other = random_member_id();
+    let relaxed = IntakeChecks {
+        admission: false,
+        ..checks.clone()
+    };
+    assert_eq!(
+        gate.admit(&command(other, &[(product, 1)]), &relaxed)
+            .await
+            .unwrap(),
+        Admission::Reserved
+    );
+    // Once the admission ends, the member is refused again.
+    room.release(&[member]).await.unwrap();
+    assert_eq!(
+        gate.admit(
+            &command(member, &[(product, 1)]),
+            &IntakeChecks {
+                rate: None,
+                ..checks
+            }
+        )
+        .await
+        .unwrap(),
+        Admission::NotAdmitted
+    );
 }
