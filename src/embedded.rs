@@ -76,12 +76,16 @@ impl EmbeddedPipeline {
     pub fn start_with(front_door: FrontDoor) -> Self {
         let store = Arc::new(InMemoryStore::new());
         let traces = Arc::new(InMemoryTraceStore::new());
-        let gate = Arc::new(InMemoryStockGate::new(traces.clone()));
-        let (queue, receiver) = InMemoryOrderQueue::new();
-        let queue = Arc::new(queue);
         let room: Option<Arc<dyn WaitingRoom>> = front_door
             .waiting_room
             .map(|policy| Arc::new(InMemoryWaitingRoom::new(policy)) as Arc<dyn WaitingRoom>);
+        let gate = InMemoryStockGate::new(traces.clone());
+        let gate = Arc::new(match &room {
+            Some(room) => gate.with_waiting_room(room.clone()),
+            None => gate,
+        });
+        let (queue, receiver) = InMemoryOrderQueue::new();
+        let queue = Arc::new(queue);
         let catalog = Arc::new(ProductCatalog::new(
             store.clone(),
             front_door.catalog_refresh,
@@ -93,7 +97,7 @@ impl EmbeddedPipeline {
             .with_gate(gate.clone())
             .with_catalog(catalog.clone());
         if let Some(rate) = front_door.order_rate {
-            intake = intake.with_rate_limit(Arc::new(InMemoryRateLimiter::new(rate)));
+            intake = intake.with_rate_limit(rate, Arc::new(InMemoryRateLimiter::new()));
         }
         let waiting_room: Arc<dyn WaitingRoomUseCase> = match &room {
             Some(room) => {

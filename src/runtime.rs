@@ -9,7 +9,7 @@ use oms_core::application::{
     ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
     WaitingRoomService,
 };
-use oms_core::domain::OmsError;
+use oms_core::domain::{OmsError, Rate};
 use oms_core::memory::RevocationMirror;
 use oms_core::password::Argon2idHasher;
 use oms_core::port::outbound::{
@@ -64,8 +64,10 @@ pub struct Services {
     pub hasher: Arc<Argon2idHasher>,
     /// The waiting room on Redis, when `OMS_WAITING_ROOM=on`.
     pub waiting_room: Option<Arc<RedisWaitingRoom>>,
-    /// The per-member order rate on Redis, unless `OMS_ORDER_RATE=0`.
-    pub order_rate: Option<Arc<RedisRateLimiter>>,
+    /// The per-member order rate, unless `OMS_ORDER_RATE=0`, and its
+    /// limiter on Redis (the stock gate checks the same budget when it is
+    /// on).
+    pub order_rate: Option<(Rate, Arc<RedisRateLimiter>)>,
     /// Intake's copy of the products (refreshed by
     /// [`front_door_tasks`](Self::front_door_tasks)).
     pub catalog: Arc<ProductCatalog>,
@@ -151,7 +153,7 @@ impl Services {
                 .map(|policy| Arc::new(traces.waiting_room(policy))),
             order_rate: front_door
                 .order_rate
-                .map(|rate| Arc::new(traces.rate_limiter(rate))),
+                .map(|rate| (rate, Arc::new(traces.rate_limiter()))),
             catalog: Arc::new(ProductCatalog::new(
                 store.clone(),
                 front_door.catalog_refresh,
@@ -305,8 +307,8 @@ impl Services {
             intake = intake.with_gate(gate.clone());
             products = products.with_gate(gate);
         }
-        if let Some(rate) = &self.order_rate {
-            intake = intake.with_rate_limit(rate.clone() as Arc<dyn RateLimiter>);
+        if let Some((rate, limiter)) = &self.order_rate {
+            intake = intake.with_rate_limit(*rate, limiter.clone() as Arc<dyn RateLimiter>);
         }
         let room = match self.room() {
             Some(room) => {

@@ -256,6 +256,17 @@ async fn login_answers_a_bearer_pair_and_the_tokens_work() {
     assert_eq!(s, StatusCode::OK, "{me}");
     assert_eq!(me, created);
     // The issued token places an order as that member.
+    let operator = common::token(1, oms::domain::Role::Admin);
+    let product = json!({"productId": 1, "name": "A", "price": 100, "stock": 5});
+    let (s, _, _) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&operator),
+        Some(product),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
     let (s, _, trace) = call(
         app,
         "POST",

@@ -322,7 +322,12 @@ async fn poison_records_are_dead_lettered_and_the_consumer_keeps_going() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_idempotency_keys_make_one_order() {
     let _serial = SERIAL.lock().await;
-    let stack = Stack::start(1).await;
+    // 20 requests of one member at once: no order rate in the way.
+    let mut stack = Stack::configure();
+    stack
+        .envs
+        .push(("OMS_ORDER_RATE".to_owned(), "0".to_owned()));
+    let stack = stack.launch(1).await;
     let product = stack.add_product(100).await;
     let member = members(1)[0];
     let lines = [(product, 1)];

@@ -125,27 +125,12 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
     let first = oms_core::testkit::random_id();
     let members: Vec<u64> = (0..12).map(|i| first + i).collect();
 
-    // Everyone enters at once, half through each replica: one line.
-    let entered = futures::future::join_all(
-        members
-            .iter()
-            .enumerate()
-            .map(|(i, m)| room_at(&stack, &bases[i % 2], *m, "POST")),
-    )
-    .await;
-    let mut places = Vec::new();
-    for (s, b) in &entered {
-        assert_eq!(*s, 200, "{b}");
-        if b["status"] == "WAITING" {
-            places.push(b["position"].as_u64().unwrap());
-        }
+    // One after the other, alternating replicas: one line, first come
+    // first served, whichever replica a member entered through.
+    for (i, m) in members.iter().enumerate() {
+        let (s, b) = room_at(&stack, &bases[i % 2], *m, "POST").await;
+        assert_eq!(s, 200, "{b}");
     }
-    let distinct: HashSet<u64> = places.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        places.len(),
-        "two members share a place: {places:?}"
-    );
 
     // Both replicas run an admitter; together they fill the 4 slots and no
     // more, however long they run (nobody orders yet, so nobody leaves).
@@ -164,6 +149,7 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
             .map(|(m, _)| *m)
             .collect();
         assert!(admitted.len() <= 4, "{} admitted at once", admitted.len());
+        assert_eq!(admitted, members[..admitted.len()], "admitted out of turn");
         if admitted.len() == 4 {
             break admitted;
         }
@@ -203,12 +189,20 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while served.len() < members.len() {
         assert!(Instant::now() < deadline, "only {} served", served.len());
-        for m in &members {
+        for (i, m) in members.iter().enumerate() {
             if served.contains(m) {
                 continue;
             }
             if room_at(&stack, &bases[0], *m, "GET").await.1["status"] != "ADMITTED" {
                 continue;
+            }
+            // First come, first served: everyone before was let in first.
+            for earlier in members[..i].iter().filter(|e| !served.contains(e)) {
+                let (_, b) = room_at(&stack, &bases[1], *earlier, "GET").await;
+                assert_eq!(
+                    b["status"], "ADMITTED",
+                    "member {i} admitted before {earlier}"
+                );
             }
             let (accepted, over) = burst(&stack, &bases, *m, product, 20).await;
             assert_eq!((accepted.len(), over), (2, 18), "member {m}");

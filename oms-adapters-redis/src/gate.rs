@@ -5,65 +5,120 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oms_core::domain::{
     units_by_product, FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderLine,
-    OrderTrace, ProductId, Purchase, PurchaseLimit, TraceState,
+    OrderTrace, ProductId, Purchase, TraceState,
 };
 use oms_core::port::outbound::{
-    decode_command, encode_command, Admission, GateLevel, Refusal, StockGate,
+    decode_command, encode_command, Admission, GateLevel, IntakeChecks, Refusal, StockGate,
 };
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::Script;
 
+use crate::rate::{gcra_args, GCRA};
 use crate::{encode, now_millis, unavailable, RedisTraceStore};
 
-/// Checks the purchase limits, then reserves every line or none, and writes
-/// the trace of the decision.
+/// The front door and the reservation of one order, in one atomic step:
+/// checks the member's admission, then the member's rate, then the purchase
+/// limits, then reserves every line or none, and writes the trace of the
+/// decision. Follows [`GCRA`] (the rate is the rate limiter's Lua step);
+/// reads Redis's clock once.
 ///
-/// KEYS: the gate counter of each of the n products, the trace key, the
-/// PROCESSING index, the refusal journal, then the bought hash of each of
-/// the m limited products. ARGV: n, the n units, the PROCESSING trace and
-/// its TTL, the FAILED trace and its TTL, the trace id, now (ms), the
-/// command as the order topic carries it, the member id, m, then for each
-/// limit its `max_per_member` and the order's units of its product.
+/// KEYS (n products, m limits):
+/// - `[1]` the waiting room's admitted set,
+/// - `[2]` the member's rate key (its TAT),
+/// - `[3]` the trace key,
+/// - `[4]` the PROCESSING index,
+/// - `[5]` the refusal journal,
+/// - `[5 + i]` the gate counter of the i-th product (i = 1 … n),
+/// - `[5 + n + j]` the bought hash of the j-th limited product (j = 1 … m).
 ///
-/// Returns 0 when reserved, `i` when the i-th product lacks the units
-/// (trace FAILED, journaled), `-j` when the order would take the member past
-/// the j-th limit (nothing written).
+/// ARGV:
+/// - `[1]` the member id,
+/// - `[2]` check the admission (`1`) or not (`0`),
+/// - `[3]` check the rate (`1`) or not (`0`),
+/// - `[4]` the rate's emission interval (µs),
+/// - `[5]` the rate's tolerance (µs),
+/// - `[6]` the margin (ms) the rate key outlives its TAT by,
+/// - `[7]` the PROCESSING trace, `[8]` its TTL (s),
+/// - `[9]` the FAILED trace, `[10]` its TTL (s),
+/// - `[11]` the trace id,
+/// - `[12]` now (ms, the PROCESSING index's score),
+/// - `[13]` the command as the order topic carries it,
+/// - `[14]` n, `[15]` m,
+/// - `[15 + i]` the units of the i-th product,
+/// - `[15 + n + 2j − 1]` the j-th limit's `max_per_member`, and
+///   `[15 + n + 2j]` the order's units of its product.
+///
+/// Returns `{code, detail}`; the first check that fails decides:
+/// - `{4, 0}`: the member holds no admission that has not ended (nothing
+///   written);
+/// - `{3, µs}`: the member is over the rate, allowed again in µs (nothing
+///   written);
+/// - `{2, j}`: the order would take the member past the j-th limit (the
+///   rate's token is taken, nothing else written);
+/// - `{1, i}`: the i-th product lacks the units (the rate's token is taken,
+///   trace FAILED, journaled);
+/// - `{0, 0}`: reserved (trace PROCESSING, indexed).
 const ADMIT: &str = r"
-local n = tonumber(ARGV[1])
-local member = ARGV[n + 9]
-local m = tonumber(ARGV[n + 10])
+local admitted, rate_key, trace_key, index, journal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local member = ARGV[1]
+local n = tonumber(ARGV[14])
+local m = tonumber(ARGV[15])
+local now = redis_now()
+if ARGV[2] == '1' then
+  local expiry = redis.call('ZSCORE', admitted, member)
+  if not expiry or tonumber(expiry) <= math.floor(now / 1000) then
+    return {4, 0}
+  end
+end
+if ARGV[3] == '1' then
+  local wait = gcra(rate_key, tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), now)
+  if wait > 0 then
+    return {3, wait}
+  end
+end
 for j = 1, m do
-  local bought = tonumber(redis.call('HGET', KEYS[n + 3 + j], member) or '0')
-  local max = tonumber(ARGV[n + 9 + 2 * j])
-  local wanted = tonumber(ARGV[n + 10 + 2 * j])
+  local bought = tonumber(redis.call('HGET', KEYS[5 + n + j], member) or '0')
+  local max = tonumber(ARGV[15 + n + 2 * j - 1])
+  local wanted = tonumber(ARGV[15 + n + 2 * j])
   if bought + wanted > max then
-    return -j
+    return {2, j}
   end
 end
 local have = {}
 for i = 1, n do
-  have[i] = redis.call('GET', KEYS[i])
-  if have[i] and tonumber(have[i]) < tonumber(ARGV[1 + i]) then
-    redis.call('SET', KEYS[n + 1], ARGV[n + 4], 'EX', ARGV[n + 5])
-    redis.call('XADD', KEYS[n + 3], '*', 'command', ARGV[n + 8])
-    return i
+  have[i] = redis.call('GET', KEYS[5 + i])
+  if have[i] and tonumber(have[i]) < tonumber(ARGV[15 + i]) then
+    redis.call('SET', trace_key, ARGV[9], 'EX', ARGV[10])
+    redis.call('XADD', journal, '*', 'command', ARGV[13])
+    return {1, i}
   end
 end
 for i = 1, n do
   if have[i] then
-    redis.call('DECRBY', KEYS[i], ARGV[1 + i])
+    redis.call('DECRBY', KEYS[5 + i], ARGV[15 + i])
   end
 end
 for j = 1, m do
-  local wanted = ARGV[n + 10 + 2 * j]
+  local wanted = ARGV[15 + n + 2 * j]
   if tonumber(wanted) ~= 0 then
-    redis.call('HINCRBY', KEYS[n + 3 + j], member, wanted)
+    redis.call('HINCRBY', KEYS[5 + n + j], member, wanted)
   end
 end
-redis.call('SET', KEYS[n + 1], ARGV[n + 2], 'EX', ARGV[n + 3])
-redis.call('ZADD', KEYS[n + 2], ARGV[n + 7], ARGV[n + 6])
-return 0
+redis.call('SET', trace_key, ARGV[7], 'EX', ARGV[8])
+redis.call('ZADD', index, ARGV[12], ARGV[11])
+return {0, 0}
 ";
+
+/// [`ADMIT`]'s code: reserved.
+const RESERVED: i64 = 0;
+/// [`ADMIT`]'s code: a product lacks the units.
+const OUT_OF_STOCK: i64 = 1;
+/// [`ADMIT`]'s code: over a purchase limit.
+const OVER_LIMIT: i64 = 2;
+/// [`ADMIT`]'s code: over the member's rate.
+const RATE_LIMITED: i64 = 3;
+/// [`ADMIT`]'s code: the member holds no admission.
+const NOT_ADMITTED: i64 = 4;
 
 /// Gives units back to the counters that exist, and to the member's
 /// purchases where they are counted (never below 0; a count that reaches 0
@@ -143,12 +198,22 @@ const GROUP: &str = "settlers";
 /// A product's counter is `{prefix}:gate:{productId}`; a product without
 /// one passes. What each member bought of a product with a purchase limit
 /// is the hash `{prefix}:gate:{productId}:bought` (field: the member id,
-/// value: units). [`admit`](StockGate::admit) is one Lua script: it checks
-/// the member's purchases against the limits (over one: nothing is
-/// reserved or written), then checks and decrements the counters of all
-/// lines, counts the units against the member's purchases, and writes the
-/// trace (PROCESSING, or FAILED `OUT_OF_STOCK` plus an entry in the journal
-/// stream `{prefix}:refusals`) in one atomic step and one round trip.
+/// value: units). [`admit`](StockGate::admit) is one Lua script, the whole
+/// front door of an order in one atomic step and one round trip, on
+/// Redis's clock (`TIME`, read once): when asked ([`IntakeChecks`]), it
+/// checks that the member holds an admission of the
+/// [waiting room](crate::RedisWaitingRoom) of the same keyspace (a score
+/// after now in `{prefix}:wr:admitted`), then counts the order against the
+/// member's rate on `{prefix}:rate:{memberId}` with the
+/// [rate limiter](crate::RedisRateLimiter)'s GCRA step (the same Lua, so
+/// both keep one budget per member); it checks the member's purchases
+/// against the limits (over one: nothing is reserved or written), then
+/// checks and decrements the counters of all lines, counts the units
+/// against the member's purchases, and writes the trace (PROCESSING, or
+/// FAILED `OUT_OF_STOCK` plus an entry in the journal stream
+/// `{prefix}:refusals`). The first check that fails decides and changes
+/// nothing, except that an order refused for a limit or for stock has
+/// taken its token of the rate.
 /// [`set_purchases`](StockGate::set_purchases) replaces a product's hash in
 /// one `MULTI`/`EXEC`. The journal is read through the consumer group
 /// `settlers`, so each refusal is handed to one settler, and one whose
@@ -180,7 +245,7 @@ impl RedisTraceStore {
     pub fn stock_gate(&self) -> RedisStockGate {
         RedisStockGate {
             store: self.clone(),
-            admit: Script::new(ADMIT),
+            admit: Script::new(&format!("{GCRA}{ADMIT}")),
             release: Script::new(RELEASE),
             set_levels: Script::new(SET_LEVELS),
             adjust: Script::new(ADJUST),
@@ -262,11 +327,8 @@ fn failed(command: &OrderCommand) -> OrderTrace {
 
 #[async_trait]
 impl StockGate for RedisStockGate {
-    async fn admit(
-        &self,
-        command: &OrderCommand,
-        limits: &[PurchaseLimit],
-    ) -> OmsResult<Admission> {
+    async fn admit(&self, command: &OrderCommand, checks: &IntakeChecks) -> OmsResult<Admission> {
+        let limits = &checks.limits;
         let units = command.units_by_product();
         let wanted = |product: ProductId| {
             units
@@ -276,22 +338,28 @@ impl StockGate for RedisStockGate {
         };
         let processing = OrderTrace::processing(command.trace_id, command.member_id);
         let refused = failed(command);
+        let member = command.member_id;
+        let (interval, tolerance, margin) = checks.rate.map_or((0, 0, 0), gcra_args);
         let mut invocation = self.admit.prepare_invoke();
+        invocation
+            .key(self.store.room_key("admitted"))
+            .key(self.store.rate_key(&member.to_string()))
+            .key(self.store.trace_key(command.trace_id))
+            .key(self.store.processing_key())
+            .key(self.journal_key());
         for (product, _) in &units {
             invocation.key(self.gate_key(*product));
         }
-        invocation
-            .key(self.store.trace_key(command.trace_id))
-            .key(self.store.processing_key())
-            .key(self.journal_key())
-            .arg(units.len());
         for limit in limits {
             invocation.key(self.bought_key(limit.product_id));
         }
-        for (_, n) in &units {
-            invocation.arg(*n);
-        }
         invocation
+            .arg(member.0)
+            .arg(u8::from(checks.admission))
+            .arg(u8::from(checks.rate.is_some()))
+            .arg(interval)
+            .arg(tolerance)
+            .arg(margin)
             .arg(encode(&processing)?)
             .arg(self.store.ttl(&processing))
             .arg(encode(&refused)?)
@@ -301,31 +369,45 @@ impl StockGate for RedisStockGate {
             .arg(command.trace_id.to_string())
             .arg(now_millis())
             .arg(encode_command(command)?)
-            .arg(command.member_id.0)
+            .arg(units.len())
             .arg(limits.len());
+        for (_, n) in &units {
+            invocation.arg(*n);
+        }
         for limit in limits {
             invocation
                 .arg(limit.max_per_member)
                 .arg(wanted(limit.product_id));
         }
         let mut conn = self.store.conn.clone();
-        let code: i64 = invocation
+        let reply: Vec<i64> = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let nth = |i: i64| usize::try_from(i.unsigned_abs() - 1).ok();
-        let admission = match code {
-            0 => Some(Admission::Reserved),
-            i if i > 0 => nth(i)
+        let nth = |i: i64| usize::try_from(i).ok()?.checked_sub(1);
+        let admission = match *reply.as_slice() {
+            [RESERVED, _] => Some(Admission::Reserved),
+            [OUT_OF_STOCK, i] => nth(i)
                 .and_then(|i| units.get(i))
                 .map(|&(product_id, _)| Admission::Refused { product_id }),
-            j => nth(j)
-                .and_then(|j| limits.get(j))
-                .map(|limit| Admission::OverLimit {
-                    product_id: limit.product_id,
-                }),
+            [OVER_LIMIT, j] => {
+                nth(j)
+                    .and_then(|j| limits.get(j))
+                    .map(|limit| Admission::OverLimit {
+                        product_id: limit.product_id,
+                    })
+            }
+            [RATE_LIMITED, micros] => {
+                u64::try_from(micros)
+                    .ok()
+                    .map(|micros| Admission::RateLimited {
+                        retry_after: Duration::from_micros(micros),
+                    })
+            }
+            [NOT_ADMITTED, _] => Some(Admission::NotAdmitted),
+            _ => None,
         };
-        admission.ok_or_else(|| OmsError::Internal(format!("admission script answered {code}")))
+        admission.ok_or_else(|| OmsError::Internal(format!("admission script answered {reply:?}")))
     }
 
     async fn release(&self, member_id: MemberId, lines: &[OrderLine]) -> OmsResult<()> {

@@ -131,7 +131,9 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[2], after_now, '
 ///   first come first served across processes, without trusting their
 ///   clocks. A place is `ZRANK` + 1.
 /// - The admitted members are the sorted set `{prefix}:wr:admitted`, each
-///   scored by the unix ms at which the admission ends.
+///   scored by the unix ms at which the admission ends. The
+///   [stock gate](crate::RedisStockGate) of the same keyspace reads it to
+///   check an order's admission in the script that reserves.
 /// - The admission rate is a token bucket, the hash `{prefix}:wr:bucket`
 ///   (`tokens`, a float; `ts`, unix µs of the last refill): it starts empty
 ///   and holds at most one second of tokens.
@@ -182,6 +184,14 @@ impl RedisTraceStore {
     }
 }
 
+impl RedisTraceStore {
+    /// The key `name` of the waiting room on this store's keyspace (the
+    /// stock gate reads `admitted`).
+    pub(crate) fn room_key(&self, name: &str) -> String {
+        format!("{}:wr:{name}", self.options.prefix)
+    }
+}
+
 impl RedisWaitingRoom {
     /// The room's policy.
     pub fn policy(&self) -> RoomPolicy {
@@ -189,7 +199,7 @@ impl RedisWaitingRoom {
     }
 
     fn key(&self, name: &str) -> String {
-        format!("{}:wr:{name}", self.store.options.prefix)
+        self.store.room_key(name)
     }
 
     async fn stand(&self, script: &Script, member_id: MemberId) -> OmsResult<Option<RoomStatus>> {

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use oms_adapters_redis::{RedisTraceOptions, RedisTraceStore};
 use oms_core::domain::{MemberId, OrderTrace, RoomPolicy, TraceId};
-use oms_core::port::outbound::{HealthCheck, RateLimiter, StockGate, TraceStore, WaitingRoom};
+use oms_core::port::outbound::{
+    HealthCheck, IntakeChecks, RateLimiter, StockGate, TraceStore, WaitingRoom,
+};
 use oms_core::testkit;
 
 /// A key prefix of its own.
@@ -203,7 +205,7 @@ async fn a_refused_trace_outlives_the_final_ttl_until_it_is_settled() {
     .unwrap();
     let order = testkit::command(MemberId(1), &[(product, 1)]);
     assert!(matches!(
-        gate.admit(&order, &[]).await.unwrap(),
+        gate.admit(&order, &IntakeChecks::default()).await.unwrap(),
         oms_core::port::outbound::Admission::Refused { .. }
     ));
     let url = std::env::var("OMS_REDIS_URL").unwrap();
@@ -235,11 +237,135 @@ async fn redis_waiting_room_conforms() {
 
 #[tokio::test]
 async fn redis_rate_limiter_conforms() {
-    let store = store().await;
-    testkit::rate_limiter::run(|rate| {
-        Arc::new(fresh(&store, "rate").rate_limiter(rate)) as Arc<dyn RateLimiter>
-    })
-    .await;
+    testkit::rate_limiter::run(&fresh(&store().await, "rate").rate_limiter()).await;
+}
+
+#[tokio::test]
+async fn the_gate_checks_the_front_door_of_its_room_first() {
+    let store = fresh(&store().await, "front-door");
+    let room = store.waiting_room(RoomPolicy {
+        admit_per_sec: 100,
+        max_active: 100,
+        ttl: Duration::from_secs(60),
+    });
+    testkit::stock_gate::front_door_checks_come_first(&store.stock_gate(), &store, &room).await;
+}
+
+#[tokio::test]
+async fn the_gate_and_the_rate_limiter_share_a_members_budget() {
+    use oms_core::domain::{Rate, RateDecision};
+    use oms_core::port::outbound::{Admission, GateLevel};
+    let store = fresh(&store().await, "rate-shared");
+    let (gate, limiter) = (store.stock_gate(), store.rate_limiter());
+    let rate = Rate {
+        per_sec: 1,
+        burst: 2,
+    };
+    let checks = IntakeChecks {
+        rate: Some(rate),
+        ..IntakeChecks::default()
+    };
+    let product = testkit::random_product_id();
+    gate.set_available(
+        &[GateLevel {
+            product_id: product,
+            available: 100,
+            version: 0,
+        }],
+        true,
+    )
+    .await
+    .unwrap();
+    let member = testkit::random_member_id();
+    let order = || testkit::command(member, &[(product, 1)]);
+    assert_eq!(
+        gate.admit(&order(), &checks).await.unwrap(),
+        Admission::Reserved
+    );
+    assert_eq!(
+        limiter.acquire(&member.to_string(), rate).await.unwrap(),
+        RateDecision::Allowed
+    );
+    // The burst of 2 is spent, whoever asks next.
+    assert!(matches!(
+        gate.admit(&order(), &checks).await.unwrap(),
+        Admission::RateLimited { retry_after } if retry_after <= Duration::from_secs(1)
+    ));
+    assert!(matches!(
+        limiter.acquire(&member.to_string(), rate).await.unwrap(),
+        RateDecision::Limited { retry_after } if retry_after <= Duration::from_secs(1)
+    ));
+    assert_eq!(gate.available(product).await.unwrap(), Some(99));
+    // Another member has a budget of their own.
+    let other = testkit::random_member_id();
+    assert_eq!(
+        limiter.acquire(&other.to_string(), rate).await.unwrap(),
+        RateDecision::Allowed
+    );
+}
+
+#[tokio::test]
+async fn an_order_refused_for_its_limit_or_for_stock_takes_a_token_of_the_rate() {
+    use oms_core::domain::{PurchaseLimit, Rate, RateDecision};
+    use oms_core::port::outbound::{Admission, GateLevel};
+    let store = fresh(&store().await, "rate-refused");
+    let (gate, limiter) = (store.stock_gate(), store.rate_limiter());
+    let rate = Rate {
+        per_sec: 1,
+        burst: 3,
+    };
+    let (limited, sold_out) = (testkit::random_product_id(), testkit::random_product_id());
+    gate.set_available(
+        &[
+            GateLevel {
+                product_id: limited,
+                available: 100,
+                version: 0,
+            },
+            GateLevel {
+                product_id: sold_out,
+                available: 0,
+                version: 0,
+            },
+        ],
+        true,
+    )
+    .await
+    .unwrap();
+    let checks = IntakeChecks {
+        rate: Some(rate),
+        limits: vec![PurchaseLimit {
+            product_id: limited,
+            max_per_member: 1,
+        }],
+        ..IntakeChecks::default()
+    };
+    let member = testkit::random_member_id();
+    assert_eq!(
+        gate.admit(&testkit::command(member, &[(limited, 2)]), &checks)
+            .await
+            .unwrap(),
+        Admission::OverLimit {
+            product_id: limited
+        }
+    );
+    assert_eq!(
+        gate.admit(&testkit::command(member, &[(sold_out, 1)]), &checks)
+            .await
+            .unwrap(),
+        Admission::Refused {
+            product_id: sold_out
+        }
+    );
+    assert_eq!(
+        limiter.acquire(&member.to_string(), rate).await.unwrap(),
+        RateDecision::Allowed
+    );
+    assert!(matches!(
+        limiter.acquire(&member.to_string(), rate).await.unwrap(),
+        RateDecision::Limited { .. }
+    ));
+    assert_eq!(gate.available(limited).await.unwrap(), Some(100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,10 +436,13 @@ async fn purchases_are_replaced_whole_however_many() {
     )
     .await
     .unwrap();
-    let limits = [PurchaseLimit {
-        product_id: product,
-        max_per_member: 2,
-    }];
+    let limits = IntakeChecks {
+        limits: vec![PurchaseLimit {
+            product_id: product,
+            max_per_member: 2,
+        }],
+        ..IntakeChecks::default()
+    };
     let members: Vec<MemberId> = (0..2500).map(|_| testkit::random_member_id()).collect();
     let purchases: Vec<Purchase> = members
         .iter()
@@ -381,11 +510,11 @@ async fn a_rate_key_holds_its_tat_and_vanishes_when_idle() {
     use oms_core::domain::Rate;
     let prefix = fresh_prefix("rate-key");
     let store = on_prefix(&store().await, &prefix);
-    let limiter = store.rate_limiter(Rate {
+    let rate = Rate {
         per_sec: 2,
         burst: 1,
-    });
-    limiter.acquire("k").await.unwrap();
+    };
+    store.rate_limiter().acquire("k", rate).await.unwrap();
     let mut conn = redis_conn().await;
     let key = format!("{prefix}:rate:k");
     let ttl: i64 = redis::cmd("PTTL")

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# What the front door of a sale costs intake, on the real stack, in one run:
+#
+#   scripts/bench-front-door.sh [members] [concurrency] [rounds]
+#                                       (defaults: 20000 32 3)
+#
+# A/B at the same moment, as scripts/bench-auth.sh does: two release `api`
+# processes, each on topics, a consumer group, a Redis prefix and a database
+# of its own, driven at once by two examples/negowang runs of the same size,
+# so that both share whatever else the machine does.
+#  - front door vs before: this tree's `api` (waiting room off; the order
+#    rate, OMS_ORDER_RATE=10, and the catalogue checks on, as shipped)
+#    against the `api` built from BASELINE_REV, the intake before the front
+#    door existed;
+#  - room on vs off: this tree's `api` with OMS_WAITING_ROOM=on (every
+#    member enters and is admitted before it orders; the admission rate is
+#    set high so that the room only adds its check) against the same `api`
+#    with the room off.
+# Shapes: sold out (members × 1 product × 0 stock, no consumer: every POST
+# is answered by the stock gate alone, the least other work per request, so
+# the front door's share is at its largest) and hot (members × 1 product ×
+# members stock, one consumer each). `rounds` rounds of each, the start
+# order alternating. Reports go to target/bench/door-*.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MEMBERS=${1:-20000}
+CONCURRENCY=${2:-32}
+ROUNDS=${3:-3}
+# The last commit before the front door (waiting room, limits, windows,
+# order rate) was added.
+BASELINE_REV=${BASELINE_REV:-9864822}
+SHAPES=${SHAPES:-sold-out hot room}
+wants() { [[ " $SHAPES " == *" $1 "* ]]; }
+OUT=target/bench
+BIN=$OUT/baseline-bin
+mkdir -p "$OUT" "$BIN"
+
+scripts/services.sh up
+# shellcheck disable=SC1091
+source target/services.env
+export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
+
+# The baseline, built in the same target directory (the dependencies are
+# shared), its binaries set aside before this tree's are built.
+if [ ! -x "$BIN/api-$BASELINE_REV" ]; then
+  src=target/baseline-src
+  rm -rf "$src"
+  git worktree prune
+  git worktree add --detach "$src" "$BASELINE_REV"
+  cargo build --release --all-features --manifest-path "$src/Cargo.toml" --target-dir target \
+    --example api --example consumer
+  cp target/release/examples/api "$BIN/api-$BASELINE_REV"
+  cp target/release/examples/consumer "$BIN/consumer-$BASELINE_REV"
+  git worktree remove --force "$src"
+fi
+cargo build --release --all-features --example api --example consumer --example negowang
+
+# shellcheck source=scripts/bench-lib.sh
+source scripts/bench-lib.sh
+
+# A database of its own for each process: the two builds have different
+# migrations.
+database() {
+  local name=$1 url=$OMS_DATABASE_URL
+  local rest=${url#mysql://} creds host_port
+  creds=${rest%%@*}; host_port=${rest#*@}; host_port=${host_port%%/*}
+  mariadb --no-defaults --host="${host_port%:*}" --port="${host_port#*:}" \
+    --user="${creds%%:*}" --password="${creds#*:}" -e "CREATE DATABASE IF NOT EXISTS $name"
+  echo "mysql://$creds@$host_port/$name"
+}
+
+# start NAME ADDR BUILD(current|baseline) CONSUMERS [extra env...]
+start() {
+  local name=$1 addr=$2 build=$3 consumers=$4
+  shift 4
+  local id; id="$name-$(date +%s%N)"
+  local api=target/release/examples/api consumer=target/release/examples/consumer
+  if [ "$build" = baseline ]; then
+    api=$BIN/api-$BASELINE_REV consumer=$BIN/consumer-$BASELINE_REV
+  fi
+  local db; db=$(database "bench_${build}_$(date +%s%N)")
+  (
+    export OMS_ORDER_TOPIC="bench-orders-$id" OMS_DLQ_TOPIC="bench-dlq-$id"
+    export OMS_CONSUMER_GROUP="bench-$id" OMS_REDIS_PREFIX="bench-$id"
+    export OMS_HTTP_ADDR=$addr OMS_DATABASE_URL=$db
+    for kv in "$@"; do export "${kv?}"; done
+    "$api" >"$OUT/$name-api.log" 2>&1 &
+    echo $! >"$OUT/$name.pids"
+    wait_ready "$addr"
+    for c in $(seq 1 "$consumers"); do
+      OMS_METRICS_ADDR=127.0.0.1:0 "$consumer" >"$OUT/$name-consumer-$c.log" 2>&1 &
+      echo $! >>"$OUT/$name.pids"
+    done
+  )
+  while read -r pid; do PIDS+=("$pid"); done <"$OUT/$name.pids"
+}
+
+# tool NAME ADDR LABEL STOCK [extra negowang args...]
+tool() {
+  local name=$1 addr=$2 label=$3 stock=$4
+  shift 4
+  target/release/examples/negowang --quiet --label "$label" --url "http://$addr" \
+    --members "$MEMBERS" --products 1 --stock "$stock" --concurrency "$CONCURRENCY" "$@" >"$OUT/$name.md"
+}
+
+accepted() { sed -nE 's/.*\| accepted \|.*\*\*([0-9]+) \/s\*\*.*/\1/p' "$1"; }
+
+# ab SHAPE WHAT ROUND STOCK CONSUMERS
+#   WHAT: door (this tree vs the baseline) or room (room on vs off)
+ab() {
+  local shape=$1 what=$2 round=$3 stock=$4 consumers=$5
+  local a="door-$shape-$what-$round" b="door-$shape-$what-off-$round"
+  local a_args=() b_build=current
+  if [ "$what" = door ]; then
+    b_build=baseline
+    start "$a" 127.0.0.1:18185 current "$consumers"
+  else
+    start "$a" 127.0.0.1:18185 current "$consumers" OMS_WAITING_ROOM=on \
+      OMS_ADMIT_PER_SEC=100000 OMS_ADMIT_MAX_ACTIVE=10000000 OMS_ADMIT_TTL_SECS=3600
+    a_args=(--waiting-room --admit-per-sec 100000 --admit-ttl-secs 3600)
+  fi
+  start "$b" 127.0.0.1:18186 "$b_build" "$consumers"
+  # The tool's ids come from the clock: start the two 50 ms apart.
+  if [ $((round % 2)) -eq 1 ]; then
+    tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}" &
+    local pa=$!
+    sleep 0.05
+    tool "$b" 127.0.0.1:18186 "$shape, $what off" "$stock" &
+    local pb=$!
+  else
+    tool "$b" 127.0.0.1:18186 "$shape, $what off" "$stock" &
+    local pb=$!
+    sleep 0.05
+    tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}" &
+    local pa=$!
+  fi
+  wait "$pa"; wait "$pb"
+  stop_all
+  local x y
+  x=$(accepted "$OUT/$a.md"); y=$(accepted "$OUT/$b.md")
+  echo "$shape, $what vs off, round $round: $x /s vs $y /s, ratio $(awk -v a="$x" -v b="$y" 'BEGIN { printf "%.3f", a / b }')" | tee -a "$OUT/door-ab.txt"
+}
+
+: >"$OUT/door-ab.txt"
+for round in $(seq 1 "$ROUNDS"); do
+  if wants sold-out; then ab sold-out door "$round" 0 0; fi
+  if wants hot; then ab hot door "$round" "$MEMBERS" 1; fi
+  if wants room; then ab sold-out room "$round" 0 0; fi
+done
+
+echo
+echo "### accepted/s, A against B at the same moment"
+cat "$OUT/door-ab.txt"
