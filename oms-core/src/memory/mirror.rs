@@ -22,26 +22,48 @@ struct Copy {
     loaded: Option<Instant>,
     /// The last warning about a failed sync.
     warned: Option<Instant>,
+    /// Revocations made through this mirror lately, with when: a complete
+    /// load read before one of them was written must not drop it.
+    local: Vec<(Instant, Revoked, u64)>,
 }
 
 impl Copy {
-    fn apply(&mut self, feed: RevocationFeed, now: Instant) {
+    /// Applies a feed read from `started` on.
+    fn apply(&mut self, feed: RevocationFeed, started: Instant, now: Instant) {
         if feed.complete {
             self.tokens.clear();
             self.sessions.clear();
             self.loaded = Some(now);
+            self.local.retain(|(at, _, _)| *at >= started);
+            for (_, revoked, until_ms) in self.local.clone() {
+                self.add(revoked, until_ms);
+            }
         }
         for r in feed.revocations {
-            match r.revoked {
-                Revoked::Token(jti) => self.add_token(jti, r.until_ms),
-                Revoked::Session(sid) => self.add_session(sid, r.until_ms),
-            }
+            self.add(r.revoked, r.until_ms);
         }
         let now_ms = unix_millis();
         self.tokens.retain(|_, until| *until > now_ms);
         self.sessions.retain(|_, until| *until > now_ms);
         self.cursor = feed.cursor;
         self.synced = Some(now);
+    }
+
+    fn add(&mut self, revoked: Revoked, until_ms: u64) {
+        match revoked {
+            Revoked::Token(jti) => self.add_token(jti, until_ms),
+            Revoked::Session(sid) => self.add_session(sid, until_ms),
+        }
+    }
+
+    /// A revocation made through the mirror: in the copy at once, and kept
+    /// across the next complete load.
+    fn add_local(&mut self, revoked: Revoked, until_ms: u64) {
+        self.add(revoked, until_ms);
+        let now = Instant::now();
+        self.local
+            .retain(|(at, _, _)| now.duration_since(*at) < Duration::from_secs(60));
+        self.local.push((now, revoked, until_ms));
     }
 
     fn add_token(&mut self, jti: TokenId, until_ms: u64) {
@@ -165,7 +187,7 @@ impl RevocationMirror {
         // it do not each try again at once.
         lock(&self.copy).attempted = Some(Instant::now());
         match answer {
-            Ok(feed) => lock(&self.copy).apply(feed, Instant::now()),
+            Ok(feed) => lock(&self.copy).apply(feed, now, Instant::now()),
             Err(e) => {
                 let mut copy = lock(&self.copy);
                 if copy
@@ -199,7 +221,10 @@ impl SessionStore for RevocationMirror {
     ) -> OmsResult<Rotation> {
         let rotation = self.inner.rotate(session, presented, next, ttl).await?;
         if rotation == Rotation::Reused {
-            lock(&self.copy).add_session(session, Self::until(ttl.min(self.horizon)));
+            lock(&self.copy).add_local(
+                Revoked::Session(session),
+                Self::until(ttl.min(self.horizon)),
+            );
         }
         Ok(rotation)
     }
@@ -212,10 +237,10 @@ impl SessionStore for RevocationMirror {
         self.inner.revoke(token, session).await?;
         let mut copy = lock(&self.copy);
         if let Some((jti, ttl)) = token {
-            copy.add_token(jti, Self::until(ttl));
+            copy.add_local(Revoked::Token(jti), Self::until(ttl));
         }
         if let Some((sid, ttl)) = session {
-            copy.add_session(sid, Self::until(ttl.min(self.horizon)));
+            copy.add_local(Revoked::Session(sid), Self::until(ttl.min(self.horizon)));
         }
         Ok(())
     }
@@ -262,6 +287,29 @@ mod tests {
     use crate::port::outbound::MockSessionStore;
 
     const TTL: Duration = Duration::from_secs(600);
+
+    #[test]
+    fn a_complete_load_read_before_a_local_revocation_keeps_it() {
+        let mut copy = Copy::default();
+        let read_from = Instant::now();
+        let sid = SessionId::random();
+        let until = unix_millis() + 60_000;
+        // Revoked here while a complete load (read before it) was on its way.
+        copy.add_local(Revoked::Session(sid), until);
+        let empty = || RevocationFeed {
+            revocations: Vec::new(),
+            cursor: None,
+            complete: true,
+        };
+        copy.apply(empty(), read_from, Instant::now());
+        assert!(
+            copy.sessions.contains_key(&sid),
+            "the local revocation was dropped"
+        );
+        // A load read after it is the store's word.
+        copy.apply(empty(), Instant::now(), Instant::now());
+        assert!(!copy.sessions.contains_key(&sid));
+    }
 
     #[tokio::test]
     async fn a_revocation_reaches_every_mirror_of_the_store() {
