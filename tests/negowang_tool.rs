@@ -91,3 +91,61 @@ async fn the_load_tool_signs_its_buyers_up_and_logs_them_in() {
     assert!(report.contains("| invariants | OK"), "{report}");
     stack.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_tool_runs_a_sale_behind_the_waiting_room() {
+    let mut stack = Stack::configure();
+    for (k, v) in [
+        ("OMS_WAITING_ROOM", "on"),
+        ("OMS_ADMIT_PER_SEC", "200"),
+        ("OMS_ADMIT_MAX_ACTIVE", "100"),
+        ("OMS_ADMIT_TTL_SECS", "120"),
+    ] {
+        stack.envs.push((k.to_owned(), v.to_owned()));
+    }
+    let stack = stack.launch(2).await;
+    let secret = stack
+        .envs
+        .iter()
+        .find(|(k, _)| k == "OMS_JWT_SECRET")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let chart = std::env::temp_dir().join(format!("negowang-room-{}.svg", stack.run));
+    let mut tool = std::process::Command::new(example("negowang"));
+    tool.args(["--quiet", "--url", &stack.base])
+        .args(["--members", "300", "--products", "1", "--stock", "100"])
+        .args(["--concurrency", "16", "--timeout", "60"])
+        .args([
+            "--waiting-room",
+            "--admit-per-sec",
+            "200",
+            "--admit-ttl-secs",
+            "120",
+        ])
+        .args(["--max-per-member", "2", "--orders-per-member", "3"])
+        .arg("--room-chart")
+        .arg(&chart)
+        .env("OMS_JWT_SECRET", secret);
+    let out = tokio::task::spawn_blocking(move || tool.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 100 units sold, none of them as a third unit to anyone.
+    assert!(report.contains("| COMPLETED / FAILED | 100 /"), "{report}");
+    assert!(report.contains("at most **2** units"), "{report}");
+    assert!(
+        report.contains("300 of 300 entered, 300 admitted"),
+        "{report}"
+    );
+    assert!(report.contains("| invariants | OK"), "{report}");
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.contains("<svg"));
+    std::fs::remove_file(chart).unwrap();
+    stack.stop();
+}
