@@ -13,9 +13,11 @@
 #    against the `api` built from BASELINE_REV, the intake before the front
 #    door existed;
 #  - room on vs off: this tree's `api` with OMS_WAITING_ROOM=on (every
-#    member enters and is admitted before it orders; the admission rate is
+#    member enters and is admitted before anyone orders, `negowang
+#    --admit-first`, and the orders are timed alone; the admission rate is
 #    set high so that the room only adds its check) against the same `api`
-#    with the room off.
+#    with the room off. These two run one after the other (in turns), as the
+#    room's run spends its first seconds admitting.
 # Shapes: sold out (members × 1 product × 0 stock, no consumer: every POST
 # is answered by the stock gate alone, the least other work per request, so
 # the front door's share is at its largest) and hot (members × 1 product ×
@@ -117,11 +119,21 @@ ab() {
   else
     start "$a" 127.0.0.1:18185 current "$consumers" OMS_WAITING_ROOM=on \
       OMS_ADMIT_PER_SEC=100000 OMS_ADMIT_MAX_ACTIVE=10000000 OMS_ADMIT_TTL_SECS=3600
-    a_args=(--waiting-room --admit-per-sec 100000 --admit-ttl-secs 3600)
+    a_args=(--waiting-room --admit-first --admit-per-sec 100000 --admit-ttl-secs 3600)
   fi
   start "$b" 127.0.0.1:18186 "$b_build" "$consumers"
+  if [ "$what" = room ]; then
+    # The room's run admits everyone before it orders, so the two order
+    # phases cannot overlap: one after the other, in turns.
+    if [ $((round % 2)) -eq 1 ]; then
+      tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}"
+      tool "$b" 127.0.0.1:18186 "$shape, $what off" "$stock"
+    else
+      tool "$b" 127.0.0.1:18186 "$shape, $what off" "$stock"
+      tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}"
+    fi
   # The tool's ids come from the clock: start the two 50 ms apart.
-  if [ $((round % 2)) -eq 1 ]; then
+  elif [ $((round % 2)) -eq 1 ]; then
     tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}" &
     local pa=$!
     sleep 0.05
@@ -134,7 +146,7 @@ ab() {
     tool "$a" 127.0.0.1:18185 "$shape, $what" "$stock" "${a_args[@]}" &
     local pa=$!
   fi
-  wait "$pa"; wait "$pb"
+  if [ "$what" != room ]; then wait "$pa"; wait "$pb"; fi
   stop_all
   local x y
   x=$(accepted "$OUT/$a.md"); y=$(accepted "$OUT/$b.md")

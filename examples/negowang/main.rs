@@ -145,6 +145,11 @@ struct Args {
     /// Writes a chart (SVG) of the waiting room's line and admissions.
     #[arg(long, value_name = "PATH", requires = "waiting_room")]
     room_chart: Option<PathBuf>,
+    /// With the waiting room: every member is admitted before anyone
+    /// orders, and the orders are timed alone (what the room's check costs
+    /// intake, against a run without the room).
+    #[arg(long, requires = "waiting_room")]
+    admit_first: bool,
 }
 
 /// What one POST did.
@@ -666,6 +671,23 @@ impl Run {
             finals.extend(run.finals);
         }
         (visits, posts, finals)
+    }
+
+    /// Every member through the waiting room's door, nobody ordering yet
+    /// (`--admit-first`).
+    async fn admit_all(&self, members: &[(u64, String)], clock: &Clock) -> Vec<Visit> {
+        let pb = bar(&self.args, members.len() as u64, "admitted");
+        let visits = join_all(members.iter().map(|(member, token)| {
+            let pb = &pb;
+            async move {
+                let visit = self.wait_for_admission(*member, token, clock).await;
+                pb.inc(1);
+                visit
+            }
+        }))
+        .await;
+        pb.finish();
+        visits
     }
 
     /// One member: waits for its admission, then orders and follows its
@@ -1624,7 +1646,19 @@ async fn run(args: Args) -> Result<bool, Failure> {
     let tokens: HashMap<u64, String> = members.iter().cloned().collect();
 
     let clock = Clock::start();
-    let (posts, finals, visits) = if args.waiting_room {
+    let (posts, finals, visits) = if args.admit_first {
+        let visits = run.admit_all(&members, &clock).await;
+        let admitted: Vec<(u64, String)> = members
+            .iter()
+            .zip(&visits)
+            .filter(|(_, v)| v.admitted_at.is_some())
+            .map(|(m, _)| m.clone())
+            .collect();
+        let orders = Clock::start();
+        let posts = run.post_all(&products, &admitted, orders.start).await;
+        let finals = run.poll_all(&posts, &tokens, orders.start).await;
+        (posts, finals, visits)
+    } else if args.waiting_room {
         let (visits, posts, finals) = run.through_the_room(&products, &members, &clock).await;
         (posts, finals, visits)
     } else {

@@ -56,7 +56,8 @@ use crate::{encode, now_millis, unavailable, RedisTraceStore};
 /// - `{2, j}`: the order would take the member past the j-th limit (the
 ///   rate's token is taken, nothing else written);
 /// - `{1, i}`: the i-th product lacks the units (the rate's token is taken,
-///   trace FAILED, journaled);
+///   trace FAILED, journaled; with the admission check, the admission ends:
+///   the order is final);
 /// - `{0, 0}`: reserved (trace PROCESSING, indexed).
 const ADMIT: &str = r"
 local admitted, rate_key, trace_key, index, journal = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -90,6 +91,9 @@ for i = 1, n do
   if have[i] and tonumber(have[i]) < tonumber(ARGV[15 + i]) then
     redis.call('SET', trace_key, ARGV[9], 'EX', ARGV[10])
     redis.call('XADD', journal, '*', 'command', ARGV[13])
+    if ARGV[2] == '1' then
+      redis.call('ZREM', admitted, member)
+    end
     return {1, i}
   end
 end
@@ -213,7 +217,8 @@ const GROUP: &str = "settlers";
 /// FAILED `OUT_OF_STOCK` plus an entry in the journal stream
 /// `{prefix}:refusals`). The first check that fails decides and changes
 /// nothing, except that an order refused for a limit or for stock has
-/// taken its token of the rate.
+/// taken its token of the rate, and one refused for stock ends the member's
+/// admission (its order is final).
 /// [`set_purchases`](StockGate::set_purchases) replaces a product's hash in
 /// one `MULTI`/`EXEC`. The journal is read through the consumer group
 /// `settlers`, so each refusal is handed to one settler, and one whose

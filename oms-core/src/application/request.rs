@@ -45,7 +45,8 @@ use crate::port::outbound::{
 ///   a member over it gets [`OmsError::RateLimited`];
 /// * a [`WaitingRoom`] ([`with_waiting_room`](Self::with_waiting_room)): a
 ///   member without an admission gets [`OmsError::NotAdmitted`]; an order
-///   refused at once by the gate ends the admission (it is final).
+///   refused at once by the gate ends the admission in the same step (it is
+///   final).
 ///
 /// With a gate, the rate and the admission are checked by the gate in the
 /// step that reserves ([`IntakeChecks`]): the front door costs no round
@@ -165,15 +166,6 @@ impl RequestOrderService {
             }
         }
         Ok(limits)
-    }
-
-    /// Ends the member's admission: their order is final.
-    async fn leave_room(&self, member_id: MemberId) {
-        if let Some(room) = &self.room {
-            if let Err(e) = room.release(&[member_id]).await {
-                debug!(%member_id, error = %e, "admission not ended; it runs out by its TTL");
-            }
-        }
     }
 
     /// Reserves stock at intake through `gate` (see the type's docs).
@@ -373,7 +365,6 @@ impl RequestOrderUseCase for RequestOrderService {
                 });
             }
             Ok(Admission::Refused { .. }) => {
-                self.leave_room(caller.member_id).await;
                 return Ok(OrderTrace {
                     trace_id,
                     member_id: caller.member_id,

@@ -165,6 +165,10 @@ impl StockGate for InMemoryStockGate {
             },
         };
         self.traces.save(&trace).await?;
+        if let (true, Some(_), Some(room)) = (checks.admission, refused, &self.room) {
+            // Refused for stock: the order is final, and so is the visit.
+            room.release(&[command.member_id]).await?;
+        }
         Ok(match refused {
             Some(product_id) => Admission::Refused { product_id },
             None => Admission::Reserved,

@@ -275,8 +275,9 @@ pub enum Admission {
 /// What intake asks the [`StockGate`] to check in the same atomic step as
 /// the reservation, so that the front door of a sale costs no round trip
 /// of its own. Checked in this order: admission, rate, limits, stock; the
-/// first that fails decides and nothing is changed (except that an order
-/// refused for stock took a token of the rate).
+/// first that fails decides and nothing is changed, except that an order
+/// refused for its limit or for stock took a token of the rate, and one
+/// refused for stock (final at once) ends the member's admission.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IntakeChecks {
     /// The member must hold a waiting-room admission (of the room sharing

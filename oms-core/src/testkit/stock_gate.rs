@@ -411,6 +411,33 @@ pub async fn front_door_checks_come_first(
             .unwrap(),
         Admission::Reserved
     );
+    // An order refused for stock is final: it ends the admission.
+    let sold_out = random_product_id();
+    gate.set_available(&[lv(sold_out, 0, 0)], true)
+        .await
+        .unwrap();
+    let admission_only = IntakeChecks {
+        rate: None,
+        ..checks.clone()
+    };
+    assert!(matches!(
+        gate.admit(&command(member, &[(sold_out, 1)]), &admission_only)
+            .await
+            .unwrap(),
+        Admission::Refused { .. }
+    ));
+    assert_eq!(room.status(member).await.unwrap(), None);
+    room.enter(member).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        room.status(member).await.unwrap(),
+        Some(crate::domain::RoomStatus::Admitted { .. })
+    ) {
+        room.admit().await.unwrap();
+        assert!(Instant::now() < deadline, "never admitted again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drain(gate).await;
     // Once the admission ends, the member is refused again.
     room.release(&[member]).await.unwrap();
     assert_eq!(
