@@ -92,8 +92,7 @@ impl AppState {
     }
 
     /// Serves this waiting room (the intake must require its admissions:
-    /// [`RequestOrderService::with_waiting_room`]
-    /// (oms_core::application::RequestOrderService::with_waiting_room)).
+    /// [`RequestOrderService::with_waiting_room`](oms_core::application::RequestOrderService::with_waiting_room)).
     pub fn with_waiting_room(mut self, room: Arc<dyn WaitingRoomUseCase>) -> Self {
         self.waiting_room = room;
         self

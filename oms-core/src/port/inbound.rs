@@ -126,11 +126,13 @@ pub trait AuthUseCase: Send + Sync {
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait WaitingRoomUseCase: Send + Sync {
-    /// Enters the caller (idempotent); [`OmsError::WaitingRoomOff`]
-    /// (crate::domain::OmsError::WaitingRoomOff) when there is no room.
+    /// Enters the caller (idempotent);
+    /// [`OmsError::WaitingRoomOff`](crate::domain::OmsError::WaitingRoomOff)
+    /// when there is no room.
     async fn enter(&self, caller: Caller) -> OmsResult<RoomStatus>;
 
-    /// Where the caller stands; [`OmsError::NotInWaitingRoom`]
-    /// (crate::domain::OmsError::NotInWaitingRoom) when they are not in it.
+    /// Where the caller stands;
+    /// [`OmsError::NotInWaitingRoom`](crate::domain::OmsError::NotInWaitingRoom)
+    /// when they are not in it.
     async fn status(&self, caller: Caller) -> OmsResult<RoomStatus>;
 }

@@ -376,8 +376,8 @@ pub trait StockGate: Send + Sync {
 
 /// The waiting room in front of the order endpoint: members enter, wait in
 /// line, and are admitted first come first served at the room's rate with
-/// at most a set number admitted at once ([`RoomPolicy`]
-/// (crate::domain::RoomPolicy), given to the adapter).
+/// at most a set number admitted at once (a
+/// [`RoomPolicy`](crate::domain::RoomPolicy), given to the adapter).
 ///
 /// Every operation is atomic in the adapter's store, so any number of
 /// processes may share one room; [`admit`](Self::admit) keeps its rate in
