@@ -79,3 +79,15 @@ async fn in_memory_waiting_room_conforms() {
 async fn in_memory_rate_limiter_conforms() {
     testkit::rate_limiter::run(&InMemoryRateLimiter::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_memory_lifecycle_store_conforms() {
+    let timeout = Duration::from_secs(30);
+    let store = Arc::new(InMemoryStore::new().with_payment_timeout(timeout));
+    let stores = testkit::lifecycle_store::Stores {
+        orders: store.clone(),
+        products: store.clone(),
+        lifecycle: store,
+    };
+    testkit::lifecycle_store::run(&stores, timeout).await;
+}

@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 
-use super::{MemberId, OrderId, ProductId, TraceId};
+use super::{LifecycleEvent, MemberId, OrderId, OrderStatus, ProductId, TraceId};
 
 /// A boxed source error from an adapter.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -64,6 +64,53 @@ pub enum OmsError {
     /// The waiting room is not in use.
     #[error("the waiting room is off")]
     WaitingRoomOff,
+    /// The order cannot move by this event from its status.
+    #[error("an order {from} cannot {event}")]
+    IllegalTransition {
+        /// The order's status.
+        from: OrderStatus,
+        /// What was asked.
+        event: LifecycleEvent,
+    },
+    /// The order cannot be paid (expired, cancelled, paid with another
+    /// key, or a confirmation with another key is under way).
+    #[error("order {order_id} cannot be paid: it is {status}")]
+    OrderNotPayable {
+        /// The order.
+        order_id: OrderId,
+        /// Its status.
+        status: OrderStatus,
+    },
+    /// The order cannot be cancelled (already final, or its payment is
+    /// being confirmed).
+    #[error("order {order_id} cannot be cancelled: {why}")]
+    OrderNotCancellable {
+        /// The order.
+        order_id: OrderId,
+        /// Why.
+        why: String,
+    },
+    /// The amount to pay is not the order's total.
+    #[error("the amount {actual} is not the order's total {expected}")]
+    AmountMismatch {
+        /// The order's total.
+        expected: i64,
+        /// The amount sent.
+        actual: i64,
+    },
+    /// The payment gateway declined the payment.
+    #[error("payment declined: {code}: {message}")]
+    PaymentDeclined {
+        /// The gateway's code.
+        code: String,
+        /// The gateway's message.
+        message: String,
+    },
+    /// The payment gateway did not answer in time, or answered what cannot
+    /// be read: the payment may or may not have been made. The order keeps
+    /// the confirmation in doubt and a reconciler asks the gateway later.
+    #[error("the payment's outcome is unknown: {0}")]
+    PaymentUnknown(String),
     /// A product with this id exists already.
     #[error("product {product_id} exists already")]
     ProductExists {

@@ -23,9 +23,9 @@ pub use member::{
     MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use order::{
-    units_by_product, validate_idempotency_key, Order, OrderCommand, OrderItem, OrderLine,
-    OrderPage, OrderRequest, OrderStatus, Orders, ReceiverInfo, MAX_LINES, MAX_QUANTITY,
-    MAX_RECEIVER_FIELD,
+    units_by_product, validate_idempotency_key, validate_payment_key, LifecycleEvent, Order,
+    OrderCommand, OrderEvent, OrderItem, OrderLine, OrderPage, OrderRequest, OrderStatus, Orders,
+    Payment, ReceiverInfo, MAX_LINES, MAX_PAYMENT_KEY, MAX_QUANTITY, MAX_RECEIVER_FIELD,
 };
 pub use placement::{
     limited_pairs, BatchPlan, Bought, KeyBindings, KnownOutcome, Placement, StockDecrement,

@@ -1,5 +1,7 @@
 //! Orders, order lines and the command that carries an accepted request.
 
+use std::fmt;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -180,40 +182,154 @@ impl OrderCommand {
     }
 }
 
-/// Life-cycle state of a placed order.
+/// Life-cycle state of a placed order (see [`LifecycleEvent`] for the
+/// transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum OrderStatus {
-    /// Stock is reserved and the order recorded.
-    Ordered,
+    /// Placed, stock taken, waiting for its payment until `paymentDueAt`.
+    PendingPayment,
     /// Paid.
     Paid,
-    /// Cancelled; its stock went back.
+    /// Paid, then refunded; its stock went back.
+    Refunded,
+    /// Cancelled before payment; its stock went back.
     Cancelled,
+    /// Not paid in time; its stock went back.
+    Expired,
 }
 
 impl OrderStatus {
-    /// The wire name (`ORDERED`, …).
+    /// The wire name (`PENDING_PAYMENT`, …).
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Ordered => "ORDERED",
+            Self::PendingPayment => "PENDING_PAYMENT",
             Self::Paid => "PAID",
+            Self::Refunded => "REFUNDED",
             Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
         }
     }
 
-    /// Parses a wire name.
+    /// Parses a wire name (`ORDERED`, the name before payments existed,
+    /// reads as `PENDING_PAYMENT`).
     pub fn parse(s: &str) -> OmsResult<Self> {
         match s {
-            "ORDERED" => Ok(Self::Ordered),
+            "PENDING_PAYMENT" | "ORDERED" => Ok(Self::PendingPayment),
             "PAID" => Ok(Self::Paid),
+            "REFUNDED" => Ok(Self::Refunded),
             "CANCELLED" => Ok(Self::Cancelled),
+            "EXPIRED" => Ok(Self::Expired),
             other => Err(OmsError::Internal(format!(
                 "unknown order status `{other}`"
             ))),
         }
     }
+
+    /// Whether an order in this status holds its units (PENDING_PAYMENT,
+    /// PAID); the others gave them back.
+    pub fn holds_stock(self) -> bool {
+        matches!(self, Self::PendingPayment | Self::Paid)
+    }
+
+    /// Whether no transition leaves this status.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::PendingPayment | Self::Paid)
+    }
+
+    /// The status `event` leads to, or [`OmsError::IllegalTransition`]:
+    /// `PENDING_PAYMENT → PAID | CANCELLED | EXPIRED`, `PAID → REFUNDED`.
+    pub fn after(self, event: LifecycleEvent) -> OmsResult<Self> {
+        match (self, event) {
+            (Self::PendingPayment, LifecycleEvent::Pay) => Ok(Self::Paid),
+            (Self::PendingPayment, LifecycleEvent::Cancel) => Ok(Self::Cancelled),
+            (Self::PendingPayment, LifecycleEvent::Expire) => Ok(Self::Expired),
+            (Self::Paid, LifecycleEvent::Refund) => Ok(Self::Refunded),
+            (from, event) => Err(OmsError::IllegalTransition { from, event }),
+        }
+    }
+}
+
+impl fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to an order after it is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LifecycleEvent {
+    /// The payment was approved.
+    Pay,
+    /// The buyer (or an operator) cancelled before paying.
+    Cancel,
+    /// The payment was not made by `paymentDueAt`.
+    Expire,
+    /// A paid order was cancelled and its payment refunded.
+    Refund,
+}
+
+impl fmt::Display for LifecycleEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Pay => "PAY",
+            Self::Cancel => "CANCEL",
+            Self::Expire => "EXPIRE",
+            Self::Refund => "REFUND",
+        })
+    }
+}
+
+/// An approved payment of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payment {
+    /// The gateway's key of the payment.
+    pub payment_key: String,
+    /// The amount approved (minor unit).
+    pub amount: i64,
+    /// When the gateway approved it.
+    pub approved_at: DateTime<Utc>,
+}
+
+/// Longest `paymentKey` accepted (Toss's keys are at most 200 characters).
+pub const MAX_PAYMENT_KEY: usize = 200;
+
+/// Checks a `paymentKey`: 1 to 200 characters of `A-Z a-z 0-9 - _ ~ .`.
+pub fn validate_payment_key(key: &str) -> OmsResult<()> {
+    let valid = !key.is_empty()
+        && key.len() <= MAX_PAYMENT_KEY
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(OmsError::Invalid(format!(
+            "paymentKey must be 1 to {MAX_PAYMENT_KEY} characters of A-Z a-z 0-9 - _ ~ ."
+        )))
+    }
+}
+
+/// A change of an order's status, as published on the events topic
+/// (written with the change, in the same transaction: an outbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderEvent {
+    /// The event's id (increasing; consumers may deduplicate by it).
+    pub event_id: u64,
+    /// The order.
+    pub order_id: OrderId,
+    /// Its owner.
+    pub member_id: MemberId,
+    /// The status before.
+    pub from: OrderStatus,
+    /// The status after.
+    pub to: OrderStatus,
+    /// When it changed.
+    pub at: DateTime<Utc>,
 }
 
 /// One line of a placed order, with the name and price at the time of order.
@@ -245,6 +361,16 @@ pub struct Order {
     pub status: OrderStatus,
     /// When it was placed.
     pub order_date: DateTime<Utc>,
+    /// When an unpaid order expires.
+    pub payment_due_at: DateTime<Utc>,
+    /// The approved payment (PAID and REFUNDED orders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<Payment>,
+    /// The `paymentKey` of a confirmation under way or in doubt (the
+    /// gateway did not answer): while set, the order is neither expired
+    /// nor cancelled, and the reconciler asks the gateway.
+    #[serde(skip)]
+    pub payment_claim: Option<String>,
     /// Sum of price × quantity.
     pub total_price: i64,
     /// Lines, one per product.

@@ -189,6 +189,20 @@ impl StockGate for InMemoryStockGate {
         Ok(())
     }
 
+    async fn give_back_purchases(
+        &self,
+        member_id: MemberId,
+        units: &[(ProductId, i64)],
+    ) -> OmsResult<()> {
+        let mut state = lock(&self.state);
+        for (product, units) in units {
+            if let Some(bought) = state.bought.get_mut(&(*product, member_id)) {
+                *bought = bought.saturating_sub(*units).max(0);
+            }
+        }
+        Ok(())
+    }
+
     async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase]) -> OmsResult<()> {
         let mut state = lock(&self.state);
         state.bought.retain(|(p, _), _| *p != product_id);

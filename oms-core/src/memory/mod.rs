@@ -4,6 +4,7 @@
 mod gate;
 mod members;
 mod mirror;
+mod payments;
 mod queue;
 mod room;
 mod sessions;
@@ -13,6 +14,7 @@ mod traces;
 pub use gate::InMemoryStockGate;
 pub use members::InMemoryMemberStore;
 pub use mirror::RevocationMirror;
+pub use payments::InMemoryPaymentGateway;
 pub use queue::{InMemoryOrderQueue, OrderQueueReceiver};
 pub use room::{InMemoryRateLimiter, InMemoryWaitingRoom};
 pub use sessions::{InMemoryAttemptCounter, InMemorySessionStore};

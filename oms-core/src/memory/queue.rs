@@ -8,19 +8,23 @@ use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 use super::lock;
-use crate::domain::{OmsError, OmsResult, OrderCommand};
+use crate::domain::{OmsError, OmsResult, OrderCommand, OrderEvent};
 use crate::port::inbound::OrderUseCase;
-use crate::port::outbound::{DeadLetter, HealthCheck, OrderBacklog, OrderRequestPublisher};
+use crate::port::outbound::{
+    DeadLetter, HealthCheck, OrderBacklog, OrderEventPublisher, OrderRequestPublisher,
+};
 
 /// Most commands one in-memory poll hands to the use case.
 const BATCH: usize = 512;
 
-/// An in-process order queue: the publisher half. Dead letters are kept in
-/// memory and can be read back with [`dead_letters`](Self::dead_letters).
+/// An in-process order queue: the publisher half. Dead letters and order
+/// events are kept in memory and can be read back with
+/// [`dead_letters`](Self::dead_letters) and [`events`](Self::events).
 #[derive(Debug)]
 pub struct InMemoryOrderQueue {
     tx: mpsc::UnboundedSender<OrderCommand>,
     dead: Mutex<Vec<DeadLetter>>,
+    events: Mutex<Vec<OrderEvent>>,
     pending: Arc<AtomicU64>,
 }
 
@@ -40,6 +44,7 @@ impl InMemoryOrderQueue {
             Self {
                 tx,
                 dead: Mutex::new(Vec::new()),
+                events: Mutex::new(Vec::new()),
                 pending: pending.clone(),
             },
             OrderQueueReceiver { rx, pending },
@@ -49,6 +54,19 @@ impl InMemoryOrderQueue {
     /// The dead letters sent so far, oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
         lock(&self.dead).clone()
+    }
+
+    /// The order events published so far, in order.
+    pub fn events(&self) -> Vec<OrderEvent> {
+        lock(&self.events).clone()
+    }
+}
+
+#[async_trait]
+impl OrderEventPublisher for InMemoryOrderQueue {
+    async fn publish(&self, events: &[OrderEvent]) -> OmsResult<()> {
+        lock(&self.events).extend_from_slice(events);
+        Ok(())
     }
 }
 

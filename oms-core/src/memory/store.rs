@@ -22,21 +22,50 @@ struct State {
     outcomes: HashMap<TraceId, KnownOutcome>,
     keys: KeyBindings,
     bought: Bought,
+    /// When each order's payment claim was taken.
+    claimed_at: HashMap<OrderId, chrono::DateTime<chrono::Utc>>,
+    /// The outbox: each event, its lease (owner, until) and whether it was
+    /// published.
+    #[allow(clippy::type_complexity)]
+    events: Vec<(
+        crate::domain::OrderEvent,
+        Option<(String, std::time::Instant)>,
+        bool,
+    )>,
+    next_event_id: u64,
     settled_at: HashMap<TraceId, std::time::Instant>,
     next_order_id: u64,
 }
 
-/// [`OrderStore`] and [`ProductStore`] in memory, with the same batch
+/// [`OrderStore`], [`ProductStore`] and
+/// [`LifecycleStore`](crate::port::outbound::LifecycleStore) in memory, with the same
 /// semantics as the database adapter (one lock is the transaction).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryStore {
     state: Mutex<State>,
+    payment_timeout: chrono::Duration,
+}
+
+impl Default for InMemoryStore {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            payment_timeout: chrono::Duration::minutes(10),
+        }
+    }
 }
 
 impl InMemoryStore {
-    /// An empty store.
+    /// An empty store; orders are due for payment 10 minutes after
+    /// placement.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Orders are due for payment this long after placement.
+    pub fn with_payment_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.payment_timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        self
     }
 }
 
@@ -93,8 +122,11 @@ impl OrderStore for InMemoryStore {
                         order_id,
                         trace_id: Some(command.trace_id),
                         member_id: command.member_id,
-                        status: OrderStatus::Ordered,
+                        status: OrderStatus::PendingPayment,
                         order_date: now,
+                        payment_due_at: now + self.payment_timeout,
+                        payment: None,
+                        payment_claim: None,
                         total_price: priced.total_price,
                         items: priced.items.clone(),
                         receiver_info: command.receiver_info.clone(),
@@ -265,5 +297,229 @@ impl HealthCheck for InMemoryStore {
 
     async fn check(&self) -> OmsResult<()> {
         Ok(())
+    }
+}
+
+/// The life cycle in memory: the same rules as the database adapter.
+mod lifecycle {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use chrono::{DateTime, Utc};
+
+    use super::{lock, InMemoryStore, State};
+    use crate::domain::{
+        LifecycleEvent, OmsError, OmsResult, Order, OrderEvent, OrderId, OrderStatus, Payment,
+    };
+    use crate::port::outbound::{Claim, LifecycleStore, StockReturn, Transitioned};
+
+    impl State {
+        fn order_mut(&mut self, order_id: OrderId) -> OmsResult<&mut Order> {
+            self.orders
+                .get_mut(&order_id)
+                .ok_or(OmsError::OrderNotFound { order_id })
+        }
+
+        /// Moves the order to `to` with its effects: units back when `to`
+        /// holds none, one event.
+        fn apply(
+            &mut self,
+            order_id: OrderId,
+            to: OrderStatus,
+            at: DateTime<Utc>,
+        ) -> OmsResult<Transitioned> {
+            let order = self.order_mut(order_id)?;
+            let from = order.status;
+            order.status = to;
+            let order = order.clone();
+            let mut returned = Vec::new();
+            if from.holds_stock() && !to.holds_stock() {
+                for item in &order.items {
+                    let units = i64::from(item.quantity);
+                    if let Some(p) = self.products.get_mut(&item.product_id) {
+                        p.stock += units;
+                        p.version += 1;
+                        returned.push(StockReturn {
+                            product_id: p.id,
+                            units,
+                            stock: p.stock,
+                            version: p.version,
+                        });
+                    }
+                    if let Some(bought) = self.bought.get_mut(&(order.member_id, item.product_id)) {
+                        *bought = (*bought - units).max(0);
+                    }
+                }
+            }
+            self.next_event_id += 1;
+            let event = OrderEvent {
+                event_id: self.next_event_id,
+                order_id,
+                member_id: order.member_id,
+                from,
+                to,
+                at,
+            };
+            self.events.push((event, None, false));
+            Ok(Transitioned {
+                order,
+                from,
+                returned,
+            })
+        }
+    }
+
+    #[async_trait]
+    impl LifecycleStore for InMemoryStore {
+        async fn claim_payment(
+            &self,
+            order_id: OrderId,
+            payment_key: &str,
+            now: DateTime<Utc>,
+        ) -> OmsResult<Claim> {
+            let mut state = lock(&self.state);
+            let order = state.order_mut(order_id)?;
+            let claimable = order.status == OrderStatus::PendingPayment
+                && order.payment_due_at > now
+                && order
+                    .payment_claim
+                    .as_deref()
+                    .is_none_or(|held| held == payment_key);
+            if !claimable {
+                return Ok(Claim::Refused(order.clone()));
+            }
+            if order.payment_claim.is_none() {
+                order.payment_claim = Some(payment_key.to_owned());
+                let order = order.clone();
+                state.claimed_at.insert(order_id, now);
+                return Ok(Claim::Claimed(order));
+            }
+            Ok(Claim::Claimed(order.clone()))
+        }
+
+        async fn settle_payment(
+            &self,
+            order_id: OrderId,
+            payment_key: &str,
+            payment: Option<Payment>,
+        ) -> OmsResult<Option<Transitioned>> {
+            let mut state = lock(&self.state);
+            let order = state.order_mut(order_id)?;
+            if order.payment_claim.as_deref() != Some(payment_key)
+                || order.status != OrderStatus::PendingPayment
+            {
+                return Ok(None);
+            }
+            order.payment_claim = None;
+            state.claimed_at.remove(&order_id);
+            let Some(payment) = payment else {
+                let order = state.order_mut(order_id)?.clone();
+                return Ok(Some(Transitioned {
+                    from: order.status,
+                    order,
+                    returned: Vec::new(),
+                }));
+            };
+            let at = payment.approved_at;
+            state.order_mut(order_id)?.payment = Some(payment);
+            state.apply(order_id, OrderStatus::Paid, at).map(Some)
+        }
+
+        async fn transition(
+            &self,
+            order_id: OrderId,
+            event: LifecycleEvent,
+            now: DateTime<Utc>,
+        ) -> OmsResult<Transitioned> {
+            let mut state = lock(&self.state);
+            let order = state.order_mut(order_id)?;
+            if order.payment_claim.is_some() && event != LifecycleEvent::Refund {
+                return Err(OmsError::OrderNotCancellable {
+                    order_id,
+                    why: "its payment is being confirmed".into(),
+                });
+            }
+            let to = order.status.after(event)?;
+            state.apply(order_id, to, now)
+        }
+
+        async fn expire_due(
+            &self,
+            now: DateTime<Utc>,
+            limit: usize,
+        ) -> OmsResult<Vec<Transitioned>> {
+            let mut state = lock(&self.state);
+            let due: Vec<OrderId> = state
+                .orders
+                .values()
+                .filter(|o| {
+                    o.status == OrderStatus::PendingPayment
+                        && o.payment_claim.is_none()
+                        && o.payment_due_at <= now
+                })
+                .map(|o| o.order_id)
+                .take(limit)
+                .collect();
+            due.into_iter()
+                .map(|id| state.apply(id, OrderStatus::Expired, now))
+                .collect()
+        }
+
+        async fn payments_in_doubt(
+            &self,
+            before: DateTime<Utc>,
+            limit: usize,
+        ) -> OmsResult<Vec<Order>> {
+            let state = lock(&self.state);
+            Ok(state
+                .orders
+                .values()
+                .filter(|o| o.payment_claim.is_some())
+                .filter(|o| {
+                    state
+                        .claimed_at
+                        .get(&o.order_id)
+                        .is_some_and(|at| *at < before)
+                })
+                .take(limit)
+                .cloned()
+                .collect())
+        }
+
+        async fn lease_events(
+            &self,
+            owner: &str,
+            limit: usize,
+            lease: Duration,
+        ) -> OmsResult<Vec<crate::domain::OrderEvent>> {
+            let mut state = lock(&self.state);
+            let now = std::time::Instant::now();
+            let mut out = Vec::new();
+            for (event, leased, published) in state.events.iter_mut() {
+                if out.len() >= limit {
+                    break;
+                }
+                if *published
+                    || leased
+                        .as_ref()
+                        .is_some_and(|(by, until)| by != owner && *until > now)
+                {
+                    continue;
+                }
+                *leased = Some((owner.to_owned(), now + lease));
+                out.push(event.clone());
+            }
+            Ok(out)
+        }
+
+        async fn events_published(&self, event_ids: &[u64]) -> OmsResult<()> {
+            let mut state = lock(&self.state);
+            for (event, _, published) in state.events.iter_mut() {
+                if event_ids.contains(&event.event_id) {
+                    *published = true;
+                }
+            }
+            Ok(())
+        }
     }
 }

@@ -11,10 +11,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempts, Email, FailureReason, Member, MemberId, NewMember, OmsError, OmsResult, Order,
-    OrderCommand, OrderId, OrderLine, OrderPage, OrderTrace, PasswordHash, Placement, Product,
-    ProductChange, ProductId, ProductUpdate, Purchase, PurchaseLimit, Rate, RateDecision, Role,
-    RoomStatus, Rotation, SessionId, TokenClaims, TokenId, TraceId, TraceState,
+    Attempts, Email, FailureReason, LifecycleEvent, Member, MemberId, NewMember, OmsError,
+    OmsResult, Order, OrderCommand, OrderEvent, OrderId, OrderLine, OrderPage, OrderStatus,
+    OrderTrace, PasswordHash, Payment, Placement, Product, ProductChange, ProductId, ProductUpdate,
+    Purchase, PurchaseLimit, Rate, RateDecision, Role, RoomStatus, Rotation, SessionId,
+    TokenClaims, TokenId, TraceId, TraceState,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
@@ -344,6 +345,14 @@ pub trait StockGate: Send + Sync {
     /// Products without a gate are left without one.
     async fn release(&self, member_id: MemberId, lines: &[OrderLine]) -> OmsResult<()>;
 
+    /// Gives back purchases of `member_id` counted against limits (units
+    /// of a cancelled, expired or refunded order), never below 0.
+    async fn give_back_purchases(
+        &self,
+        member_id: MemberId,
+        units: &[(ProductId, i64)],
+    ) -> OmsResult<()>;
+
     /// Replaces the purchases the gate counts for `product_id` with
     /// `purchases` (the database's, read when no order was in flight).
     async fn set_purchases(&self, product_id: ProductId, purchases: &[Purchase]) -> OmsResult<()>;
@@ -594,4 +603,180 @@ pub trait TokenCodec: Send + Sync {
     /// or not (expiry and type are the domain's rules:
     /// [`TokenClaims::check`]); [`OmsError::Unauthenticated`] otherwise.
     fn decode(&self, token: &str) -> OmsResult<TokenClaims>;
+}
+
+/// A payment request to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentRequest {
+    /// The gateway's key of the payment the buyer authorised.
+    pub payment_key: String,
+    /// The order paid for.
+    pub order_id: OrderId,
+    /// The amount to capture (minor unit).
+    pub amount: i64,
+    /// Sent with the request: the same key never charges twice.
+    pub idempotency_key: String,
+}
+
+/// Where the gateway says a payment stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayStatus {
+    /// Approved (captured).
+    Done,
+    /// Cancelled (refunded) in full.
+    Canceled,
+    /// Anything else the gateway reports (ready, in progress, aborted,
+    /// expired, partially cancelled), by its name.
+    Other(String),
+}
+
+/// A payment as the gateway knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayPayment {
+    /// The payment's key.
+    pub payment_key: String,
+    /// The order id the payment was made for, as the gateway holds it.
+    pub order_id: String,
+    /// The amount (minor unit).
+    pub amount: i64,
+    /// Where it stands.
+    pub status: GatewayStatus,
+    /// When it was approved, if it was.
+    pub approved_at: Option<DateTime<Utc>>,
+}
+
+/// The order id a gateway knows an order by: `oms-order-{orderId}`.
+pub fn gateway_order_id(order_id: OrderId) -> String {
+    format!("oms-order-{order_id}")
+}
+
+/// A payment gateway: confirms, cancels and looks up payments (Toss
+/// Payments in `oms-adapters-toss`, an in-memory one for the embedded
+/// default and tests).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Confirms (captures) a payment. [`OmsError::PaymentDeclined`] when
+    /// the gateway says no; [`OmsError::PaymentUnknown`] when it does not
+    /// answer in time or answers what cannot be read (the payment may have
+    /// been made: ask again with the same idempotency key, or
+    /// [`lookup`](Self::lookup)).
+    async fn confirm(&self, request: &PaymentRequest) -> OmsResult<Payment>;
+
+    /// Cancels (refunds) a confirmed payment in full; the same
+    /// `idempotency_key` never refunds twice.
+    async fn cancel(&self, payment_key: &str, reason: &str, idempotency_key: &str)
+        -> OmsResult<()>;
+
+    /// The payment as the gateway knows it; `None` when it has none.
+    async fn lookup(&self, payment_key: &str) -> OmsResult<Option<GatewayPayment>>;
+}
+
+/// What [`LifecycleStore::claim_payment`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The order is PENDING_PAYMENT and now claimed for confirming with
+    /// this key (or was already, by a retry with the same key): expiry and
+    /// cancellation wait for it.
+    Claimed(Order),
+    /// The order cannot be claimed: it is as it stands here (paid,
+    /// final, overdue, or claimed with another key).
+    Refused(Order),
+}
+
+/// Units an order gave back to a product, and the product after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockReturn {
+    /// The product.
+    pub product_id: ProductId,
+    /// Units given back.
+    pub units: i64,
+    /// The product's stock after.
+    pub stock: i64,
+    /// The product's version after.
+    pub version: i64,
+}
+
+/// An order that changed status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transitioned {
+    /// The order after the change.
+    pub order: Order,
+    /// Its status before.
+    pub from: OrderStatus,
+    /// The units it gave back (empty unless the new status holds none).
+    pub returned: Vec<StockReturn>,
+}
+
+/// The order life cycle in the store. Every change is conditional on the
+/// order's status as it stands (so confirm racing expiry or cancel has
+/// exactly one winner), and happens in one transaction with its effects:
+/// the units given back to the products (a versioned increment) and to the
+/// member's purchases when the new status holds none, and one
+/// [`OrderEvent`] in the outbox.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait LifecycleStore: Send + Sync {
+    /// Claims a PENDING_PAYMENT order not past its `paymentDueAt` for
+    /// confirming with `payment_key` (see [`Claim`]);
+    /// [`OmsError::OrderNotFound`] when there is no such order.
+    async fn claim_payment(
+        &self,
+        order_id: OrderId,
+        payment_key: &str,
+        now: DateTime<Utc>,
+    ) -> OmsResult<Claim>;
+
+    /// Settles the claim of `payment_key`: with `Some(payment)` the order
+    /// is PAID (an event); with `None` the claim is dropped (declined) and
+    /// the order stays PENDING_PAYMENT. `None` when the order does not
+    /// hold that claim (someone settled it first).
+    async fn settle_payment(
+        &self,
+        order_id: OrderId,
+        payment_key: &str,
+        payment: Option<Payment>,
+    ) -> OmsResult<Option<Transitioned>>;
+
+    /// Cancels an unclaimed PENDING_PAYMENT order (`Cancel`) or refunds a
+    /// PAID one (`Refund`). [`OmsError::IllegalTransition`] from any other
+    /// status; [`OmsError::OrderNotCancellable`] while a confirmation is
+    /// under way; [`OmsError::OrderNotFound`].
+    async fn transition(
+        &self,
+        order_id: OrderId,
+        event: LifecycleEvent,
+        now: DateTime<Utc>,
+    ) -> OmsResult<Transitioned>;
+
+    /// Expires up to `limit` unclaimed PENDING_PAYMENT orders whose
+    /// `paymentDueAt` is at or before `now`. Safe to run in many processes
+    /// at once: each order expires once.
+    async fn expire_due(&self, now: DateTime<Utc>, limit: usize) -> OmsResult<Vec<Transitioned>>;
+
+    /// Up to `limit` orders whose payment claim was taken before `before`
+    /// and is still held (the gateway's answer is unknown).
+    async fn payments_in_doubt(&self, before: DateTime<Utc>, limit: usize)
+        -> OmsResult<Vec<Order>>;
+
+    /// Leases up to `limit` unpublished events, oldest first, to `owner`
+    /// for `lease` (events leased to another owner whose lease has not
+    /// run out are skipped).
+    async fn lease_events(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> OmsResult<Vec<OrderEvent>>;
+
+    /// Marks events published: they are never leased again.
+    async fn events_published(&self, event_ids: &[u64]) -> OmsResult<()>;
+}
+
+/// Publishes order events (the `order-events-v1` topic).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderEventPublisher: Send + Sync {
+    /// Publishes every event, keyed by order id, or fails.
+    async fn publish(&self, events: &[OrderEvent]) -> OmsResult<()>;
 }

@@ -7,6 +7,7 @@
 //! again against the same database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod lifecycle_store;
 pub mod member_store;
 pub mod order_store;
 pub mod product_store;

@@ -99,7 +99,7 @@ pub async fn places_an_order(orders: &dyn OrderStore, products: &dyn ProductStor
     let order = orders.order(order_id).await.unwrap().unwrap();
     assert_eq!(order.order_id, order_id);
     assert_eq!(order.member_id, member);
-    assert_eq!(order.status, OrderStatus::Ordered);
+    assert_eq!(order.status, OrderStatus::PendingPayment);
     assert_eq!(order.total_price, 4000);
     assert_eq!(order.items.len(), 2);
     assert_eq!(order.items[0].product_id, a);
