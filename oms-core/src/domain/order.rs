@@ -442,3 +442,82 @@ pub struct Orders {
     /// last page.
     pub next: Option<OrderId>,
 }
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+
+    const ALL: [OrderStatus; 5] = [
+        OrderStatus::PendingPayment,
+        OrderStatus::Paid,
+        OrderStatus::Refunded,
+        OrderStatus::Cancelled,
+        OrderStatus::Expired,
+    ];
+    const EVENTS: [LifecycleEvent; 4] = [
+        LifecycleEvent::Pay,
+        LifecycleEvent::Cancel,
+        LifecycleEvent::Expire,
+        LifecycleEvent::Refund,
+    ];
+
+    #[test]
+    fn only_the_four_transitions_are_legal() {
+        let legal = [
+            (
+                OrderStatus::PendingPayment,
+                LifecycleEvent::Pay,
+                OrderStatus::Paid,
+            ),
+            (
+                OrderStatus::PendingPayment,
+                LifecycleEvent::Cancel,
+                OrderStatus::Cancelled,
+            ),
+            (
+                OrderStatus::PendingPayment,
+                LifecycleEvent::Expire,
+                OrderStatus::Expired,
+            ),
+            (
+                OrderStatus::Paid,
+                LifecycleEvent::Refund,
+                OrderStatus::Refunded,
+            ),
+        ];
+        for from in ALL {
+            for event in EVENTS {
+                let expected = legal
+                    .iter()
+                    .find(|(f, e, _)| *f == from && *e == event)
+                    .map(|(_, _, to)| *to);
+                match (from.after(event), expected) {
+                    (Ok(to), Some(want)) => assert_eq!(to, want),
+                    (Err(OmsError::IllegalTransition { .. }), None) => {}
+                    (got, want) => panic!("{from} + {event}: {got:?}, expected {want:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn final_statuses_hold_no_stock_and_names_round_trip() {
+        for s in ALL {
+            assert_eq!(s.is_final(), !s.holds_stock());
+            assert_eq!(OrderStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert_eq!(
+            OrderStatus::parse("ORDERED").unwrap(),
+            OrderStatus::PendingPayment
+        );
+        assert!(OrderStatus::parse("SHIPPED").is_err());
+    }
+
+    #[test]
+    fn payment_keys_are_checked() {
+        assert!(validate_payment_key("tgen_20240213121814abcd").is_ok());
+        for bad in ["", "has space", "semi;colon", &"k".repeat(201)] {
+            assert!(validate_payment_key(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -136,3 +136,26 @@ pub trait WaitingRoomUseCase: Send + Sync {
     /// when they are not in it.
     async fn status(&self, caller: Caller) -> OmsResult<RoomStatus>;
 }
+
+/// Paying for orders and cancelling them.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait PaymentUseCase: Send + Sync {
+    /// Confirms the payment `payment_key` of `amount` for the caller's
+    /// order: the order, PAID (the same for a PAID order confirmed again
+    /// with its key). Errors: `OrderNotFound` (not the caller's),
+    /// `AmountMismatch`, `OrderNotPayable`, `PaymentDeclined`,
+    /// `PaymentUnknown` (the gateway did not answer: reconciled later).
+    async fn confirm(
+        &self,
+        caller: Caller,
+        order_id: OrderId,
+        payment_key: String,
+        amount: i64,
+    ) -> OmsResult<Order>;
+
+    /// Cancels the order (its owner or an operator): CANCELLED when unpaid,
+    /// REFUNDED through the gateway when paid. `OrderNotCancellable` when
+    /// final, or while a payment is being confirmed.
+    async fn cancel(&self, caller: Caller, order_id: OrderId) -> OmsResult<Order>;
+}
