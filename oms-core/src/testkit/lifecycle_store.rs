@@ -31,7 +31,7 @@ pub async fn run(stores: &Stores, timeout: Duration) {
     a_paid_order_is_refunded_with_its_units(stores).await;
     a_payment_in_doubt_is_neither_cancelled_nor_expired(stores, timeout).await;
     overdue_orders_expire_in_batches(stores, timeout).await;
-    confirm_racing_expiry_has_one_winner(stores, timeout).await;
+    confirm_racing_expiry_has_one_winner(stores, timeout, 20).await;
     events_are_leased_then_published_once(stores).await;
 }
 
@@ -325,14 +325,26 @@ pub async fn overdue_orders_expire_in_batches(stores: &Stores, timeout: Duration
     assert_eq!(stores.products.purchases(p).await.unwrap(), vec![]);
 }
 
-pub async fn confirm_racing_expiry_has_one_winner(stores: &Stores, timeout: Duration) {
-    let p = product(stores, 1000, None).await;
+/// `pairs` orders, each claimed for payment while the expirer runs on
+/// them: each is PAID or EXPIRED, never both, and the stock counts it once.
+pub async fn confirm_racing_expiry_has_one_winner(
+    stores: &Stores,
+    timeout: Duration,
+    pairs: usize,
+) {
+    let p = product(stores, pairs as i64, None).await;
+    let batch: Vec<_> = (0..pairs)
+        .map(|_| command(random_member_id(), &[(p, 1)]))
+        .collect();
     let mut orders = Vec::new();
-    for _ in 0..20 {
-        orders.push(order(stores, p, 1).await);
+    for placed in place(&*stores.orders, &batch).await {
+        let TraceState::Completed { order_id } = placed.trace.state else {
+            panic!("not placed: {placed:?}");
+        };
+        orders.push(stores.orders.order(order_id).await.unwrap().unwrap());
     }
     let life = stores.lifecycle.clone();
-    let due = orders[0].payment_due_at;
+    let due = orders.iter().map(|o| o.payment_due_at).min().unwrap();
     // The buyer's clock says it is still on time; the expirer's says it is
     // past.
     let claims = orders.iter().map(|o| {
@@ -388,7 +400,7 @@ pub async fn confirm_racing_expiry_has_one_winner(stores: &Stores, timeout: Dura
         .count() as i64;
     assert_eq!(
         stock(stores, p).await,
-        1000 - paid,
+        pairs as i64 - paid,
         "expired units are back, paid ones not"
     );
 }
