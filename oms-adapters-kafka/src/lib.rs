@@ -26,6 +26,11 @@ pub const HEADER_REASON: &str = "oms-failure-reason";
 pub const HEADER_FAILED_AT: &str = "oms-failed-at";
 /// Header with the trace id of a dead letter, when it is known.
 pub const HEADER_TRACE_ID: &str = "oms-trace-id";
+/// Header with the id of an order event (decimal).
+pub const HEADER_EVENT_ID: &str = "oms-event-id";
+/// Header with the type of an order event: `ORDER_` and the status the
+/// order went to (e.g. `ORDER_PAID`).
+pub const HEADER_EVENT_TYPE: &str = "oms-event-type";
 
 /// Where the broker is, what the topics are called, and how the consumers
 /// behave.
@@ -37,7 +42,10 @@ pub struct KafkaConfig {
     pub order_topic: String,
     /// The dead-letter topic (default `order-request-dlq-v1`).
     pub dlq_topic: String,
-    /// Partitions of the order topic when it is created (default 6).
+    /// The order events topic (default `order-events-v1`): one record per
+    /// change of an order's status, keyed by the order id.
+    pub events_topic: String,
+    /// Partitions of the topics [`ensure_topics`] creates (default 6).
     pub partitions: i32,
     /// Replication factor of the topics [`ensure_topics`] creates (default
     /// `-1`: the broker's `default.replication.factor`, KIP-464). Existing
@@ -91,6 +99,7 @@ impl KafkaConfig {
             brokers: brokers.into(),
             order_topic: "order-request-v1".into(),
             dlq_topic: "order-request-dlq-v1".into(),
+            events_topic: "order-events-v1".into(),
             partitions: 6,
             topic_replication: -1,
             group: "oms-order-group".into(),
@@ -127,8 +136,8 @@ where
         .map_err(|e| OmsError::unavailable("kafka", e))?
 }
 
-/// Makes sure the order topic (with `partitions`) and the DLQ topic (one
-/// partition per order partition) exist.
+/// Makes sure the order topic (with `partitions`), and the DLQ and events
+/// topics (as many partitions), exist.
 ///
 /// It reads the cluster's metadata first and creates only the topics that
 /// are missing, so a broker that does not answer `CreateTopics` (such as
@@ -141,7 +150,11 @@ pub async fn ensure_topics(config: &KafkaConfig) -> OmsResult<()> {
         .create()
         .map_err(unavailable)?;
     let admin = Arc::new(admin);
-    let wanted = [config.order_topic.clone(), config.dlq_topic.clone()];
+    let wanted = [
+        config.order_topic.clone(),
+        config.dlq_topic.clone(),
+        config.events_topic.clone(),
+    ];
     let missing = missing_topics(&admin, &wanted).await?;
     if missing.is_empty() {
         return Ok(());

@@ -1,29 +1,37 @@
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use oms_core::domain::{OmsError, OmsResult, OrderCommand};
-use oms_core::port::outbound::{encode_command, DeadLetter, HealthCheck, OrderRequestPublisher};
+use oms_core::domain::{OmsError, OmsResult, OrderCommand, OrderEvent};
+use oms_core::port::outbound::{
+    encode_command, DeadLetter, HealthCheck, OrderEventPublisher, OrderRequestPublisher,
+};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
-use crate::{unavailable, KafkaConfig, HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACE_ID};
+use crate::{
+    unavailable, KafkaConfig, HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_FAILED_AT, HEADER_REASON,
+    HEADER_TRACE_ID,
+};
 
 /// How long librdkafka may try to deliver a record (`message.timeout.ms`).
 const DELIVERY_TIMEOUT: Duration = Duration::from_millis(3000);
-/// The hard bound on `send`: librdkafka checks message timeouts about once a
-/// second and lets an in-flight request run to `request.timeout.ms`, so the
-/// adapter bounds the wait itself. A record that was in flight when the bound
-/// hit may still be delivered; its trace then ends COMPLETED or FAILED like any
-/// other, never PROCESSING.
+/// The hard bound on a send (one record, or a `publish` of many together):
+/// librdkafka checks message timeouts about once a second and lets an
+/// in-flight request run to `request.timeout.ms`, so the adapter bounds the
+/// wait itself. A record that was in flight when the bound hit may still be
+/// delivered; its trace then ends COMPLETED or FAILED like any other, never
+/// PROCESSING (and an event is published again with the same id).
 const SEND_BOUND: Duration = Duration::from_millis(4500);
+/// How long to wait before queueing again when librdkafka's queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(100);
 
-/// The [`OrderRequestPublisher`] on Kafka: an idempotent, `acks=all`
-/// producer whose `send` awaits the broker's acknowledgement.
+/// The [`OrderRequestPublisher`] and the [`OrderEventPublisher`] on Kafka:
+/// an idempotent, `acks=all` producer whose `send` and `publish` await the
+/// broker's acknowledgement.
 ///
 /// An idempotent producer can hit a fatal error (e.g. fenced by the broker
 /// after its records timed out during an outage); the publisher then
@@ -34,6 +42,7 @@ pub struct KafkaOrderPublisher {
     config: ClientConfig,
     order_topic: String,
     dlq_topic: String,
+    events_topic: String,
 }
 
 impl std::fmt::Debug for KafkaOrderPublisher {
@@ -41,6 +50,7 @@ impl std::fmt::Debug for KafkaOrderPublisher {
         f.debug_struct("KafkaOrderPublisher")
             .field("order_topic", &self.order_topic)
             .field("dlq_topic", &self.dlq_topic)
+            .field("events_topic", &self.events_topic)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +75,7 @@ impl KafkaOrderPublisher {
             config: client,
             order_topic: config.order_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
+            events_topic: config.events_topic.clone(),
         })
     }
 
@@ -107,11 +118,17 @@ impl KafkaOrderPublisher {
     }
 
     async fn deliver(&self, record: FutureRecord<'_, [u8], [u8]>) -> OmsResult<()> {
+        self.deliver_all(vec![record]).await
+    }
+
+    /// Sends `records` and waits until the broker has every one, within
+    /// [`SEND_BOUND`] for all; the first failure fails the whole.
+    async fn deliver_all(&self, records: Vec<FutureRecord<'_, [u8], [u8]>>) -> OmsResult<()> {
         let producer = self.producer();
-        let delivery = producer.send(record, Timeout::After(DELIVERY_TIMEOUT));
+        let delivery = send_in_order(&producer, records);
         match tokio::time::timeout(SEND_BOUND, delivery).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
                 self.renew_if_fatal(&producer, Some(&e));
                 Err(unavailable(e))
             }
@@ -124,6 +141,64 @@ impl KafkaOrderPublisher {
             }
         }
     }
+}
+
+/// Queues `records` one after the other (so records of one key keep their
+/// order on its partition; while librdkafka's queue is full it waits, for
+/// at most [`DELIVERY_TIMEOUT`]), then waits for every delivery report.
+/// Answers the first failure.
+async fn send_in_order(
+    producer: &FutureProducer,
+    records: Vec<FutureRecord<'_, [u8], [u8]>>,
+) -> Result<(), KafkaError> {
+    let started = Instant::now();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for mut record in records {
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
+                    if started.elapsed() < DELIVERY_TIMEOUT =>
+                {
+                    record = back;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
+}
+
+/// The record value of an order event: its JSON.
+fn encode_event(event: &OrderEvent) -> OmsResult<Vec<u8>> {
+    serde_json::to_vec(event)
+        .map_err(|e| OmsError::Internal(format!("cannot encode order event: {e}")))
+}
+
+/// The headers of an order event's record: its id and its type.
+fn event_headers(event: &OrderEvent) -> OwnedHeaders {
+    let id = event.event_id.to_string();
+    let kind = format!("ORDER_{}", event.to.as_str());
+    OwnedHeaders::new_with_capacity(2)
+        .insert(Header {
+            key: HEADER_EVENT_ID,
+            value: Some(id.as_str()),
+        })
+        .insert(Header {
+            key: HEADER_EVENT_TYPE,
+            value: Some(kind.as_str()),
+        })
 }
 
 #[async_trait]
@@ -165,6 +240,35 @@ impl OrderRequestPublisher for KafkaOrderPublisher {
             record = record.key(key.as_slice());
         }
         self.deliver(record).await
+    }
+}
+
+/// One record per event on the events topic: key the order id (decimal, so
+/// the events of an order keep their order on one partition), value the
+/// event's JSON, headers [`HEADER_EVENT_ID`] and [`HEADER_EVENT_TYPE`].
+/// Returns once the broker has every record; a failure fails the whole
+/// call, and a retry may publish again what was delivered (consumers
+/// deduplicate by event id).
+#[async_trait]
+impl OrderEventPublisher for KafkaOrderPublisher {
+    async fn publish(&self, events: &[OrderEvent]) -> OmsResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let encoded = events
+            .iter()
+            .map(|event| Ok((event, event.order_id.to_string(), encode_event(event)?)))
+            .collect::<OmsResult<Vec<_>>>()?;
+        let records = encoded
+            .iter()
+            .map(|(event, key, value)| {
+                FutureRecord::<[u8], [u8]>::to(&self.events_topic)
+                    .key(key.as_bytes())
+                    .payload(value.as_slice())
+                    .headers(event_headers(event))
+            })
+            .collect();
+        self.deliver_all(records).await
     }
 }
 

@@ -10,16 +10,18 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use oms_adapters_kafka::{
     ensure_topics, KafkaBacklog, KafkaConfig, KafkaOrderConsumer, KafkaOrderPublisher,
-    HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACE_ID,
+    HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACE_ID,
 };
 use oms_core::domain::{
-    FailureReason, OmsError, OmsResult, OrderCommand, Placement, ProductId, TraceId,
+    FailureReason, MemberId, OmsError, OmsResult, OrderCommand, OrderEvent, OrderId, OrderStatus,
+    Placement, ProductId, TraceId,
 };
 use oms_core::port::inbound::OrderUseCase;
 use oms_core::port::outbound::{
-    encode_command, DeadLetter, HealthCheck, OrderBacklog, OrderRequestPublisher,
+    encode_command, DeadLetter, HealthCheck, OrderBacklog, OrderEventPublisher,
+    OrderRequestPublisher,
 };
-use oms_core::testkit::{command, random_member_id};
+use oms_core::testkit::{command, random_id, random_member_id};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -68,10 +70,15 @@ async fn config() -> KafkaConfig {
     let mut config = KafkaConfig::new(brokers());
     config.order_topic = format!("test-orders-{run}");
     config.dlq_topic = format!("test-dlq-{run}");
+    config.events_topic = format!("test-events-{run}");
     config.group = format!("test-group-{run}");
     config.partitions = 3;
     config.rewind_on_gap = rewind_on_gap();
-    create_on_mock(&[(&config.order_topic, 3), (&config.dlq_topic, 3)]);
+    create_on_mock(&[
+        (&config.order_topic, 3),
+        (&config.dlq_topic, 3),
+        (&config.events_topic, 3),
+    ]);
     ensure_topics(&config).await.unwrap();
     config
 }
@@ -289,6 +296,116 @@ async fn an_unreachable_broker_fails_the_send_within_five_seconds() {
         started.elapsed()
     );
     assert!(publisher.check().await.is_err());
+
+    config.events_topic = "nowhere-events".into();
+    let publisher = KafkaOrderPublisher::new(&config).unwrap();
+    let started = Instant::now();
+    let r = publisher
+        .publish(&[event(
+            1,
+            OrderId(1),
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+        )])
+        .await;
+    assert!(matches!(r, Err(OmsError::Unavailable { .. })), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+fn event(event_id: u64, order_id: OrderId, from: OrderStatus, to: OrderStatus) -> OrderEvent {
+    OrderEvent {
+        event_id,
+        order_id,
+        member_id: MemberId(7),
+        from,
+        to,
+        at: chrono::Utc::now(),
+    }
+}
+
+/// Each event is one record keyed by its order id, its JSON the value, its
+/// id and type in headers; the events of an order stay in order on one
+/// partition.
+#[tokio::test]
+async fn order_events_are_keyed_by_order_and_keep_their_order() {
+    let config = config().await;
+    let publisher = KafkaOrderPublisher::new(&config).unwrap();
+    let (a, b) = (OrderId(random_id()), OrderId(random_id()));
+    let base = random_id();
+    let events = [
+        event(base, a, OrderStatus::PendingPayment, OrderStatus::Paid),
+        event(
+            base + 1,
+            b,
+            OrderStatus::PendingPayment,
+            OrderStatus::Cancelled,
+        ),
+        event(base + 2, a, OrderStatus::Paid, OrderStatus::Refunded),
+    ];
+    publisher.publish(&[]).await.unwrap();
+    publisher.publish(&events).await.unwrap();
+
+    let mut got = read(&config.events_topic, 3).await;
+    got.sort_by_key(|m| (m.partition(), m.offset()));
+    for m in &got {
+        let value: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        let sent = events
+            .iter()
+            .find(|e| serde_json::json!(e.event_id) == value["eventId"])
+            .unwrap_or_else(|| panic!("an event we sent: {value}"));
+        assert_eq!(
+            m.key(),
+            Some(sent.order_id.to_string().as_bytes()),
+            "key: the order id"
+        );
+        assert_eq!(
+            value,
+            serde_json::json!({
+                "eventId": sent.event_id,
+                "orderId": sent.order_id.0,
+                "memberId": 7,
+                "from": sent.from.as_str(),
+                "to": sent.to.as_str(),
+                "at": sent.at,
+            })
+        );
+        assert_eq!(
+            serde_json::from_slice::<OrderEvent>(m.payload().unwrap()).unwrap(),
+            *sent
+        );
+        assert_eq!(header(m, HEADER_EVENT_ID), Some(sent.event_id.to_string()));
+        assert_eq!(
+            header(m, HEADER_EVENT_TYPE),
+            Some(format!("ORDER_{}", sent.to.as_str()))
+        );
+    }
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| header(m, HEADER_EVENT_ID).unwrap())
+        .collect();
+    ids.sort();
+    let mut sent: Vec<String> = events.iter().map(|e| e.event_id.to_string()).collect();
+    sent.sort();
+    assert_eq!(ids, sent, "each event once");
+    for (order, ids) in [(a, vec![base, base + 2]), (b, vec![base + 1])] {
+        let key = order.to_string();
+        let of_order: Vec<_> = got
+            .iter()
+            .filter(|m| m.key() == Some(key.as_bytes()))
+            .collect();
+        let partitions: std::collections::HashSet<i32> =
+            of_order.iter().map(|m| m.partition()).collect();
+        assert_eq!(partitions.len(), 1, "order {order}: {partitions:?}");
+        let in_log: Vec<u64> = of_order
+            .iter()
+            .map(|m| header(m, HEADER_EVENT_ID).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(in_log, ids, "order {order}: in the order published");
+    }
 }
 
 /// A group whose committed offset falls inside a producer batch (as after a
@@ -473,9 +590,11 @@ async fn a_committed_offset_below_the_log_start_is_passed_counted_and_logged() {
     let mut config = KafkaConfig::new(mock.bootstrap_servers());
     config.order_topic = format!("test-orders-{run}");
     config.dlq_topic = format!("test-dlq-{run}");
+    config.events_topic = format!("test-events-{run}");
     config.partitions = 1;
     mock.create_topic(&config.order_topic, 1, 1).unwrap();
     mock.create_topic(&config.dlq_topic, 1, 1).unwrap();
+    mock.create_topic(&config.events_topic, 1, 1).unwrap();
     ensure_topics(&config).await.unwrap();
 
     let producer: FutureProducer = ClientConfig::new()
@@ -610,7 +729,7 @@ async fn topics_are_created_with_the_broker_default_replication() {
         .create()
         .unwrap();
     let metadata = reader.fetch_metadata(None, Duration::from_secs(5)).unwrap();
-    for topic in [&config.order_topic, &config.dlq_topic] {
+    for topic in [&config.order_topic, &config.dlq_topic, &config.events_topic] {
         let t = metadata
             .topics()
             .iter()
@@ -634,8 +753,10 @@ async fn ensure_topics_needs_no_create_topics_for_existing_topics() {
     let mut config = KafkaConfig::new(mock.bootstrap_servers());
     config.order_topic = format!("test-orders-{run}");
     config.dlq_topic = format!("test-dlq-{run}");
+    config.events_topic = format!("test-events-{run}");
     mock.create_topic(&config.order_topic, 6, 1).unwrap();
     mock.create_topic(&config.dlq_topic, 6, 1).unwrap();
+    mock.create_topic(&config.events_topic, 6, 1).unwrap();
     ensure_topics(&config).await.unwrap();
 
     config.dlq_topic = format!("test-missing-{run}");

@@ -124,9 +124,14 @@ const RATE_LIMITED: i64 = 3;
 /// [`ADMIT`]'s code: the member holds no admission.
 const NOT_ADMITTED: i64 = 4;
 
+/// The Lua function `give_back(bought, member, units)`, which lowers a
+/// member's purchases of a product by `units`, never below 0 (a count that
+/// reaches 0 is removed). [`RELEASE`] and [`GIVE_BACK_PURCHASES`] start
+/// with it.
+const GIVE_BACK: &str = include_str!("lua/give_back.lua");
+
 /// Gives units back to the counters that exist, and to the member's
-/// purchases where they are counted (never below 0; a count that reaches 0
-/// is removed).
+/// purchases where they are counted; follows [`GIVE_BACK`].
 ///
 /// KEYS: the counter and the bought hash of each product. ARGV: the member
 /// id, then the units of each product.
@@ -134,19 +139,23 @@ const RELEASE: &str = r"
 local member = ARGV[1]
 for i = 1, #KEYS / 2 do
   local count, bought = KEYS[2 * i - 1], KEYS[2 * i]
-  local units = tonumber(ARGV[i + 1])
   if redis.call('EXISTS', count) == 1 then
     redis.call('INCRBY', count, ARGV[i + 1])
   end
-  local had = redis.call('HGET', bought, member)
-  if had then
-    local left = tonumber(had) - units
-    if left > 0 then
-      redis.call('HSET', bought, member, string.format('%.0f', left))
-    else
-      redis.call('HDEL', bought, member)
-    end
-  end
+  give_back(bought, member, tonumber(ARGV[i + 1]))
+end
+return 0
+";
+
+/// Gives units back to the member's purchases only (the counters are left
+/// as they are); follows [`GIVE_BACK`].
+///
+/// KEYS: the bought hash of each product. ARGV: the member id, then the
+/// units of each product.
+const GIVE_BACK_PURCHASES: &str = r"
+local member = ARGV[1]
+for i = 1, #KEYS do
+  give_back(KEYS[i], member, tonumber(ARGV[i + 1]))
 end
 return 0
 ";
@@ -219,6 +228,10 @@ const GROUP: &str = "settlers";
 /// nothing, except that an order refused for a limit or for stock has
 /// taken its token of the rate, and one refused for stock ends the member's
 /// admission (its order is final).
+/// [`release`](StockGate::release) gives an order's units back to the
+/// counters and to the member's purchases, and
+/// [`give_back_purchases`](StockGate::give_back_purchases) to the member's
+/// purchases alone, each in one script that never takes a count below 0;
 /// [`set_purchases`](StockGate::set_purchases) replaces a product's hash in
 /// one `MULTI`/`EXEC`. The journal is read through the consumer group
 /// `settlers`, so each refusal is handed to one settler, and one whose
@@ -228,6 +241,7 @@ pub struct RedisStockGate {
     store: RedisTraceStore,
     admit: Script,
     release: Script,
+    give_back: Script,
     set_levels: Script,
     adjust: Script,
     consumer: String,
@@ -251,7 +265,8 @@ impl RedisTraceStore {
         RedisStockGate {
             store: self.clone(),
             admit: Script::new(&format!("{GCRA}{ADMIT}")),
-            release: Script::new(RELEASE),
+            release: Script::new(&format!("{GIVE_BACK}{RELEASE}")),
+            give_back: Script::new(&format!("{GIVE_BACK}{GIVE_BACK_PURCHASES}")),
             set_levels: Script::new(SET_LEVELS),
             adjust: Script::new(ADJUST),
             consumer: format!("settler-{}", uuid::Uuid::new_v4()),
@@ -427,6 +442,27 @@ impl StockGate for RedisStockGate {
                 .key(self.gate_key(*product))
                 .key(self.bought_key(*product))
                 .arg(*n);
+        }
+        let mut conn = self.store.conn.clone();
+        let _: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn give_back_purchases(
+        &self,
+        member_id: MemberId,
+        units: &[(ProductId, i64)],
+    ) -> OmsResult<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.give_back.prepare_invoke();
+        invocation.arg(member_id.0);
+        for (product, n) in units {
+            invocation.key(self.bought_key(*product)).arg(*n);
         }
         let mut conn = self.store.conn.clone();
         let _: i64 = invocation

@@ -506,6 +506,98 @@ async fn purchases_are_replaced_whole_however_many() {
 }
 
 #[tokio::test]
+async fn given_back_purchases_let_the_member_buy_again_and_never_go_below_zero() {
+    use oms_core::domain::PurchaseLimit;
+    use oms_core::port::outbound::{Admission, GateLevel};
+    let prefix = fresh_prefix("give-back");
+    let store = on_prefix(&store().await, &prefix);
+    let gate = store.stock_gate();
+    let (a, b) = (testkit::random_product_id(), testkit::random_product_id());
+    let level = |product_id| GateLevel {
+        product_id,
+        available: 100,
+        version: 0,
+    };
+    gate.set_available(&[level(a), level(b)], true)
+        .await
+        .unwrap();
+    let limits = IntakeChecks {
+        limits: [a, b]
+            .map(|product_id| PurchaseLimit {
+                product_id,
+                max_per_member: 2,
+            })
+            .to_vec(),
+        ..IntakeChecks::default()
+    };
+    let (member, other) = (testkit::random_member_id(), testkit::random_member_id());
+    let admit = |member, lines: &[_]| {
+        let order = testkit::command(member, lines);
+        let gate = gate.clone();
+        let limits = limits.clone();
+        async move { gate.admit(&order, &limits).await.unwrap() }
+    };
+    assert_eq!(admit(member, &[(a, 2), (b, 1)]).await, Admission::Reserved);
+    assert_eq!(admit(other, &[(a, 2)]).await, Admission::Reserved);
+    assert_eq!(
+        admit(member, &[(a, 1)]).await,
+        Admission::OverLimit { product_id: a }
+    );
+
+    // One unit of `a` back: the member may buy one again, and no more.
+    gate.give_back_purchases(member, &[(a, 1)]).await.unwrap();
+    assert_eq!(admit(member, &[(a, 1)]).await, Admission::Reserved);
+    assert_eq!(
+        admit(member, &[(a, 1)]).await,
+        Admission::OverLimit { product_id: a }
+    );
+    // The counters are the releases' business: giving back purchases
+    // leaves them as they are.
+    assert_eq!(gate.available(a).await.unwrap(), Some(95));
+    assert_eq!(gate.available(b).await.unwrap(), Some(99));
+
+    // More than was bought, of both products at once: the counts end at 0
+    // (the fields are removed), never below.
+    gate.give_back_purchases(member, &[(a, 5), (b, 3)])
+        .await
+        .unwrap();
+    let mut conn = redis_conn().await;
+    for product in [a, b] {
+        let left: Option<i64> = redis::cmd("HGET")
+            .arg(format!("{prefix}:gate:{product}:bought"))
+            .arg(member.0)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(left, None, "product {product}");
+    }
+    assert_eq!(admit(member, &[(a, 2), (b, 2)]).await, Admission::Reserved);
+    assert_eq!(
+        admit(member, &[(a, 1)]).await,
+        Admission::OverLimit { product_id: a }
+    );
+    assert_eq!(
+        admit(member, &[(b, 1)]).await,
+        Admission::OverLimit { product_id: b }
+    );
+
+    // Nothing to give back stays nothing; other members keep their counts.
+    let stranger = testkit::random_member_id();
+    gate.give_back_purchases(stranger, &[(a, 1)]).await.unwrap();
+    gate.give_back_purchases(stranger, &[]).await.unwrap();
+    let fields: u64 = redis::cmd("HLEN")
+        .arg(format!("{prefix}:gate:{a}:bought"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(fields, 2, "member and other");
+    assert_eq!(
+        admit(other, &[(a, 1)]).await,
+        Admission::OverLimit { product_id: a }
+    );
+}
+
+#[tokio::test]
 async fn a_rate_key_holds_its_tat_and_vanishes_when_idle() {
     use oms_core::domain::Rate;
     let prefix = fresh_prefix("rate-key");
