@@ -209,6 +209,34 @@ pub struct Settings {
     pub revocation_sync: Duration,
     /// The front door of a sale: waiting room, order rate, catalogue.
     pub front_door: FrontDoor,
+    /// `OMS_PAYMENT_TIMEOUT_SECS`: how long a placed order waits for its
+    /// payment before it expires (default 600 s, from 1 to 604,800).
+    pub payment_timeout: Duration,
+    /// `OMS_TOSS_SECRET_KEY` and `OMS_TOSS_BASE_URL` (default
+    /// `https://api.tosspayments.com`): the Toss Payments gateway; unset →
+    /// the in-memory gateway.
+    pub toss: Option<TossSettings>,
+    /// `OMS_EVENTS_TOPIC`: the topic of order events (default
+    /// `order-events-v1`).
+    pub events_topic: String,
+}
+
+/// The Toss Payments settings. The secret key never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TossSettings {
+    /// `OMS_TOSS_SECRET_KEY`.
+    pub secret_key: String,
+    /// `OMS_TOSS_BASE_URL`.
+    pub base_url: String,
+}
+
+impl std::fmt::Debug for TossSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TossSettings")
+            .field("secret_key", &"<hidden>")
+            .field("base_url", &self.base_url)
+            .finish()
+    }
 }
 
 /// The front door of a sale: what intake checks before it takes an order.
@@ -278,6 +306,9 @@ impl std::fmt::Debug for Settings {
             .field("revocation_check", &self.revocation_check)
             .field("revocation_sync", &self.revocation_sync)
             .field("front_door", &self.front_door)
+            .field("payment_timeout", &self.payment_timeout)
+            .field("toss", &self.toss)
+            .field("events_topic", &self.events_topic)
             .finish()
     }
 }
@@ -620,8 +651,18 @@ impl Settings {
             kafka_settings()?;
         let auth = auth_settings()?;
         let front_door = front_door_settings()?;
+        let payment_timeout =
+            Duration::from_secs(ranged("OMS_PAYMENT_TIMEOUT_SECS", 600, 1..=604_800)?);
+        let toss = var("OMS_TOSS_SECRET_KEY").map(|secret_key| TossSettings {
+            secret_key,
+            base_url: var("OMS_TOSS_BASE_URL")
+                .unwrap_or_else(|| "https://api.tosspayments.com".into()),
+        });
         Ok(Self {
             front_door,
+            payment_timeout,
+            toss,
+            events_topic: var("OMS_EVENTS_TOPIC").unwrap_or_else(|| "order-events-v1".into()),
             admin: auth.admin,
             access_token_ttl: auth.access_token_ttl,
             refresh_token_ttl: auth.refresh_token_ttl,

@@ -4,15 +4,16 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductCatalog, ProductService,
-    QueryService, RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
+    AuthPolicy, AuthService, GateKeeper, GatePolicy, LifecycleKeeper, LifecyclePolicy,
+    OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
+    RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::memory::{
-    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryOrderQueue, InMemoryRateLimiter,
-    InMemorySessionStore, InMemoryStockGate, InMemoryStore, InMemoryTraceStore,
-    InMemoryWaitingRoom,
+    InMemoryAttemptCounter, InMemoryMemberStore, InMemoryOrderQueue, InMemoryPaymentGateway,
+    InMemoryRateLimiter, InMemorySessionStore, InMemoryStockGate, InMemoryStore,
+    InMemoryTraceStore, InMemoryWaitingRoom,
 };
-use oms_core::port::inbound::WaitingRoomUseCase;
+use oms_core::port::inbound::{PaymentUseCase, WaitingRoomUseCase};
 use oms_core::port::outbound::WaitingRoom;
 
 use crate::config::FrontDoor;
@@ -22,6 +23,17 @@ use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestO
 use oms_core::port::outbound::{HealthCheck, TokenCodec};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// How an embedded pipeline is set up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// The front door of the sale.
+    pub front_door: FrontDoor,
+    /// How long a placed order waits for its payment (default 10 min).
+    pub payment_timeout: Option<std::time::Duration>,
+    /// How often expiry, reconciliation and the event relay run.
+    pub lifecycle: Option<LifecyclePolicy>,
+}
 
 /// A running embedded pipeline. Its consumer runs on a tokio task until
 /// [`shutdown`](Self::shutdown).
@@ -54,7 +66,12 @@ pub struct EmbeddedPipeline {
     pub waiting_room: Arc<dyn WaitingRoomUseCase>,
     /// Intake's copy of the products.
     pub catalog: Arc<ProductCatalog>,
+    /// The in-memory payment gateway.
+    pub gateway: Arc<InMemoryPaymentGateway>,
+    /// Payments and cancellations.
+    pub payments: Arc<dyn PaymentUseCase>,
     front_door: BackgroundTasks,
+    lifecycle: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
     sweeper: JoinHandle<()>,
@@ -74,7 +91,22 @@ impl EmbeddedPipeline {
     /// stock gate, and the front door's background work. Needs a tokio
     /// runtime.
     pub fn start_with(front_door: FrontDoor) -> Self {
-        let store = Arc::new(InMemoryStore::new());
+        Self::start_with_options(EmbeddedOptions {
+            front_door,
+            ..EmbeddedOptions::default()
+        })
+    }
+
+    /// Builds the pipeline with these options and starts it (see
+    /// [`start_with`](Self::start_with)), the keeper of the order life
+    /// cycle (expiry, reconciliation, events) included.
+    pub fn start_with_options(options: EmbeddedOptions) -> Self {
+        let front_door = options.front_door;
+        let mut store = InMemoryStore::new();
+        if let Some(timeout) = options.payment_timeout {
+            store = store.with_payment_timeout(timeout);
+        }
+        let store = Arc::new(store);
         let traces = Arc::new(InMemoryTraceStore::new());
         let room: Option<Arc<dyn WaitingRoom>> = front_door
             .waiting_room
@@ -133,9 +165,26 @@ impl EmbeddedPipeline {
             )
             .run(std::future::pending()),
         );
+        let gateway = Arc::new(InMemoryPaymentGateway::new());
+        let lifecycle = tokio::spawn(
+            LifecycleKeeper::new(
+                store.clone(),
+                gateway.clone(),
+                queue.clone(),
+                options.lifecycle.unwrap_or_default(),
+            )
+            .with_gate(gate.clone())
+            .run(std::future::pending()),
+        );
         Self {
             sweeper,
             keeper,
+            lifecycle,
+            payments: Arc::new(
+                PaymentService::new(store.clone(), store.clone(), gateway.clone())
+                    .with_gate(gate.clone()),
+            ),
+            gateway,
             front_door: BackgroundTasks::front_door(catalog.clone(), room),
             waiting_room,
             intake: Arc::new(intake),
@@ -202,12 +251,14 @@ impl EmbeddedPipeline {
             self.checks(),
         )
         .with_waiting_room(self.waiting_room.clone())
+        .with_payments(self.payments.clone())
     }
 
     /// Stops taking orders, processes what the queue holds, and waits for
     /// the consumer to finish.
     pub async fn shutdown(mut self) {
         std::mem::take(&mut self.front_door).stop();
+        self.lifecycle.abort();
         self.sweeper.abort();
         self.keeper.abort();
         if let Some(stop) = self.stop.take() {

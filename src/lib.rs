@@ -11,11 +11,18 @@ pub use oms_adapters_kafka as kafka;
 pub use oms_adapters_mysql as mysql;
 #[cfg(feature = "redis")]
 pub use oms_adapters_redis as redis;
+#[cfg(feature = "toss")]
+pub use oms_adapters_toss as toss;
 
 pub mod config;
 pub mod embedded;
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(all(feature = "kafka", feature = "redis", feature = "mysql"))]
+#[cfg(all(
+    feature = "kafka",
+    feature = "redis",
+    feature = "mysql",
+    feature = "toss"
+))]
 pub mod runtime;
 pub mod tasks;

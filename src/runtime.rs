@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::application::{
-    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, OrderService, ProductCatalog,
-    ProductService, QueryService, RequestOrderService, SweepPolicy, TraceSweeper,
-    WaitingRoomService,
+    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, LifecycleKeeper, LifecyclePolicy,
+    OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
+    RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::domain::{OmsError, Rate};
+use oms_core::memory::InMemoryPaymentGateway;
 use oms_core::memory::RevocationMirror;
 use oms_core::password::Argon2idHasher;
 use oms_core::port::outbound::{
-    HealthCheck, RateLimiter, SessionStore, StockGate, TokenCodec, WaitingRoom,
+    HealthCheck, PaymentGateway, RateLimiter, SessionStore, StockGate, TokenCodec, WaitingRoom,
 };
 
 use crate::config::{ConfigError, Settings};
@@ -71,6 +72,9 @@ pub struct Services {
     /// Intake's copy of the products (refreshed by
     /// [`front_door_tasks`](Self::front_door_tasks)).
     pub catalog: Arc<ProductCatalog>,
+    /// The payment gateway: Toss Payments with `OMS_TOSS_SECRET_KEY`, else
+    /// the in-memory one (each process its own: for trials only).
+    pub gateway: Arc<dyn PaymentGateway>,
 }
 
 impl Settings {
@@ -86,6 +90,7 @@ impl Settings {
         config.topic_replication = self.topic_replication;
         config.stall_timeout = self.consumer_stall;
         config.session_timeout = self.kafka_session_timeout;
+        config.events_topic = self.events_topic.clone();
         Some(config)
     }
 }
@@ -133,7 +138,9 @@ impl Services {
             .clone()
             .ok_or_else(|| missing("OMS_DATABASE_URL"))?;
 
-        let store = patiently("database", || MySqlStore::connect(&database_url)).await?;
+        let store = patiently("database", || MySqlStore::connect(&database_url))
+            .await?
+            .with_payment_timeout(settings.payment_timeout);
         patiently("migrations", || store.migrate()).await?;
         let traces = patiently("redis", || RedisTraceStore::connect(&redis_url))
             .await?
@@ -146,7 +153,18 @@ impl Services {
         let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
         let store = Arc::new(store);
         let front_door = settings.front_door;
+        let gateway: Arc<dyn PaymentGateway> = match &settings.toss {
+            Some(toss) => Arc::new(crate::toss::TossPaymentGateway::new(
+                crate::toss::TossConfig::new(toss.secret_key.clone())
+                    .with_base_url(toss.base_url.clone()),
+            )?),
+            None => {
+                tracing::warn!("no OMS_TOSS_SECRET_KEY: payments go to an in-memory gateway in each process (approves every paymentKey but `decline-…` and `timeout-…`); for trials only");
+                Arc::new(InMemoryPaymentGateway::new())
+            }
+        };
         Ok(Self {
+            gateway,
             gate,
             waiting_room: front_door
                 .waiting_room
@@ -239,6 +257,21 @@ impl Services {
         Ok(())
     }
 
+    /// The keeper of the order life cycle (expiry, reconciliation of
+    /// payments in doubt, the event relay to `OMS_EVENTS_TOPIC`).
+    pub fn lifecycle_keeper(&self) -> LifecycleKeeper {
+        let keeper = LifecycleKeeper::new(
+            self.store.clone(),
+            self.gateway.clone(),
+            self.publisher.clone(),
+            LifecyclePolicy::default(),
+        );
+        match self.stock_gate() {
+            Some(gate) => keeper.with_gate(gate),
+            None => keeper,
+        }
+    }
+
     /// The stuck-trace sweeper on these adapters, reading the backlog of
     /// the consumer group.
     pub fn sweeper(&self, policy: SweepPolicy) -> Result<TraceSweeper, OmsError> {
@@ -303,9 +336,12 @@ impl Services {
             .with_catalog(self.catalog.clone());
         let mut products =
             ProductService::new(self.store.clone()).with_catalog(self.catalog.clone());
+        let mut payments =
+            PaymentService::new(self.store.clone(), self.store.clone(), self.gateway.clone());
         if let Some(gate) = self.stock_gate() {
             intake = intake.with_gate(gate.clone());
-            products = products.with_gate(gate);
+            products = products.with_gate(gate.clone());
+            payments = payments.with_gate(gate);
         }
         if let Some((rate, limiter)) = &self.order_rate {
             intake = intake.with_rate_limit(*rate, limiter.clone() as Arc<dyn RateLimiter>);
@@ -325,6 +361,7 @@ impl Services {
             self.checks(),
         )
         .with_waiting_room(Arc::new(room))
+        .with_payments(Arc::new(payments))
     }
 }
 

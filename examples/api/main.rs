@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use oms::application::{AdminBootstrap, AuthService};
 use oms::config::{Settings, DEV_ADMIN_EMAIL, DEV_JWT_SECRET};
-use oms::embedded::EmbeddedPipeline;
+use oms::embedded::{EmbeddedOptions, EmbeddedPipeline};
 use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
@@ -50,7 +50,11 @@ async fn main() -> ExitCode {
             warn!("tokens are signed with the development secret `{DEV_JWT_SECRET}`, which is public and refused on a non-loopback OMS_HTTP_ADDR; never expose this server");
         }
         info!("embedded default: no OMS_KAFKA_BROKERS / OMS_REDIS_URL / OMS_DATABASE_URL set, so the whole pipeline (intake, queue, consumer, trace store, database) runs in this process on in-memory adapters");
-        let pipeline = EmbeddedPipeline::start_with(settings.front_door);
+        let pipeline = EmbeddedPipeline::start_with_options(EmbeddedOptions {
+            front_door: settings.front_door,
+            payment_timeout: Some(settings.payment_timeout),
+            ..EmbeddedOptions::default()
+        });
         let accounts = Arc::new(pipeline.accounts(
             Arc::new(JwtAuth::new(secret.as_bytes())),
             settings.auth_policy(),

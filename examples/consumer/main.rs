@@ -4,7 +4,10 @@
 //! `OMS_DATABASE_URL`. Run as many as the topic has partitions. Each also
 //! runs the stuck-trace sweeper (`OMS_SWEEP_AFTER_SECS`, default 300) and,
 //! unless `OMS_STOCK_GATE=off`, the keeper of the stock gate (settles the
-//! orders the gate refused: outcome in the database, DLQ record).
+//! orders the gate refused: outcome in the database, DLQ record), and the
+//! keeper of the order life cycle: expires unpaid orders past their
+//! `paymentDueAt`, reconciles payments in doubt with the gateway, and
+//! publishes order events to `OMS_EVENTS_TOPIC`.
 //! `OMS_JWT_SECRET` must pass the same policy as for `api` (at least 32
 //! bytes, not the development secret), or the consumer refuses to start.
 //!
@@ -93,6 +96,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let (stop_lifecycle, lifecycle_stopped) = tokio::sync::oneshot::channel::<()>();
+    let lifecycle = tokio::spawn(services.lifecycle_keeper().run(async move {
+        let _ = lifecycle_stopped.await;
+    }));
     let probe = serve_health(consumer.health()).await;
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
@@ -112,6 +119,13 @@ async fn main() -> ExitCode {
         {
             error!("stock gate keeper did not stop in 10 s");
         }
+    }
+    let _ = stop_lifecycle.send(());
+    if tokio::time::timeout(std::time::Duration::from_secs(10), lifecycle)
+        .await
+        .is_err()
+    {
+        error!("order life-cycle keeper did not stop in 10 s");
     }
     if let Some(probe) = probe {
         probe.abort();

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     for topic in [
         var("OMS_ORDER_TOPIC", "order-request-v1"),
         var("OMS_DLQ_TOPIC", "order-request-dlq-v1"),
+        var("OMS_EVENTS_TOPIC", "order-events-v1"),
     ] {
         if let Err(e) = mock.create_topic(&topic, partitions, 1) {
             eprintln!("cannot create {topic}: {e}");

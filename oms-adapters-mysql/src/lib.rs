@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod lifecycle;
 mod members;
 mod orders;
 mod products;
@@ -10,19 +11,26 @@ mod products;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
 use oms_core::domain::OmsResult;
 use oms_core::port::outbound::HealthCheck;
 use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use error::db_error;
 
+/// How long after placement an order is due for payment, unless
+/// [`MySqlStore::with_payment_timeout`] says otherwise.
+pub const DEFAULT_PAYMENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
 /// The [`OrderStore`](oms_core::port::outbound::OrderStore),
-/// [`ProductStore`](oms_core::port::outbound::ProductStore) and
+/// [`ProductStore`](oms_core::port::outbound::ProductStore),
+/// [`LifecycleStore`](oms_core::port::outbound::LifecycleStore) and
 /// [`MemberStore`](oms_core::port::outbound::MemberStore) on MySQL /
 /// MariaDB.
 #[derive(Debug, Clone)]
 pub struct MySqlStore {
     pool: MySqlPool,
+    payment_timeout: chrono::Duration,
 }
 
 impl MySqlStore {
@@ -63,9 +71,21 @@ impl MySqlStore {
         Ok(Self::new(pool))
     }
 
-    /// A store on a caller-owned pool.
+    /// A store on a caller-owned pool; orders are due for payment
+    /// [`DEFAULT_PAYMENT_TIMEOUT`] (10 minutes) after placement.
     pub fn new(pool: MySqlPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            payment_timeout: chrono::Duration::from_std(DEFAULT_PAYMENT_TIMEOUT)
+                .unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    /// The store with orders due for payment `timeout` after placement
+    /// (`place_batch` writes `payment_due_at = order_date + timeout`).
+    pub fn with_payment_timeout(mut self, timeout: Duration) -> Self {
+        self.payment_timeout = chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        self
     }
 
     /// The pool.
@@ -131,4 +151,15 @@ impl HealthCheck for MySqlStore {
 /// An id of the domain as a BIGINT; ids beyond `i64::MAX` match no row.
 pub(crate) fn sql_id(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(-1)
+}
+
+/// An instant as a `DATETIME(3)` (UTC) holds it: cut, not rounded, to the
+/// millisecond, the same on MySQL (which would round) and MariaDB.
+pub(crate) fn sql_instant(at: DateTime<Utc>) -> NaiveDateTime {
+    at.trunc_subsecs(3).naive_utc()
+}
+
+/// A count or limit of the domain as a BIGINT.
+pub(crate) fn sql_count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -7,29 +7,18 @@ use oms_core::domain::placement::{
 };
 use oms_core::domain::{
     FailureReason, KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId,
-    OrderItem, OrderPage, OrderStatus, OrderTrace, Placement, Product, ProductId, ReceiverInfo,
-    TraceId, TraceState,
+    OrderItem, OrderPage, OrderStatus, OrderTrace, Payment, Placement, Product, ProductId,
+    ReceiverInfo, TraceId, TraceState,
 };
 use oms_core::port::outbound::OrderStore;
-use sqlx::{MySql, QueryBuilder, Transaction};
+use sqlx::{Executor, MySql, QueryBuilder, Transaction};
 
 use crate::error::db_error;
 use crate::products::{product_of, ProductRow, PRODUCT_COLUMNS};
-use crate::{sql_id, MySqlStore};
+use crate::{sql_id, sql_instant, MySqlStore};
 
 type OutcomeRow = (String, i64, String, Option<i64>, Option<String>);
 type KnownRow = (String, i64, String, Option<i64>, Option<String>, bool);
-type OrderRow = (
-    i64,
-    String,
-    i64,
-    String,
-    NaiveDateTime,
-    i64,
-    String,
-    String,
-    String,
-);
 type ItemRow = (i64, i64, String, i64, i32);
 
 fn trace_of(row: OutcomeRow) -> OmsResult<OrderTrace> {
@@ -54,68 +43,116 @@ fn trace_of(row: OutcomeRow) -> OmsResult<OrderTrace> {
     })
 }
 
+/// A row of [`ORDER_COLUMNS`] (`ascii_bin` columns read as bytes).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct OrderRow {
+    pub(crate) id: i64,
+    trace_id: String,
+    member_id: i64,
+    status: String,
+    order_date: NaiveDateTime,
+    payment_due_at: NaiveDateTime,
+    payment_key: Option<Vec<u8>>,
+    payment_amount: Option<i64>,
+    approved_at: Option<NaiveDateTime>,
+    payment_claim: Option<Vec<u8>>,
+    total_price: i64,
+    receiver_name: String,
+    receiver_phone: String,
+    receiver_address: String,
+}
+
+/// The columns of an order, as [`OrderRow`] reads them.
+pub(crate) const ORDER_COLUMNS: &str = "id, trace_id, member_id, status, order_date, \
+     payment_due_at, payment_key, payment_amount, approved_at, payment_claim, total_price, \
+     receiver_name, receiver_phone, receiver_address";
+
+/// A payment key as stored (`ascii_bin`).
+fn key_of(bytes: Vec<u8>) -> OmsResult<String> {
+    String::from_utf8(bytes)
+        .map_err(|e| OmsError::Internal(format!("mysql row not usable: payment key: {e}")))
+}
+
 fn order_of(row: OrderRow, items: Vec<OrderItem>) -> OmsResult<Order> {
-    let (id, trace_id, member_id, status, order_date, total_price, name, phone, address) = row;
+    let payment = match (row.payment_key, row.payment_amount, row.approved_at) {
+        (Some(payment_key), Some(amount), Some(approved_at)) => Some(Payment {
+            payment_key: key_of(payment_key)?,
+            amount,
+            approved_at: approved_at.and_utc(),
+        }),
+        (None, None, None) => None,
+        _ => {
+            return Err(OmsError::Internal(format!(
+                "the payment of order {} is incomplete",
+                row.id
+            )))
+        }
+    };
     Ok(Order {
-        order_id: OrderId(id.unsigned_abs()),
-        trace_id: trace_id.parse().ok(),
-        member_id: MemberId(member_id.unsigned_abs()),
-        status: OrderStatus::parse(&status)?,
-        order_date: order_date.and_utc(),
-        total_price,
+        order_id: OrderId(row.id.unsigned_abs()),
+        trace_id: row.trace_id.parse().ok(),
+        member_id: MemberId(row.member_id.unsigned_abs()),
+        status: OrderStatus::parse(&row.status)?,
+        order_date: row.order_date.and_utc(),
+        payment_due_at: row.payment_due_at.and_utc(),
+        payment,
+        payment_claim: row.payment_claim.map(key_of).transpose()?,
+        total_price: row.total_price,
         items,
         receiver_info: ReceiverInfo {
-            name,
-            phone,
-            address,
+            name: row.receiver_name,
+            phone: row.receiver_phone,
+            address: row.receiver_address,
         },
     })
 }
 
-/// Rows per multi-row statement: MySQL and MariaDB allow 65,535 placeholders
-/// per statement, and the widest row here has 8.
-const ROWS_PER_STATEMENT: usize = 1000;
-/// Values per `IN (…)` list.
-const IDS_PER_STATEMENT: usize = 10_000;
+/// The orders of `rows` with their items, read through `executor` (the
+/// pool, or a transaction's connection to read what it holds).
+pub(crate) async fn load_orders<'e, E>(executor: E, rows: Vec<OrderRow>) -> OmsResult<Vec<Order>>
+where
+    E: Executor<'e, Database = MySql>,
+{
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = QueryBuilder::<MySql>::new(
+        "SELECT order_id, product_id, product_name, price, quantity FROM order_items WHERE order_id IN (",
+    );
+    let mut ids = q.separated(", ");
+    for row in &rows {
+        ids.push_bind(row.id);
+    }
+    q.push(") ORDER BY order_id, line_no");
+    let items: Vec<ItemRow> = q
+        .build_query_as()
+        .fetch_all(executor)
+        .await
+        .map_err(db_error)?;
+    let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
+    for (order_id, product_id, product_name, price, quantity) in items {
+        by_order.entry(order_id).or_default().push(OrderItem {
+            product_id: ProductId(product_id.unsigned_abs()),
+            product_name,
+            price,
+            quantity: quantity.unsigned_abs(),
+        });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let items = by_order.remove(&row.id).unwrap_or_default();
+            order_of(row, items)
+        })
+        .collect()
+}
 
-const ORDER_COLUMNS: &str = "id, trace_id, member_id, status, order_date, total_price, \
-     receiver_name, receiver_phone, receiver_address";
+/// Rows per multi-row statement: MySQL and MariaDB allow 65,535 placeholders
+/// per statement, and the widest row here has 9.
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+/// Values per `IN (…)` list.
+pub(crate) const IDS_PER_STATEMENT: usize = 10_000;
 
 impl MySqlStore {
-    async fn load_orders(&self, rows: Vec<OrderRow>) -> OmsResult<Vec<Order>> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut q = QueryBuilder::<MySql>::new(
-            "SELECT order_id, product_id, product_name, price, quantity FROM order_items WHERE order_id IN (",
-        );
-        let mut ids = q.separated(", ");
-        for row in &rows {
-            ids.push_bind(row.0);
-        }
-        q.push(") ORDER BY order_id, line_no");
-        let items: Vec<ItemRow> = q
-            .build_query_as()
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
-        let mut by_order: HashMap<i64, Vec<OrderItem>> = HashMap::new();
-        for (order_id, product_id, product_name, price, quantity) in items {
-            by_order.entry(order_id).or_default().push(OrderItem {
-                product_id: ProductId(product_id.unsigned_abs()),
-                product_name,
-                price,
-                quantity: quantity.unsigned_abs(),
-            });
-        }
-        rows.into_iter()
-            .map(|row| {
-                let items = by_order.remove(&row.0).unwrap_or_default();
-                order_of(row, items)
-            })
-            .collect()
-    }
-
     /// Places one order synchronously the way a pessimistic design does: in
     /// one transaction, `SELECT … FOR UPDATE` on the product rows, then the
     /// decrement, the order and its outcome. Concurrent orders for the same
@@ -125,7 +162,14 @@ impl MySqlStore {
     /// batched pipeline against; oms itself never calls it.
     pub async fn place_locked(&self, command: &OrderCommand) -> OmsResult<Placement> {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        match Self::place_in(&mut tx, std::slice::from_ref(command), Lock::ForUpdate).await {
+        match Self::place_in(
+            &mut tx,
+            std::slice::from_ref(command),
+            Lock::ForUpdate,
+            self.payment_timeout,
+        )
+        .await
+        {
             Ok(mut placements) => {
                 tx.commit().await.map_err(db_error)?;
                 placements
@@ -145,6 +189,7 @@ impl MySqlStore {
         tx: &mut Transaction<'_, MySql>,
         commands: &[OrderCommand],
         lock: Lock,
+        payment_timeout: chrono::Duration,
     ) -> OmsResult<Vec<Placement>> {
         // 1. Outcomes recorded before (redeliveries), and the traces the
         //    batch's idempotency keys are bound to.
@@ -338,18 +383,21 @@ impl MySqlStore {
             .collect();
         let mut order_ids = Vec::with_capacity(placing.len());
         if !placing.is_empty() {
-            let now = Utc::now().naive_utc();
+            let placed_at = Utc::now();
+            let now = placed_at.naive_utc();
+            let due = sql_instant(placed_at + payment_timeout);
             let mut ids: HashMap<String, i64> = HashMap::with_capacity(placing.len());
             for chunk in placing.chunks(ROWS_PER_STATEMENT) {
                 let mut q = QueryBuilder::<MySql>::new(
-                    "INSERT INTO orders (trace_id, member_id, status, order_date, total_price, \
-                     receiver_name, receiver_phone, receiver_address) ",
+                    "INSERT INTO orders (trace_id, member_id, status, order_date, payment_due_at, \
+                     total_price, receiver_name, receiver_phone, receiver_address) ",
                 );
                 q.push_values(chunk, |mut b, (c, priced)| {
                     b.push_bind(c.trace_id.to_string())
                         .push_bind(sql_id(c.member_id.0))
-                        .push_bind(OrderStatus::Ordered.as_str())
+                        .push_bind(OrderStatus::PendingPayment.as_str())
                         .push_bind(now)
+                        .push_bind(due)
                         .push_bind(priced.total_price)
                         .push_bind(c.receiver_info.name.as_str())
                         .push_bind(c.receiver_info.phone.as_str())
@@ -478,7 +526,7 @@ impl OrderStore for MySqlStore {
             return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await.map_err(db_error)?;
-        match Self::place_in(&mut tx, commands, Lock::Optimistic).await {
+        match Self::place_in(&mut tx, commands, Lock::Optimistic, self.payment_timeout).await {
             Ok(placements) => {
                 tx.commit().await.map_err(db_error)?;
                 Ok(placements)
@@ -636,7 +684,7 @@ impl OrderStore for MySqlStore {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_error)?;
-        Ok(self.load_orders(rows).await?.into_iter().next())
+        Ok(load_orders(&self.pool, rows).await?.into_iter().next())
     }
 
     async fn orders_of(&self, member_id: MemberId, page: OrderPage) -> OmsResult<Vec<Order>> {
@@ -652,7 +700,7 @@ impl OrderStore for MySqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        self.load_orders(rows).await
+        load_orders(&self.pool, rows).await
     }
 
     async fn trace_for_key(&self, member_id: MemberId, key: &str) -> OmsResult<Option<TraceId>> {

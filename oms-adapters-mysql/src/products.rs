@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use oms_core::domain::{
     MemberId, OmsError, OmsResult, Product, ProductChange, ProductId, ProductUpdate, Purchase,
     SaleRules,
@@ -41,10 +41,9 @@ pub(crate) fn product_of(row: ProductRow) -> Product {
     }
 }
 
-/// An instant as a `DATETIME(3)` (UTC) holds it: cut, not rounded, to the
-/// millisecond, the same on MySQL (which would round) and MariaDB.
+/// An optional instant as a `DATETIME(3)` holds it ([`crate::sql_instant`]).
 fn sql_instant(at: Option<DateTime<Utc>>) -> Option<NaiveDateTime> {
-    at.map(|at| at.trunc_subsecs(3).naive_utc())
+    at.map(crate::sql_instant)
 }
 
 #[async_trait]

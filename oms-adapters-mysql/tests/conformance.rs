@@ -1,11 +1,14 @@
 //! The MySQL store against a real MariaDB / MySQL (`scripts/services.sh up`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::Utc;
 use oms_adapters_mysql::MySqlStore;
-use oms_core::domain::{FailureReason, TraceState};
-use oms_core::port::outbound::{HealthCheck, ProductStore};
+use oms_core::domain::{FailureReason, OrderId, OrderStatus, TraceState};
+use oms_core::port::outbound::{HealthCheck, LifecycleStore, OrderStore, ProductStore};
 use oms_core::testkit;
 
 async fn store() -> MySqlStore {
@@ -26,6 +29,90 @@ async fn mysql_product_store_conforms() {
 async fn mysql_order_store_conforms() {
     let store = Arc::new(store().await);
     testkit::order_store::run(store.clone(), store).await;
+}
+
+/// Orders of this store are due 30 s after placement; the suite passes its
+/// own clocks, so it never waits for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_lifecycle_store_conforms() {
+    let timeout = Duration::from_secs(30);
+    let store = Arc::new(store().await.with_payment_timeout(timeout));
+    let stores = testkit::lifecycle_store::Stores {
+        orders: store.clone(),
+        products: store.clone(),
+        lifecycle: store,
+    };
+    testkit::lifecycle_store::run(&stores, timeout).await;
+    // After the suite, whose expiry checks count what they expire.
+    expirers_in_many_processes_expire_each_order_once(timeout).await;
+}
+
+/// Expirers of several processes (a pool each) running at once expire
+/// every overdue order exactly once, and its units go back once, each
+/// return at a version of its own.
+async fn expirers_in_many_processes_expire_each_order_once(timeout: Duration) {
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(store().await.with_payment_timeout(timeout)));
+    }
+    let product = testkit::random_product_id();
+    let mut draft = testkit::draft("expired by many", 100);
+    draft.rules.max_per_member = Some(5);
+    stores[0]
+        .create(&draft.into_product(product))
+        .await
+        .unwrap();
+    let commands: Vec<_> = (0..60)
+        .map(|_| testkit::command(testkit::random_member_id(), &[(product, 1)]))
+        .collect();
+    let mut ids = HashSet::new();
+    for placed in testkit::order_store::place(&*stores[0], &commands).await {
+        let TraceState::Completed { order_id } = placed.trace.state else {
+            panic!("not placed: {placed:?}");
+        };
+        ids.insert(order_id);
+    }
+    assert_eq!(stores[0].get(product).await.unwrap().unwrap().stock, 40);
+    let at =
+        Utc::now() + chrono::Duration::from_std(timeout).unwrap() + chrono::Duration::seconds(1);
+    let expirers: Vec<_> = stores
+        .iter()
+        .map(|store| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut expired = Vec::new();
+                loop {
+                    let batch = store.expire_due(at, 7).await.unwrap();
+                    if batch.is_empty() {
+                        return expired;
+                    }
+                    expired.extend(batch);
+                }
+            })
+        })
+        .collect();
+    let mut times: HashMap<OrderId, usize> = HashMap::new();
+    let mut versions = HashSet::new();
+    for expirer in expirers {
+        for t in expirer.await.unwrap() {
+            if !ids.contains(&t.order.order_id) {
+                continue;
+            }
+            *times.entry(t.order.order_id).or_default() += 1;
+            assert_eq!(t.order.status, OrderStatus::Expired);
+            assert_eq!(t.returned.len(), 1);
+            assert_eq!(t.returned[0].units, 1);
+            assert!(versions.insert(t.returned[0].version), "one version each");
+        }
+    }
+    assert_eq!(times.len(), ids.len(), "every order expired");
+    assert!(times.values().all(|n| *n == 1), "each order expired once");
+    assert_eq!(stores[0].get(product).await.unwrap().unwrap().stock, 100);
+    assert_eq!(stores[0].purchases(product).await.unwrap(), vec![]);
+    for id in ids {
+        let order = stores[0].order(id).await.unwrap().unwrap();
+        assert_eq!(order.status, OrderStatus::Expired);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,7 @@
 mod accounts;
 mod auth;
 mod json;
+mod payments;
 mod problem;
 mod ready;
 mod serve;
@@ -27,7 +28,8 @@ use oms_core::domain::{
     StockChange, TraceId, TraceState,
 };
 use oms_core::port::inbound::{
-    AuthUseCase, OrderQuery, ProductUseCase, RequestOrderUseCase, WaitingRoomUseCase,
+    AuthUseCase, OrderQuery, PaymentUseCase, ProductUseCase, RequestOrderUseCase,
+    WaitingRoomUseCase,
 };
 use oms_core::port::outbound::HealthCheck;
 use serde::{Deserialize, Serialize};
@@ -37,6 +39,7 @@ pub use accounts::{
 };
 pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
+pub use payments::{ConfirmBody, PaidBody};
 pub use problem::Problem;
 pub use serve::{serve, with_limits, ServerLimits};
 
@@ -66,6 +69,9 @@ pub struct AppState {
     /// The waiting room (`/api/v1/waiting-room`); off unless set with
     /// [`with_waiting_room`](Self::with_waiting_room).
     pub waiting_room: Arc<dyn WaitingRoomUseCase>,
+    /// Payments and cancellations; 503 unless set with
+    /// [`with_payments`](Self::with_payments).
+    pub payments: Arc<dyn PaymentUseCase>,
 }
 
 impl AppState {
@@ -88,7 +94,14 @@ impl AppState {
             client_ip: ClientIpSource::Peer,
             checks,
             waiting_room: Arc::new(WaitingRoomService::off()),
+            payments: Arc::new(payments::PaymentsOff),
         }
+    }
+
+    /// Serves payments and cancellations with `payments`.
+    pub fn with_payments(mut self, payments: Arc<dyn PaymentUseCase>) -> Self {
+        self.payments = payments;
+        self
     }
 
     /// Serves this waiting room (the intake must require its admissions:
@@ -145,6 +158,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/waiting-room", get(room_status).post(enter_room))
         .route("/api/v1/orders", get(my_orders).post(place_order))
         .route("/api/v1/orders/by-trace/{trace_id}", get(get_trace))
+        .route("/api/v1/orders/{order_id}/cancel", post(payments::cancel))
+        .route("/api/v1/payments/confirm", post(payments::confirm))
         .route("/api/v1/orders/{order_id}", get(get_order))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -475,10 +490,15 @@ pub struct OrderBody {
     pub order_id: u64,
     /// Owner.
     pub member_id: u64,
-    /// `ORDERED`, `PAID` or `CANCELLED`.
+    /// `PENDING_PAYMENT`, `PAID`, `REFUNDED`, `CANCELLED` or `EXPIRED`.
     pub status: String,
     /// When it was placed (RFC 3339).
     pub order_date: DateTime<Utc>,
+    /// When it expires unless paid.
+    pub payment_due_at: DateTime<Utc>,
+    /// The payment, once approved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment: Option<oms_core::domain::Payment>,
     /// Sum of price × quantity.
     pub total_price: i64,
     /// Lines.
@@ -494,6 +514,8 @@ impl From<Order> for OrderBody {
             member_id: o.member_id.0,
             status: status_name(o.status).to_owned(),
             order_date: o.order_date,
+            payment_due_at: o.payment_due_at,
+            payment: o.payment,
             total_price: o.total_price,
             items: o.items.into_iter().map(item_body).collect(),
             receiver_info: o.receiver_info,

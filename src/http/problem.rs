@@ -134,6 +134,30 @@ impl From<OmsError> for Problem {
                     None => problem,
                 }
             }
+            OmsError::AmountMismatch { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "AMOUNT_MISMATCH", e.to_string())
+            }
+            OmsError::PaymentDeclined { code, message } => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "PAYMENT_DECLINED",
+                format!("the payment was declined: {message}"),
+            )
+            .with_extension("gatewayCode", code.clone())
+            .with_extension("gatewayMessage", message.clone()),
+            OmsError::OrderNotPayable { .. } => {
+                Self::new(StatusCode::CONFLICT, "ORDER_NOT_PAYABLE", e.to_string())
+            }
+            OmsError::OrderNotCancellable { .. } | OmsError::IllegalTransition { .. } => {
+                Self::new(StatusCode::CONFLICT, "ORDER_NOT_CANCELLABLE", e.to_string())
+            }
+            OmsError::PaymentUnknown(_) => {
+                tracing::warn!(error = %e, "payment outcome unknown");
+                Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "PAYMENT_UNKNOWN",
+                    "the payment gateway did not answer in time; the order is reconciled with it and never charged twice",
+                )
+            }
             OmsError::NotInWaitingRoom => Self::new(
                 StatusCode::NOT_FOUND,
                 "NOT_IN_WAITING_ROOM",

@@ -252,6 +252,7 @@ impl Stack {
             ("OMS_JWT_SECRET", SECRET.to_owned()),
             ("OMS_ORDER_TOPIC", order_topic.clone()),
             ("OMS_DLQ_TOPIC", dlq_topic.clone()),
+            ("OMS_EVENTS_TOPIC", format!("e2e-events-{run}")),
             ("OMS_ORDER_PARTITIONS", "6".to_owned()),
             ("OMS_CONSUMER_GROUP", group.clone()),
             ("OMS_REDIS_PREFIX", format!("e2e-{run}")),
@@ -583,6 +584,31 @@ impl Stack {
         out
     }
 
+    /// Reads the events topic until `count` records came and no other came
+    /// for 2 s (or panics after 60 s): (key, JSON value) of each.
+    pub async fn events(&self, count: usize) -> Vec<(String, Value)> {
+        let reader = self.reader(&self.events_topic());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut out = Vec::new();
+        loop {
+            let wait = if out.len() >= count {
+                Duration::from_secs(2)
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            match tokio::time::timeout(wait, reader.recv()).await {
+                Ok(m) => {
+                    let m = m.unwrap();
+                    let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+                    let value = serde_json::from_slice(m.payload().unwrap_or_default()).unwrap();
+                    out.push((key, value));
+                }
+                Err(_) if out.len() >= count => return out,
+                Err(_) => panic!("only {} of {count} events", out.len()),
+            }
+        }
+    }
+
     /// Produces raw records to the order topic.
     pub async fn produce(&self, records: &[(Option<Vec<u8>>, Vec<u8>)]) {
         let producer: FutureProducer = ClientConfig::new()
@@ -719,6 +745,11 @@ impl Stack {
         (completed.len(), failed.len())
     }
 
+    /// The run's order events topic.
+    pub fn events_topic(&self) -> String {
+        format!("e2e-events-{}", self.run)
+    }
+
     /// Stops every process gracefully.
     pub fn stop(mut self) {
         if let Some(api) = self.api.take() {
@@ -770,7 +801,7 @@ impl Stack {
         let stream = std::net::TcpStream::connect(control.trim()).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
-        for topic in [&self.order_topic, &self.dlq_topic] {
+        for topic in [&self.order_topic, &self.dlq_topic, &self.events_topic()] {
             writeln!(writer, "create {topic} 6").unwrap();
             let mut answer = String::new();
             reader.read_line(&mut answer).unwrap();

@@ -433,6 +433,13 @@ mod lifecycle {
         ) -> OmsResult<Transitioned> {
             let mut state = lock(&self.state);
             let order = state.order_mut(order_id)?;
+            if event == LifecycleEvent::Pay {
+                // A payment settles through `settle_payment` only.
+                return Err(OmsError::IllegalTransition {
+                    from: order.status,
+                    event,
+                });
+            }
             if order.payment_claim.is_some() && event != LifecycleEvent::Refund {
                 return Err(OmsError::OrderNotCancellable {
                     order_id,

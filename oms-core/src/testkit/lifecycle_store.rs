@@ -327,11 +327,12 @@ pub async fn overdue_orders_expire_in_batches(stores: &Stores, timeout: Duration
 
 /// `pairs` orders, each claimed for payment while the expirer runs on
 /// them: each is PAID or EXPIRED, never both, and the stock counts it once.
+/// Returns how many were paid and how many expired.
 pub async fn confirm_racing_expiry_has_one_winner(
     stores: &Stores,
     timeout: Duration,
     pairs: usize,
-) {
+) -> (usize, usize) {
     let p = product(stores, pairs as i64, None).await;
     let batch: Vec<_> = (0..pairs)
         .map(|_| command(random_member_id(), &[(p, 1)]))
@@ -360,11 +361,14 @@ pub async fn confirm_racing_expiry_has_one_winner(
             (id, claimed.then_some(k))
         }
     });
+    // Both sides at once, neither taking every connection: the expirer in
+    // small batches, the buyers a few at a time.
+    let batch = (pairs / 200).max(1);
     let expiry = async {
         let mut n = 0;
         loop {
             let t = life
-                .expire_due(due + chrono::Duration::from_std(timeout).unwrap(), 3)
+                .expire_due(due + chrono::Duration::from_std(timeout).unwrap(), batch)
                 .await
                 .unwrap();
             if t.is_empty() {
@@ -373,7 +377,11 @@ pub async fn confirm_racing_expiry_has_one_winner(
             n += t.len();
         }
     };
-    let (claims, _) = tokio::join!(futures::future::join_all(claims), expiry);
+    let claims = futures::StreamExt::collect::<Vec<_>>(futures::StreamExt::buffer_unordered(
+        futures::stream::iter(claims),
+        16,
+    ));
+    let (_, claims) = tokio::join!(expiry, claims);
     for (id, claim) in claims {
         let s = status(stores, id).await;
         match claim {
@@ -403,6 +411,7 @@ pub async fn confirm_racing_expiry_has_one_winner(
         pairs as i64 - paid,
         "expired units are back, paid ones not"
     );
+    (paid as usize, pairs - paid as usize)
 }
 
 pub async fn events_are_leased_then_published_once(stores: &Stores) {

@@ -1,0 +1,101 @@
+//! `POST /api/v1/payments/confirm` and `POST /api/v1/orders/{orderId}/cancel`.
+
+use async_trait::async_trait;
+use axum::extract::{Path, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use oms_core::domain::{Caller, OmsError, OmsResult, Order, OrderId};
+use oms_core::port::inbound::PaymentUseCase;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiJson, AppState, Auth, OrderBody, Problem};
+
+/// The body of `POST /api/v1/payments/confirm`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfirmBody {
+    /// The order to pay.
+    pub order_id: u64,
+    /// The gateway's key of the payment the buyer authorised.
+    pub payment_key: String,
+    /// The amount, which must be the order's total.
+    pub amount: i64,
+}
+
+/// The answer of a confirmed payment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaidBody {
+    /// The order.
+    pub order_id: u64,
+    /// `PAID`.
+    pub status: String,
+    /// The payment's key.
+    pub payment_key: String,
+    /// When the gateway approved it.
+    pub approved_at: DateTime<Utc>,
+    /// The amount paid.
+    pub amount: i64,
+}
+
+pub(super) async fn confirm(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiJson(body): ApiJson<ConfirmBody>,
+) -> Result<Json<PaidBody>, Problem> {
+    let order = state
+        .payments
+        .confirm(
+            caller,
+            OrderId(body.order_id),
+            body.payment_key,
+            body.amount,
+        )
+        .await?;
+    let payment = order.payment.ok_or_else(|| {
+        Problem::from(OmsError::Internal(format!(
+            "order {} was confirmed without a payment",
+            order.order_id
+        )))
+    })?;
+    Ok(Json(PaidBody {
+        order_id: order.order_id.0,
+        status: order.status.as_str().to_owned(),
+        payment_key: payment.payment_key,
+        approved_at: payment.approved_at,
+        amount: payment.amount,
+    }))
+}
+
+pub(super) async fn cancel(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    Path(raw): Path<String>,
+) -> Result<Json<OrderBody>, Problem> {
+    let order_id = raw
+        .parse::<u64>()
+        .map(OrderId)
+        .map_err(|_| Problem::validation(format!("`{raw}` is not an order id")))?;
+    Ok(Json(state.payments.cancel(caller, order_id).await?.into()))
+}
+
+/// The payment use cases of a service without a payment gateway: every
+/// call is 503.
+pub(super) struct PaymentsOff;
+
+#[async_trait]
+impl PaymentUseCase for PaymentsOff {
+    async fn confirm(&self, _: Caller, _: OrderId, _: String, _: i64) -> OmsResult<Order> {
+        Err(OmsError::unavailable(
+            "payment gateway",
+            "none is configured",
+        ))
+    }
+
+    async fn cancel(&self, _: Caller, _: OrderId) -> OmsResult<Order> {
+        Err(OmsError::unavailable(
+            "payment gateway",
+            "none is configured",
+        ))
+    }
+}
