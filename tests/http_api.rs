@@ -245,7 +245,7 @@ async fn an_order_is_accepted_processed_and_readable_by_its_owner_only() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(order["memberId"], 42);
     assert_eq!(order["totalPrice"], 25800);
-    assert_eq!(order["status"], "ORDERED");
+    assert_eq!(order["status"], "PENDING_PAYMENT");
     assert!(order["orderDate"].is_string());
     assert_eq!(order["items"][0]["productName"], "Tteokbokki");
     assert_eq!(order["receiverInfo"]["name"], "Kim");
