@@ -6,12 +6,11 @@ use tracing::{info, warn};
 
 use crate::domain::{
     validate_payment_key, Caller, LifecycleEvent, MemberId, OmsError, OmsResult, Order, OrderId,
-    OrderStatus,
+    OrderLine, OrderStatus,
 };
 use crate::port::inbound::PaymentUseCase;
 use crate::port::outbound::{
-    Claim, GateLevel, LifecycleStore, OrderStore, PaymentGateway, PaymentRequest, StockGate,
-    StockReturn,
+    Claim, LifecycleStore, OrderStore, PaymentGateway, PaymentRequest, StockGate, StockReturn,
 };
 
 /// Paying and cancelling orders.
@@ -93,9 +92,16 @@ pub fn confirm_idempotency_key(order_id: OrderId, payment_key: &str) -> String {
     format!("oms-confirm-{order_id}-{payment_key}")
 }
 
-/// Gives units that orders gave back in the store to the stock gate too:
-/// each product's counter moves by the units, tagged with the product's new
-/// version, and the member's purchases go down.
+/// Gives units that an order gave back in the store to the stock gate too,
+/// with the member's purchases, in one step ([`StockGate::release`]).
+///
+/// Returns are increments that commute: concurrent cancellations and
+/// expiries each add their units whatever order they arrive in. (A
+/// versioned `adjust` would keep only the newest of two returns that
+/// arrive out of order.) A reconciliation that read the database just
+/// before a return and lands just after it sets the gate to the older
+/// level; the next reconciliation, once the topic is drained, counts the
+/// units again.
 pub(crate) async fn give_back(
     gate: Option<&dyn StockGate>,
     member: MemberId,
@@ -104,19 +110,17 @@ pub(crate) async fn give_back(
     let Some(gate) = gate else {
         return;
     };
-    for r in returned {
-        let level = GateLevel {
-            product_id: r.product_id,
-            available: r.stock,
-            version: r.version,
-        };
-        if let Err(e) = gate.adjust(level, r.units).await {
-            warn!(product_id = %r.product_id, error = %e, "units given back not in the stock gate; it is reconciled later");
-        }
-    }
-    let units: Vec<_> = returned.iter().map(|r| (r.product_id, r.units)).collect();
-    if let Err(e) = gate.give_back_purchases(member, &units).await {
-        warn!(%member, error = %e, "purchases given back not in the stock gate; it is reconciled later");
+    let lines: Vec<OrderLine> = returned
+        .iter()
+        .filter_map(|r| {
+            u32::try_from(r.units).ok().map(|quantity| OrderLine {
+                product_id: r.product_id,
+                quantity,
+            })
+        })
+        .collect();
+    if let Err(e) = gate.release(member, &lines).await {
+        warn!(%member, error = %e, "units given back not in the stock gate; it is reconciled later");
     }
 }
 
@@ -371,6 +375,29 @@ mod tests {
                 .await,
             Err(OmsError::OrderNotPayable { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn returns_reach_the_gate_in_any_order() {
+        use crate::memory::{InMemoryStockGate, InMemoryTraceStore};
+        use crate::port::outbound::GateLevel;
+        let gate = InMemoryStockGate::new(Arc::new(InMemoryTraceStore::new()));
+        let level = GateLevel {
+            product_id: ProductId(1),
+            available: 10,
+            version: 5,
+        };
+        gate.set_available(&[level], true).await.unwrap();
+        let back = |units, stock, version| StockReturn {
+            product_id: ProductId(1),
+            units,
+            stock,
+            version,
+        };
+        // Two cancellations: the newer one arrives first.
+        give_back(Some(&gate), MemberId(7), &[back(3, 15, 7)]).await;
+        give_back(Some(&gate), MemberId(8), &[back(2, 12, 6)]).await;
+        assert_eq!(gate.available(ProductId(1)).await.unwrap(), Some(15));
     }
 
     #[tokio::test]
