@@ -692,7 +692,21 @@ impl Respond for FakeToss {
                 let key = body["paymentKey"].as_str().unwrap().to_owned();
                 let order = body["orderId"].as_str().unwrap().to_owned();
                 let amount = body["amount"].as_i64().unwrap();
-                if state.payments.contains_key(&key) {
+                if key.starts_with("decline-") {
+                    (
+                        400,
+                        toss_error("REJECT_CARD_COMPANY", "카드사에서 거절한 결제입니다."),
+                    )
+                } else if key.starts_with("timeout-") && !state.payments.contains_key(&key) {
+                    // Charged, but the answer comes too late.
+                    state.charges += 1;
+                    state
+                        .payments
+                        .insert(key.clone(), (order.clone(), "DONE", amount));
+                    return ResponseTemplate::new(200)
+                        .set_body_json(payment(&key, &order, "DONE", amount))
+                        .set_delay(Duration::from_secs(3));
+                } else if state.payments.contains_key(&key) {
                     (
                         400,
                         toss_error("ALREADY_PROCESSED_PAYMENT", "이미 처리된 결제 입니다."),
@@ -804,4 +818,14 @@ async fn the_gateway_keeps_the_ports_contract() {
 
     let state = toss.state.lock().unwrap();
     assert_eq!((state.charges, state.refunds), (1, 1));
+}
+
+#[tokio::test]
+async fn the_gateway_passes_the_shared_contract() {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(FakeToss::default())
+        .mount(&server)
+        .await;
+    oms_core::testkit::payment_gateway::run(&gateway(&server)).await;
 }

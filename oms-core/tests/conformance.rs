@@ -91,3 +91,8 @@ async fn in_memory_lifecycle_store_conforms() {
     };
     testkit::lifecycle_store::run(&stores, timeout).await;
 }
+
+#[tokio::test]
+async fn in_memory_payment_gateway_conforms() {
+    testkit::payment_gateway::run(&oms_core::memory::InMemoryPaymentGateway::new()).await;
+}

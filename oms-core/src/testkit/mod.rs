@@ -10,6 +10,7 @@
 pub mod lifecycle_store;
 pub mod member_store;
 pub mod order_store;
+pub mod payment_gateway;
 pub mod product_store;
 pub mod rate_limiter;
 pub mod session_store;
