@@ -7,8 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::Router;
 use common::{auth, order_body, token};
 use oms::config::FrontDoor;
@@ -53,18 +52,7 @@ async fn call(
     bearer: &str,
     body: Option<Value>,
 ) -> (StatusCode, axum::http::HeaderMap, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {bearer}"));
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    common::send(app, req).await
+    common::call(app, method, uri, Some(bearer), &[], body).await
 }
 
 fn admin() -> String {

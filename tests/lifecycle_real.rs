@@ -102,7 +102,7 @@ async fn negowang_carried_on_through_payment_cancellation_and_expiry() {
 
     // 300 sold for good: 200 back in the database and in the gate.
     assert_eq!(stack.stock(product).await, 200);
-    let env = |k: &str| stack.envs.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let env = |k: &str| stack.setting(k);
     let redis = oms::redis::RedisTraceStore::connect(&env("OMS_REDIS_URL"))
         .await
         .unwrap()
@@ -137,13 +137,7 @@ async fn negowang_carried_on_through_payment_cancellation_and_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn confirm_racing_expiry_has_one_winner_in_a_thousand_pairs() {
     let stack = Stack::configure();
-    let url = stack
-        .envs
-        .iter()
-        .find(|(k, _)| k == "OMS_DATABASE_URL")
-        .unwrap()
-        .1
-        .clone();
+    let url = stack.setting("OMS_DATABASE_URL");
     let timeout = Duration::from_secs(60);
     let store = oms::mysql::MySqlStore::connect(&url)
         .await

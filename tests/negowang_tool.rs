@@ -6,15 +6,25 @@ mod common;
 
 use common::stack::{example, Stack};
 
+/// Runs the tool to its end; its report, once it exited 0.
+async fn succeeded(mut tool: std::process::Command) -> String {
+    let out = tokio::task::spawn_blocking(move || tool.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_load_tool_finds_every_invariant_holding() {
     let stack = Stack::start(2).await;
-    let secret = stack
-        .envs
-        .iter()
-        .find(|(k, _)| k == "OMS_JWT_SECRET")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let secret = stack.setting("OMS_JWT_SECRET");
     let chart = std::env::temp_dir().join(format!("negowang-{}.svg", stack.run));
     let mut tool = std::process::Command::new(example("negowang"));
     tool.args(["--quiet", "--url", &stack.base])
@@ -23,16 +33,7 @@ async fn the_load_tool_finds_every_invariant_holding() {
         .arg("--chart")
         .arg(&chart)
         .env("OMS_JWT_SECRET", secret);
-    let out = tokio::task::spawn_blocking(move || tool.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = succeeded(tool).await;
     assert!(
         report.contains("| COMPLETED / FAILED | 120 / 80"),
         "{report}"
@@ -66,16 +67,7 @@ async fn the_load_tool_signs_its_buyers_up_and_logs_them_in() {
         .args(["--members", "40", "--products", "1", "--stock", "30"])
         .args(["--concurrency", "8", "--timeout", "60"])
         .env("OMS_JWT_SECRET", "not the secret of the api under test");
-    let out = tokio::task::spawn_blocking(move || tool.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = succeeded(tool).await;
     assert!(
         report.contains("| sign-ups (Argon2id hash) | 40 in"),
         "{report}"
@@ -104,12 +96,7 @@ async fn the_load_tool_runs_a_sale_behind_the_waiting_room() {
         stack.envs.push((k.to_owned(), v.to_owned()));
     }
     let stack = stack.launch(2).await;
-    let secret = stack
-        .envs
-        .iter()
-        .find(|(k, _)| k == "OMS_JWT_SECRET")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let secret = stack.setting("OMS_JWT_SECRET");
     let chart = std::env::temp_dir().join(format!("negowang-room-{}.svg", stack.run));
     let mut tool = std::process::Command::new(example("negowang"));
     tool.args(["--quiet", "--url", &stack.base])
@@ -126,16 +113,7 @@ async fn the_load_tool_runs_a_sale_behind_the_waiting_room() {
         .arg("--room-chart")
         .arg(&chart)
         .env("OMS_JWT_SECRET", secret);
-    let out = tokio::task::spawn_blocking(move || tool.output())
-        .await
-        .unwrap()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = succeeded(tool).await;
     // 100 units sold, none of them as a third unit to anyone.
     assert!(report.contains("| COMPLETED / FAILED | 100 /"), "{report}");
     assert!(report.contains("at most **2** units"), "{report}");

@@ -7,8 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{header, Request, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
 use common::{auth, order_body, token};
 use oms::application::LifecyclePolicy;
@@ -49,18 +48,7 @@ async fn call(
     bearer: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {bearer}"));
-    let req = match body {
-        Some(b) => req
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Body::from(b.to_string())),
-        None => req.body(Body::empty()),
-    }
-    .unwrap();
-    let (s, _, b) = common::send(app, req).await;
+    let (s, _, b) = common::call(app, method, uri, Some(bearer), &[], body).await;
     (s, b)
 }
 

@@ -231,6 +231,12 @@ impl From<Product> for ProductBody {
     }
 }
 
+fn parse_order_id(raw: &str) -> Result<OrderId, Problem> {
+    raw.parse::<u64>()
+        .map(OrderId)
+        .map_err(|_| Problem::validation(format!("`{raw}` is not an order id")))
+}
+
 fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
     raw.parse::<u64>()
         .ok()
@@ -576,10 +582,7 @@ async fn get_order(
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderBody>, Problem> {
-    let order_id = raw
-        .parse::<u64>()
-        .map(OrderId)
-        .map_err(|_| Problem::validation(format!("`{raw}` is not an order id")))?;
+    let order_id = parse_order_id(&raw)?;
     Ok(Json(state.orders.order(caller, order_id).await?.into()))
 }
 

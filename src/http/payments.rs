@@ -72,10 +72,7 @@ pub(super) async fn cancel(
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderBody>, Problem> {
-    let order_id = raw
-        .parse::<u64>()
-        .map(OrderId)
-        .map_err(|_| Problem::validation(format!("`{raw}` is not an order id")))?;
+    let order_id = super::parse_order_id(&raw)?;
     Ok(Json(state.payments.cancel(caller, order_id).await?.into()))
 }
 

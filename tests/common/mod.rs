@@ -85,3 +85,35 @@ pub fn any_json(
 }
 
 pub mod stack;
+
+/// Sends `method uri` to `app` with a bearer token (when given), extra
+/// headers and a JSON body (when given), through [`send`].
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> (
+    axum::http::StatusCode,
+    axum::http::HeaderMap,
+    serde_json::Value,
+) {
+    use axum::http::header;
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(t) = bearer {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = match body {
+        Some(b) => req
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(b.to_string())),
+        None => req.body(axum::body::Body::empty()),
+    }
+    .unwrap();
+    send(app, req).await
+}

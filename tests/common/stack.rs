@@ -745,6 +745,15 @@ impl Stack {
         (completed.len(), failed.len())
     }
 
+    /// The value of one of the run's settings.
+    pub fn setting(&self, name: &str) -> String {
+        self.envs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("{name} is not a setting of the run"))
+    }
+
     /// The run's order events topic.
     pub fn events_topic(&self) -> String {
         format!("e2e-events-{}", self.run)
