@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    AuthPolicy, AuthService, GateKeeper, GatePolicy, LifecycleKeeper, LifecyclePolicy,
+    AuthPolicy, AuthService, GateKeeper, GatePolicy, GaugeSampler, LifecycleKeeper, LifecyclePolicy,
     OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
     RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
@@ -14,7 +14,8 @@ use oms_core::memory::{
     InMemoryTraceStore, InMemoryWaitingRoom,
 };
 use oms_core::port::inbound::{PaymentUseCase, WaitingRoomUseCase};
-use oms_core::port::outbound::WaitingRoom;
+use oms_core::observe::Observed;
+use oms_core::port::outbound::{OrderRequestPublisher, OrderStore, StockGate, WaitingRoom};
 
 use crate::config::FrontDoor;
 use crate::tasks::BackgroundTasks;
@@ -23,6 +24,10 @@ use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestO
 use oms_core::port::outbound::{HealthCheck, TokenCodec};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// How often the gauges of `/metrics` (gate levels, waiting room) are
+/// read.
+pub const GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How an embedded pipeline is set up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +76,7 @@ pub struct EmbeddedPipeline {
     /// Payments and cancellations.
     pub payments: Arc<dyn PaymentUseCase>,
     front_door: BackgroundTasks,
+    gauges: BackgroundTasks,
     lifecycle: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
     consumer: Option<JoinHandle<()>>,
@@ -110,7 +116,10 @@ impl EmbeddedPipeline {
         let traces = Arc::new(InMemoryTraceStore::new());
         let room: Option<Arc<dyn WaitingRoom>> = front_door
             .waiting_room
-            .map(|policy| Arc::new(InMemoryWaitingRoom::new(policy)) as Arc<dyn WaitingRoom>);
+            .map(|policy| {
+                Arc::new(Observed::new(Arc::new(InMemoryWaitingRoom::new(policy))))
+                    as Arc<dyn WaitingRoom>
+            });
         let gate = InMemoryStockGate::new(traces.clone());
         let gate = Arc::new(match &room {
             Some(room) => gate.with_waiting_room(room.clone()),
@@ -122,11 +131,15 @@ impl EmbeddedPipeline {
             store.clone(),
             front_door.catalog_refresh,
         ));
+        // The ports the services use, measured (`/metrics`).
+        let orders: Arc<dyn OrderStore> = Arc::new(Observed::new(store.clone()));
+        let sends: Arc<dyn OrderRequestPublisher> = Arc::new(Observed::new(queue.clone()));
+        let gated: Arc<dyn StockGate> = Arc::new(Observed::new(gate.clone()));
         let mut processing =
-            OrderService::new(store.clone(), traces.clone(), queue.clone()).with_gate(gate.clone());
-        let mut intake = RequestOrderService::new(queue.clone(), traces.clone())
+            OrderService::new(orders.clone(), traces.clone(), sends.clone()).with_gate(gated.clone());
+        let mut intake = RequestOrderService::new(sends.clone(), traces.clone())
             .with_arbiter(store.clone())
-            .with_gate(gate.clone())
+            .with_gate(gated.clone())
             .with_catalog(catalog.clone());
         if let Some(rate) = front_door.order_rate {
             intake = intake.with_rate_limit(rate, Arc::new(InMemoryRateLimiter::new()));
@@ -139,7 +152,7 @@ impl EmbeddedPipeline {
             }
             None => Arc::new(WaitingRoomService::off()),
         };
-        let processing: Arc<dyn OrderUseCase> = Arc::new(processing);
+        let processing: Arc<dyn OrderUseCase> = Arc::new(Observed::new(Arc::new(processing)));
         let (stop, stopped) = oneshot::channel::<()>();
         let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
             let _ = stopped.await;
@@ -147,20 +160,20 @@ impl EmbeddedPipeline {
         let sweeper = tokio::spawn(
             TraceSweeper::new(
                 traces.clone(),
-                store.clone(),
+                orders.clone(),
                 queue.clone(),
-                queue.clone(),
+                sends.clone(),
                 SweepPolicy::default(),
             )
             .run(std::future::pending()),
         );
         let keeper = tokio::spawn(
             GateKeeper::new(
-                gate.clone(),
-                store.clone(),
+                gated.clone(),
+                orders.clone(),
                 store.clone(),
                 queue.clone(),
-                queue.clone(),
+                sends.clone(),
                 GatePolicy::default(),
             )
             .run(std::future::pending()),
@@ -185,9 +198,13 @@ impl EmbeddedPipeline {
                     .with_gate(gate.clone()),
             ),
             gateway,
+            gauges: BackgroundTasks::spawn(
+                GaugeSampler::new(store.clone(), Some(gated), room.clone())
+                    .run(GAUGE_EVERY, std::future::pending()),
+            ),
             front_door: BackgroundTasks::front_door(catalog.clone(), room),
             waiting_room,
-            intake: Arc::new(intake),
+            intake: Arc::new(Observed::new(Arc::new(intake))),
             orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
             products: Arc::new(
                 ProductService::new(store.clone())
@@ -252,12 +269,17 @@ impl EmbeddedPipeline {
         )
         .with_waiting_room(self.waiting_room.clone())
         .with_payments(self.payments.clone())
+        .with_admin(Arc::new(
+            oms_core::application::AdminService::new(self.store.clone(), self.store.clone())
+                .with_gate(self.gate.clone()),
+        ))
     }
 
     /// Stops taking orders, processes what the queue holds, and waits for
     /// the consumer to finish.
     pub async fn shutdown(mut self) {
         std::mem::take(&mut self.front_door).stop();
+        std::mem::take(&mut self.gauges).stop();
         self.lifecycle.abort();
         self.sweeper.abort();
         self.keeper.abort();

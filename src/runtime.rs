@@ -5,16 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oms_core::application::{
-    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, LifecycleKeeper, LifecyclePolicy,
+    fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, GaugeSampler, LifecycleKeeper,
+    LifecyclePolicy,
     OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
     RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::domain::{OmsError, Rate};
 use oms_core::memory::InMemoryPaymentGateway;
 use oms_core::memory::RevocationMirror;
+use oms_core::observe::Observed;
 use oms_core::password::Argon2idHasher;
 use oms_core::port::outbound::{
-    HealthCheck, PaymentGateway, RateLimiter, SessionStore, StockGate, TokenCodec, WaitingRoom,
+    HealthCheck, OrderRequestPublisher, OrderStore, PaymentGateway, RateLimiter, SessionStore,
+    StockGate, TokenCodec, WaitingRoom,
 };
 
 use crate::config::{ConfigError, Settings};
@@ -155,7 +158,7 @@ impl Services {
         let front_door = settings.front_door;
         let gateway: Arc<dyn PaymentGateway> = match &settings.toss {
             Some(toss) => Arc::new(crate::toss::TossPaymentGateway::new(
-                crate::toss::TossConfig::new(toss.secret_key.clone())
+                crate::toss::TossConfig::new(toss.expose_secret_key())
                     .with_base_url(toss.base_url.clone()),
             )?),
             None => {
@@ -192,7 +195,26 @@ impl Services {
     }
 
     fn room(&self) -> Option<Arc<dyn WaitingRoom>> {
-        self.waiting_room.clone().map(|r| r as Arc<dyn WaitingRoom>)
+        self.waiting_room
+            .clone()
+            .map(|r| Arc::new(Observed::new(r)) as Arc<dyn WaitingRoom>)
+    }
+
+    /// The order store, measured ([`Observed`]).
+    fn orders(&self) -> Arc<dyn OrderStore> {
+        Arc::new(Observed::new(self.store.clone()))
+    }
+
+    /// The publisher, measured ([`Observed`]).
+    fn queue(&self) -> Arc<dyn OrderRequestPublisher> {
+        Arc::new(Observed::new(self.publisher.clone()))
+    }
+
+    /// Samples the gauges of `/metrics` (gate levels, waiting room) every
+    /// `every` until dropped.
+    pub fn gauge_tasks(&self, every: Duration) -> BackgroundTasks {
+        let sampler = GaugeSampler::new(self.store.clone(), self.stock_gate(), self.room());
+        BackgroundTasks::spawn(sampler.run(every, std::future::pending()))
     }
 
     /// Starts intake's background work: the catalogue refresh and, with a
@@ -212,16 +234,14 @@ impl Services {
     }
 
     fn stock_gate(&self) -> Option<Arc<dyn StockGate>> {
-        self.gate.clone().map(|g| g as Arc<dyn StockGate>)
+        self.gate
+            .clone()
+            .map(|g| Arc::new(Observed::new(g)) as Arc<dyn StockGate>)
     }
 
-    /// The order-processing service on these adapters.
+    /// The order-processing service on these adapters, its ports measured.
     pub fn order_service(&self) -> OrderService {
-        let service = OrderService::new(
-            self.store.clone(),
-            self.traces.clone(),
-            self.publisher.clone(),
-        );
+        let service = OrderService::new(self.orders(), self.traces.clone(), self.queue());
         let service = match self.stock_gate() {
             Some(gate) => service.with_gate(gate),
             None => service,
@@ -241,10 +261,10 @@ impl Services {
         };
         Ok(Some(GateKeeper::new(
             gate,
-            self.store.clone(),
+            self.orders(),
             self.store.clone(),
             Arc::new(KafkaBacklog::new(&self.kafka)?),
-            self.publisher.clone(),
+            self.queue(),
             GatePolicy::default(),
         )))
     }
@@ -277,9 +297,9 @@ impl Services {
     pub fn sweeper(&self, policy: SweepPolicy) -> Result<TraceSweeper, OmsError> {
         Ok(TraceSweeper::new(
             self.traces.clone(),
-            self.store.clone(),
+            self.orders(),
             Arc::new(KafkaBacklog::new(&self.kafka)?),
-            self.publisher.clone(),
+            self.queue(),
             policy,
         ))
     }
@@ -331,7 +351,7 @@ impl Services {
         &self,
         accounts: Arc<dyn oms_core::port::inbound::AuthUseCase>,
     ) -> crate::http::AppState {
-        let mut intake = RequestOrderService::new(self.publisher.clone(), self.traces.clone())
+        let mut intake = RequestOrderService::new(self.queue(), self.traces.clone())
             .with_arbiter(self.store.clone())
             .with_catalog(self.catalog.clone());
         let mut products =
@@ -354,7 +374,7 @@ impl Services {
             None => WaitingRoomService::off(),
         };
         crate::http::AppState::new(
-            Arc::new(intake),
+            Arc::new(Observed::new(Arc::new(intake))),
             Arc::new(QueryService::new(self.store.clone(), self.traces.clone())),
             Arc::new(products),
             accounts,
@@ -362,6 +382,16 @@ impl Services {
         )
         .with_waiting_room(Arc::new(room))
         .with_payments(Arc::new(payments))
+        .with_admin(Arc::new(self.admin()))
+    }
+
+    /// The operators' views on these adapters.
+    pub fn admin(&self) -> oms_core::application::AdminService {
+        let admin = oms_core::application::AdminService::new(self.store.clone(), self.store.clone());
+        match self.stock_gate() {
+            Some(gate) => admin.with_gate(gate),
+            None => admin,
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 mod error;
 mod lifecycle;
 mod members;
@@ -23,6 +24,7 @@ use error::db_error;
 pub const DEFAULT_PAYMENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// The [`OrderStore`](oms_core::port::outbound::OrderStore),
+/// [`OrderAdminStore`](oms_core::port::outbound::OrderAdminStore),
 /// [`ProductStore`](oms_core::port::outbound::ProductStore),
 /// [`LifecycleStore`](oms_core::port::outbound::LifecycleStore) and
 /// [`MemberStore`](oms_core::port::outbound::MemberStore) on MySQL /

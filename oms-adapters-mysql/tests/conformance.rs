@@ -116,6 +116,12 @@ async fn expirers_in_many_processes_expire_each_order_once(timeout: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_order_admin_store_conforms() {
+    let stores = testkit::order_admin_store::Stores::of(Arc::new(store().await));
+    testkit::order_admin_store::run(&stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_member_store_conforms() {
     testkit::member_store::run(&store().await).await;
 }

@@ -93,6 +93,12 @@ async fn in_memory_lifecycle_store_conforms() {
 }
 
 #[tokio::test]
+async fn in_memory_order_admin_store_conforms() {
+    let stores = testkit::order_admin_store::Stores::of(Arc::new(InMemoryStore::new()));
+    testkit::order_admin_store::run(&stores).await;
+}
+
+#[tokio::test]
 async fn in_memory_payment_gateway_conforms() {
     testkit::payment_gateway::run(&oms_core::memory::InMemoryPaymentGateway::new()).await;
 }

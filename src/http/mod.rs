@@ -5,8 +5,10 @@
 //! `examples/api`).
 
 mod accounts;
+mod admin;
 mod auth;
 mod json;
+mod observe;
 mod payments;
 mod problem;
 mod ready;
@@ -23,12 +25,12 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use oms_core::application::WaitingRoomService;
 use oms_core::domain::{
-    Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Product,
+    Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Orders, Product,
     ProductDraft, ProductId, ProductUpdate, ReceiverInfo, RoomStatus, RulesChange, SaleRules,
     StockChange, TraceId, TraceState,
 };
 use oms_core::port::inbound::{
-    AuthUseCase, OrderQuery, PaymentUseCase, ProductUseCase, RequestOrderUseCase,
+    AdminQuery, AuthUseCase, OrderQuery, PaymentUseCase, ProductUseCase, RequestOrderUseCase,
     WaitingRoomUseCase,
 };
 use oms_core::port::outbound::HealthCheck;
@@ -37,8 +39,10 @@ use serde::{Deserialize, Serialize};
 pub use accounts::{
     ClientAddress, ClientIpSource, LoginBody, MemberBody, RefreshBody, SignupBody, TokenBody,
 };
+pub use admin::{AdminOrdersQuery, HeldBody, StockBody};
 pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
+pub use observe::REQUEST_ID;
 pub use payments::{ConfirmBody, PaidBody};
 pub use problem::Problem;
 pub use serve::{serve, with_limits, ServerLimits};
@@ -72,6 +76,12 @@ pub struct AppState {
     /// Payments and cancellations; 503 unless set with
     /// [`with_payments`](Self::with_payments).
     pub payments: Arc<dyn PaymentUseCase>,
+    /// The operators' views (`/api/v1/admin/*`); 503 unless set with
+    /// [`with_admin`](Self::with_admin).
+    pub admin: Arc<dyn AdminQuery>,
+    /// The recorder `/metrics` renders, which also times every request;
+    /// none unless set with [`with_metrics`](Self::with_metrics).
+    pub metrics: Option<crate::observe::Metrics>,
 }
 
 impl AppState {
@@ -95,7 +105,21 @@ impl AppState {
             checks,
             waiting_room: Arc::new(WaitingRoomService::off()),
             payments: Arc::new(payments::PaymentsOff),
+            admin: Arc::new(admin::AdminOff),
+            metrics: None,
         }
+    }
+
+    /// Serves `metrics` at `/metrics` and times every request into it.
+    pub fn with_metrics(mut self, metrics: crate::observe::Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves the operators' views with `admin`.
+    pub fn with_admin(mut self, admin: Arc<dyn AdminQuery>) -> Self {
+        self.admin = admin;
+        self
     }
 
     /// Serves payments and cancellations with `payments`.
@@ -124,6 +148,12 @@ impl AppState {
     }
 }
 
+impl FromRef<AppState> for Option<crate::observe::Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
+}
+
 impl FromRef<AppState> for Arc<dyn Authenticator> {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
@@ -136,8 +166,10 @@ pub fn router(state: AppState) -> Router {
         state.checks.clone(),
         ready::READY_CACHE,
     ));
-    Router::new()
+    let measured = state.metrics.is_some();
+    let routes = Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(observe::metrics))
         .route(
             "/readyz",
             get(move || {
@@ -161,11 +193,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders/{order_id}/cancel", post(payments::cancel))
         .route("/api/v1/payments/confirm", post(payments::confirm))
         .route("/api/v1/orders/{order_id}", get(get_order))
+        .route("/api/v1/admin/orders", get(admin::orders))
+        .route(
+            "/api/v1/admin/products/{product_id}/stock",
+            get(admin::stock),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic))
-        .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic));
+    observe::layers(routes, measured).with_state(state)
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -608,13 +645,19 @@ async fn my_orders(
     let limit = query.limit.unwrap_or(OrderPage::MAX_LIMIT);
     let page = OrderPage::first(limit)?.after(query.cursor.map(OrderId));
     let page = state.orders.my_orders(caller, page).await?;
+    Ok(orders_page(page, |next| {
+        format!("/api/v1/orders?limit={limit}&cursor={next}")
+    }))
+}
+
+/// A page of orders: the array of the page's orders; when more follow,
+/// `Link: <uri>; rel="next"` (`uri` made by `next_uri` from the cursor)
+/// and `X-Next-Cursor`.
+fn orders_page(page: Orders, next_uri: impl FnOnce(OrderId) -> String) -> Response {
     let body: Vec<OrderBody> = page.orders.into_iter().map(Into::into).collect();
     let mut response = Json(body).into_response();
     if let Some(next) = page.next {
-        let link = format!(
-            "</api/v1/orders?limit={limit}&cursor={}>; rel=\"next\"",
-            next.0
-        );
+        let link = format!("<{}>; rel=\"next\"", next_uri(next));
         if let Ok(v) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, v);
         }
@@ -622,5 +665,5 @@ async fn my_orders(
             response.headers_mut().insert("x-next-cursor", v);
         }
     }
-    Ok(response)
+    response
 }

@@ -1,5 +1,6 @@
 //! Application services: the inbound ports implemented on the outbound ones.
 
+mod admin;
 mod admitter;
 mod auth;
 mod catalog;
@@ -11,8 +12,10 @@ mod product;
 mod query;
 mod request;
 mod room;
+mod sampler;
 mod sweeper;
 
+pub use admin::AdminService;
 pub use admitter::run_admitter;
 pub use auth::{AdminBootstrap, AuthPolicy, AuthService};
 pub use catalog::ProductCatalog;
@@ -24,6 +27,7 @@ pub use product::ProductService;
 pub use query::QueryService;
 pub use request::RequestOrderService;
 pub use room::WaitingRoomService;
+pub use sampler::GaugeSampler;
 pub use sweeper::{SweepPolicy, SweepReport, TraceSweeper};
 
 /// Sends a DLQ record, retrying what can be retried (5 times, from 50 ms):

@@ -93,19 +93,8 @@ impl OrderQuery for QueryService {
     }
 
     async fn my_orders(&self, caller: Caller, page: OrderPage) -> OmsResult<Orders> {
-        let limit = page.limit.clamp(1, OrderPage::MAX_LIMIT);
-        let probe = OrderPage {
-            limit: limit + 1,
-            before: page.before,
-        };
-        let mut orders = self.store.orders_of(caller.member_id, probe).await?;
-        let next = if orders.len() > limit {
-            orders.truncate(limit);
-            orders.last().map(|o| o.order_id)
-        } else {
-            None
-        };
-        Ok(Orders { orders, next })
+        let orders = self.store.orders_of(caller.member_id, page.probe()).await?;
+        Ok(Orders::of_probe(page, orders))
     }
 }
 

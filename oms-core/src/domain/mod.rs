@@ -10,6 +10,7 @@ mod order;
 pub mod placement;
 mod pricing;
 mod product;
+mod report;
 pub mod throttle;
 pub mod token;
 mod trace;
@@ -34,6 +35,7 @@ pub use pricing::{OrderPriceCalculator, PricedOrder};
 pub use product::{
     Product, ProductChange, ProductDraft, ProductUpdate, RulesChange, SaleRules, StockChange,
 };
+pub use report::{HeldUnits, OrderFilter, StockReport};
 pub use throttle::{Attempts, ThrottlePolicy};
 pub use token::{
     FamilyState, IssuedPair, Rotation, SessionId, TokenClaims, TokenId, TokenPair, TokenPolicy,

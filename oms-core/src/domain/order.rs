@@ -422,6 +422,17 @@ impl OrderPage {
     pub fn after(self, before: Option<OrderId>) -> Self {
         Self { before, ..self }
     }
+
+    /// What a service asks a store for to answer this page: one order more
+    /// than the page holds (its limit brought to 1 to
+    /// [`MAX_LIMIT`](Self::MAX_LIMIT)), so that [`Orders::of_probe`] can
+    /// tell whether another page follows.
+    pub fn probe(self) -> Self {
+        Self {
+            limit: self.limit.clamp(1, Self::MAX_LIMIT) + 1,
+            ..self
+        }
+    }
 }
 
 impl Default for OrderPage {
@@ -441,6 +452,22 @@ pub struct Orders {
     /// Pass it as [`OrderPage::before`] for the next page; `None` on the
     /// last page.
     pub next: Option<OrderId>,
+}
+
+impl Orders {
+    /// The answer to `page` out of what a store answered to
+    /// [`page.probe()`](OrderPage::probe): the page's orders, and the
+    /// cursor of the next page when the probe found more.
+    pub fn of_probe(page: OrderPage, mut orders: Vec<Order>) -> Self {
+        let limit = page.limit.clamp(1, OrderPage::MAX_LIMIT);
+        let next = if orders.len() > limit {
+            orders.truncate(limit);
+            orders.last().map(|o| o.order_id)
+        } else {
+            None
+        };
+        Self { orders, next }
+    }
 }
 
 #[cfg(test)]

@@ -9,11 +9,11 @@ use crate::domain::placement::{
     limited_pairs, plan_batch, resolve_placements, Bought, KeyBindings, Step,
 };
 use crate::domain::{
-    KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderPage,
-    OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId, ProductUpdate, Purchase,
-    TraceId,
+    HeldUnits, KnownOutcome, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderFilter,
+    OrderId, OrderPage, OrderStatus, OrderTrace, Placement, Product, ProductChange, ProductId,
+    ProductUpdate, Purchase, TraceId,
 };
-use crate::port::outbound::{HealthCheck, OrderStore, ProductStore};
+use crate::port::outbound::{HealthCheck, OrderAdminStore, OrderStore, ProductStore};
 
 #[derive(Debug, Default)]
 struct State {
@@ -37,7 +37,25 @@ struct State {
     next_order_id: u64,
 }
 
-/// [`OrderStore`], [`ProductStore`] and
+impl State {
+    /// Up to `page.limit` orders with ids below `page.before` that `keep`
+    /// accepts, newest first.
+    fn newest(&self, page: OrderPage, keep: impl Fn(&Order) -> bool) -> Vec<Order> {
+        let below = match page.before {
+            Some(before) => self.orders.range(..before),
+            None => self.orders.range(..),
+        };
+        below
+            .rev()
+            .map(|(_, o)| o)
+            .filter(|o| keep(o))
+            .take(page.limit)
+            .cloned()
+            .collect()
+    }
+}
+
+/// [`OrderStore`], [`OrderAdminStore`], [`ProductStore`] and
 /// [`LifecycleStore`](crate::port::outbound::LifecycleStore) in memory, with the same
 /// semantics as the database adapter (one lock is the transaction).
 #[derive(Debug)]
@@ -194,18 +212,7 @@ impl OrderStore for InMemoryStore {
     }
 
     async fn orders_of(&self, member_id: MemberId, page: OrderPage) -> OmsResult<Vec<Order>> {
-        let state = lock(&self.state);
-        let below = match page.before {
-            Some(before) => state.orders.range(..before),
-            None => state.orders.range(..),
-        };
-        Ok(below
-            .rev()
-            .map(|(_, o)| o)
-            .filter(|o| o.member_id == member_id)
-            .take(page.limit)
-            .cloned()
-            .collect())
+        Ok(lock(&self.state).newest(page, |o| o.member_id == member_id))
     }
 
     async fn trace_for_key(&self, member_id: MemberId, key: &str) -> OmsResult<Option<TraceId>> {
@@ -233,6 +240,34 @@ impl OrderStore for InMemoryStore {
             .collect();
         due.sort_by_key(|(at, _)| *at);
         Ok(due.into_iter().take(limit).map(|(_, t)| t).collect())
+    }
+}
+
+#[async_trait]
+impl OrderAdminStore for InMemoryStore {
+    async fn find_orders(&self, filter: &OrderFilter, page: OrderPage) -> OmsResult<Vec<Order>> {
+        Ok(lock(&self.state).newest(page, |o| {
+            filter.matches(o.status, o.items.iter().map(|i| i.product_id))
+        }))
+    }
+
+    async fn held_units(&self, product_id: ProductId) -> OmsResult<HeldUnits> {
+        let state = lock(&self.state);
+        let mut held = HeldUnits::default();
+        for order in state.orders.values() {
+            let slot = match order.status {
+                OrderStatus::PendingPayment => &mut held.pending_payment,
+                OrderStatus::Paid => &mut held.paid,
+                _ => continue,
+            };
+            *slot += order
+                .items
+                .iter()
+                .filter(|i| i.product_id == product_id)
+                .map(|i| i64::from(i.quantity))
+                .sum::<i64>();
+        }
+        Ok(held)
     }
 }
 

@@ -4,9 +4,9 @@
 use async_trait::async_trait;
 
 use crate::domain::{
-    Caller, Login, Member, OmsResult, Order, OrderCommand, OrderId, OrderPage, OrderRequest,
-    OrderTrace, Orders, Placement, Product, ProductDraft, ProductId, ProductUpdate, RoomStatus,
-    Signup, TokenPair, TraceId,
+    Caller, Login, Member, OmsResult, Order, OrderCommand, OrderFilter, OrderId, OrderPage,
+    OrderRequest, OrderTrace, Orders, Placement, Product, ProductDraft, ProductId, ProductUpdate,
+    RoomStatus, Signup, StockReport, TokenPair, TraceId,
 };
 use crate::port::outbound::DeadLetter;
 
@@ -54,6 +54,23 @@ pub trait OrderQuery: Send + Sync {
 
     /// The caller's own orders, newest first.
     async fn my_orders(&self, caller: Caller, page: OrderPage) -> OmsResult<Orders>;
+}
+
+/// What operators read: every member's orders and where a product's units
+/// are. Every call needs the ADMIN role
+/// ([`OmsError::Forbidden`](crate::domain::OmsError::Forbidden) otherwise).
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait AdminQuery: Send + Sync {
+    /// A page of every member's orders matching `filter`, newest first.
+    async fn orders(&self, caller: Caller, filter: OrderFilter, page: OrderPage)
+        -> OmsResult<Orders>;
+
+    /// A product's stock in the database and in the stock gate, and the
+    /// units its orders hold;
+    /// [`OmsError::ProductNotFound`](crate::domain::OmsError::ProductNotFound)
+    /// for an unknown product.
+    async fn stock(&self, caller: Caller, product_id: ProductId) -> OmsResult<StockReport>;
 }
 
 /// Manages and reads the product catalogue.

@@ -11,8 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempts, Email, FailureReason, LifecycleEvent, Member, MemberId, NewMember, OmsError,
-    OmsResult, Order, OrderCommand, OrderEvent, OrderId, OrderLine, OrderPage, OrderStatus,
+    Attempts, Email, FailureReason, HeldUnits, LifecycleEvent, Member, MemberId, NewMember,
+    OmsError, OmsResult, Order, OrderCommand, OrderEvent, OrderFilter, OrderId, OrderLine,
+    OrderPage, OrderStatus,
     OrderTrace, PasswordHash, Payment, Placement, Product, ProductChange, ProductId, ProductUpdate,
     Purchase, PurchaseLimit, Rate, RateDecision, Role, RoomStatus, Rotation, SessionId,
     TokenClaims, TokenId, TraceId, TraceState,
@@ -213,6 +214,22 @@ pub trait OrderStore: Send + Sync {
         older_than: std::time::Duration,
         limit: usize,
     ) -> OmsResult<Vec<OrderTrace>>;
+}
+
+/// What operators read of the orders: every member's, filtered, and the
+/// units they hold.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait OrderAdminStore: Send + Sync {
+    /// Up to `page.limit` orders of any member that match `filter`, newest
+    /// (largest id) first, with ids below `page.before` when it is set.
+    /// Pages read one after the other with the last id of each as the next
+    /// `before` are disjoint and together hold every match.
+    async fn find_orders(&self, filter: &OrderFilter, page: OrderPage) -> OmsResult<Vec<Order>>;
+
+    /// The units of `product_id` in PENDING_PAYMENT and in PAID orders
+    /// (zero for a product nobody ordered, or that does not exist).
+    async fn held_units(&self, product_id: ProductId) -> OmsResult<HeldUnits>;
 }
 
 /// The product catalogue and its stock.

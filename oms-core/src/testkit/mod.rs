@@ -9,6 +9,7 @@
 
 pub mod lifecycle_store;
 pub mod member_store;
+pub mod order_admin_store;
 pub mod order_store;
 pub mod payment_gateway;
 pub mod product_store;
