@@ -1,8 +1,30 @@
-//! Settings from the environment (see README, "Configuration").
+//! Settings of the `api` and `consumer` processes (see README,
+//! "Configuration").
+//!
+//! Every setting is a command-line option `--some-name`, an environment
+//! variable `OMS_SOME_NAME` and a key `some_name` of an optional TOML file
+//! (`--config FILE` / `OMS_CONFIG`). A setting takes its value from the
+//! first of these that has one: the command line, the environment, the
+//! file, the built-in default. [`Settings::command`] is the clap command:
+//! its `--help` lists every setting with its variable and default.
+//!
+//! The secrets (`OMS_JWT_SECRET`, `OMS_ADMIN_PASSWORD`,
+//! `OMS_TOSS_SECRET_KEY`) are held as [`SecretString`]: neither `Debug`,
+//! `--help` nor an error message shows them, nor the passwords of
+//! `OMS_REDIS_URL` and `OMS_DATABASE_URL`.
 
-use std::env;
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory};
+
+pub use secrecy::{ExposeSecret, SecretString};
 
 /// The fixed secret of the embedded default. Never use it with real services.
 pub const DEV_JWT_SECRET: &str = "oms-dev-secret";
@@ -29,12 +51,57 @@ pub const DEFAULT_REFRESH_TOKEN_TTL: Duration = Duration::from_secs(14 * 24 * 36
 /// `OMS_ADMIN_EMAIL` is not set.
 pub const DEV_ADMIN_EMAIL: &str = "admin@oms.local";
 
+/// The variable naming the config file.
+pub const CONFIG_VAR: &str = "OMS_CONFIG";
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// The built-in default.
+    Default,
+    /// The config file (`--config` / `OMS_CONFIG`).
+    File(PathBuf),
+    /// The environment variable.
+    Env,
+    /// The command line.
+    Arg,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Default => f.write_str("the default"),
+            Self::File(path) => write!(f, "the config file {}", path.display()),
+            Self::Env => f.write_str("the environment"),
+            Self::Arg => f.write_str("the command line"),
+        }
+    }
+}
+
+/// The command-line option of the variable `name`: `OMS_ORDER_RATE` →
+/// `--order-rate`. Its key in the config file is the same without the
+/// dashes in front, with underscores (`order_rate`).
+pub fn option_of(name: &str) -> String {
+    let bare = name.strip_prefix("OMS_").unwrap_or(name);
+    format!("--{}", bare.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Shows a variable's option, as in [`option_of`].
+struct Opt<'a>(&'a str);
+
+impl fmt::Display for Opt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&option_of(self.0))
+    }
+}
+
 /// A setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// A variable has a value that does not parse.
-    #[error("{name}={value:?} is not valid: {reason}")]
+    /// A setting has a value that does not parse or is out of range.
+    #[error("{name}={value:?} ({}, from {from}) is not valid: {reason}", Opt(name))]
     Invalid {
         /// The variable.
         name: &'static str,
@@ -42,9 +109,11 @@ pub enum ConfigError {
         value: String,
         /// Why.
         reason: String,
+        /// Where the value came from.
+        from: Origin,
     },
     /// A variable that this mode needs is not set.
-    #[error("{name} must be set: {why}")]
+    #[error("{name} ({}) must be set: {why}", Opt(name))]
     Missing {
         /// The variable.
         name: &'static str,
@@ -53,13 +122,37 @@ pub enum ConfigError {
     },
     /// A secret is set but too weak for this mode (its value is never
     /// shown).
-    #[error("{name} is refused: {reason}")]
+    #[error("{name} ({}) is refused: {reason}", Opt(name))]
     Insecure {
         /// The variable.
         name: &'static str,
         /// Why, and what to do instead.
         reason: String,
     },
+    /// The config file cannot be read, is not TOML, or has a value that is
+    /// not a string, a number or a boolean.
+    #[error("config file {}: {reason}", path.display())]
+    File {
+        /// The file (`--config` / `OMS_CONFIG`).
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The config file has a key that is no setting.
+    #[error("config file {}: `{key}` is not a setting; the keys are the options of --help with underscores, e.g. `http_addr`{hint}", path.display())]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// A suggestion (`; did you mean …?`), or empty.
+        hint: String,
+    },
+    /// The command line is not valid, or asks for `--help` or `--version`:
+    /// [`clap::Error::exit`] prints it and exits (0 for help, 2 for an
+    /// error).
+    #[error("{0}")]
+    Command(clap::Error),
 }
 
 /// The secret policy of `OMS_JWT_SECRET` (API.md, "Members and sessions"):
@@ -110,6 +203,176 @@ pub fn jwt_secret_policy(
     }
 }
 
+const GENERAL: &str = "General";
+const SERVICES: &str =
+    "Services (all three unset: the embedded default, everything in memory in one process)";
+const KAFKA: &str = "Topics and consumers";
+const HTTP: &str = "HTTP server (api)";
+const AUTH: &str = "Members and sessions";
+const FRONT_DOOR: &str = "The front door of a sale";
+const PAYMENTS: &str = "Payments";
+const METRICS: &str = "Metrics";
+
+/// The settings as the command line, the environment and the config file
+/// give them: every field is one setting, its doc comment is its help line.
+/// Values are read by id from the matches (see [`Sources`]), so that each
+/// is checked with the name of its variable and where it came from; the
+/// fields themselves are never read.
+#[derive(clap::Parser)]
+#[command(
+    name = "oms",
+    version,
+    about = "Flash-sale order intake: the settings of `api` and `consumer`.",
+    after_help = "Every option can also be set by its environment variable [env: OMS_…], or as a key of the \
+--config file: the option's name with underscores, e.g. `order_rate = 20`. The command line wins over the \
+environment, the environment over the file, the file over the defaults. Switches take `on` or `off`. \
+Secrets are never shown."
+)]
+#[allow(dead_code)]
+struct Cli {
+    /// A TOML file of settings: keys are the options' names with underscores (`http_addr = "0.0.0.0:8080"`, `order_rate = 20`); the environment and the command line override it.
+    #[arg(long, env = "OMS_CONFIG", value_name = "FILE", help_heading = GENERAL)]
+    config: Option<String>,
+
+    /// Where the HTTP API listens.
+    #[arg(long, env = "OMS_HTTP_ADDR", default_value = "127.0.0.1:8080", value_name = "ADDR", help_heading = SERVICES)]
+    http_addr: String,
+    /// Kafka bootstrap servers; unset → an in-memory queue.
+    #[arg(long, env = "OMS_KAFKA_BROKERS", value_name = "HOST:PORT,…", help_heading = SERVICES)]
+    kafka_brokers: Option<String>,
+    /// Redis URL for traces, idempotency keys, the stock gate and sessions; unset → in memory.
+    #[arg(long, env = "OMS_REDIS_URL", value_name = "URL", hide_env_values = true, help_heading = SERVICES)]
+    redis_url: Option<String>,
+    /// MySQL/MariaDB URL, e.g. mysql://oms:oms@127.0.0.1:13306/oms; unset → in memory.
+    #[arg(long, env = "OMS_DATABASE_URL", value_name = "URL", hide_env_values = true, help_heading = SERVICES)]
+    database_url: Option<String>,
+    /// Prefix of every Redis key (1 to 64 visible ASCII characters), so that several deployments can share one Redis.
+    #[arg(long, env = "OMS_REDIS_PREFIX", default_value = "oms", value_name = "PREFIX", help_heading = SERVICES)]
+    redis_prefix: String,
+
+    /// Topic of order requests.
+    #[arg(long, env = "OMS_ORDER_TOPIC", default_value = "order-request-v1", value_name = "TOPIC", help_heading = KAFKA)]
+    order_topic: String,
+    /// Dead-letter topic of orders that failed.
+    #[arg(long, env = "OMS_DLQ_TOPIC", default_value = "order-request-dlq-v1", value_name = "TOPIC", help_heading = KAFKA)]
+    dlq_topic: String,
+    /// Topic of order events (one record per status change, keyed by order id).
+    #[arg(long, env = "OMS_EVENTS_TOPIC", default_value = "order-events-v1", value_name = "TOPIC", help_heading = KAFKA)]
+    events_topic: String,
+    /// Partitions of the order topic when it is created (1 to 1024).
+    #[arg(long, env = "OMS_ORDER_PARTITIONS", default_value = "6", value_name = "N", help_heading = KAFKA)]
+    order_partitions: String,
+    /// Replication factor of the topics created at start; -1 is the broker's default.
+    #[arg(long, env = "OMS_TOPIC_REPLICATION", default_value = "-1", value_name = "N", allow_negative_numbers = true, help_heading = KAFKA)]
+    topic_replication: String,
+    /// Consumer group of the consumers.
+    #[arg(long, env = "OMS_CONSUMER_GROUP", default_value = "oms-order-group", value_name = "GROUP", help_heading = KAFKA)]
+    consumer_group: String,
+    /// Most records a consumer places in one transaction (1 to 10000; 1 is one transaction per order).
+    #[arg(long, env = "OMS_CONSUMER_BATCH", default_value = "500", value_name = "N", help_heading = KAFKA)]
+    consumer_batch: String,
+    /// A consumer holding records it does not process for this long rejoins its group (1 to 3600 s).
+    #[arg(long, env = "OMS_CONSUMER_STALL_SECS", default_value = "30", value_name = "SECS", help_heading = KAFKA)]
+    consumer_stall_secs: String,
+    /// The consumer group session timeout: a member silent for longer loses its partitions (1 to 300 s).
+    #[arg(long, env = "OMS_KAFKA_SESSION_TIMEOUT_SECS", default_value = "10", value_name = "SECS", help_heading = KAFKA)]
+    kafka_session_timeout_secs: String,
+    /// `on` re-reads records a fetch skipped, for brokers that skip the rest of a producer batch (tansu 0.6); `off` for Apache Kafka.
+    #[arg(long, env = "OMS_KAFKA_REWIND_ON_GAP", default_value = "off", value_name = "on|off", help_heading = KAFKA)]
+    kafka_rewind_on_gap: String,
+    /// Age at which a PROCESSING trace is stuck and resolved by the sweeper; 0 turns it off, otherwise at least 30 s.
+    #[arg(long, env = "OMS_SWEEP_AFTER_SECS", default_value = "300", value_name = "SECS", help_heading = KAFKA)]
+    sweep_after_secs: String,
+    /// `on` reserves stock in Redis at intake and answers orders for sold-out products at once; `off` queues every order.
+    #[arg(long, env = "OMS_STOCK_GATE", default_value = "on", value_name = "on|off", help_heading = KAFKA)]
+    stock_gate: String,
+
+    /// Longest a request may take before it is answered 503 TIMEOUT (6 to 3600 s).
+    #[arg(long, env = "OMS_HTTP_REQUEST_TIMEOUT_SECS", default_value = "15", value_name = "SECS", help_heading = HTTP)]
+    http_request_timeout_secs: String,
+    /// Longest a client may take to send a request's headers; also the keep-alive idle timeout (1 to 300 s).
+    #[arg(long, env = "OMS_HTTP_HEADER_TIMEOUT_SECS", default_value = "10", value_name = "SECS", help_heading = HTTP)]
+    http_header_timeout_secs: String,
+    /// Most requests handled at once; more are answered 503 OVERLOADED (1 to 1000000).
+    #[arg(long, env = "OMS_HTTP_MAX_IN_FLIGHT", default_value = "1024", value_name = "N", help_heading = HTTP)]
+    http_max_in_flight: String,
+    /// Most connections open at once; more wait in the listen backlog (1 to 1000000; keep it below `ulimit -n`).
+    #[arg(long, env = "OMS_HTTP_MAX_CONNECTIONS", default_value = "8192", value_name = "N", help_heading = HTTP)]
+    http_max_connections: String,
+    /// Behind a reverse proxy: the header naming the client (its last address), e.g. x-forwarded-for; unset → the connection's peer.
+    #[arg(long, env = "OMS_CLIENT_IP_HEADER", value_name = "HEADER", help_heading = HTTP)]
+    client_ip_header: Option<String>,
+    /// `on` serves the synchronous AS-IS design at POST /baseline/as-is/orders on the real stack, for benchmarks only.
+    #[arg(long, env = "OMS_BASELINE_AS_IS", default_value = "off", value_name = "on|off", help_heading = HTTP)]
+    baseline_as_is: String,
+
+    /// HS256 secret of the tokens: at least 32 bytes outside the embedded default on loopback (which uses `oms-dev-secret` when unset).
+    #[arg(long, env = "OMS_JWT_SECRET", value_name = "SECRET", hide_env_values = true, help_heading = AUTH)]
+    jwt_secret: Option<String>,
+    /// Email of the operator created, or promoted, at `api` start; with OMS_ADMIN_PASSWORD, both or neither.
+    #[arg(long, env = "OMS_ADMIN_EMAIL", value_name = "EMAIL", help_heading = AUTH)]
+    admin_email: Option<String>,
+    /// Password of the operator of OMS_ADMIN_EMAIL.
+    #[arg(long, env = "OMS_ADMIN_PASSWORD", value_name = "PASSWORD", hide_env_values = true, help_heading = AUTH)]
+    admin_password: Option<String>,
+    /// Lifetime of access tokens (60 to 86400 s).
+    #[arg(long, env = "OMS_ACCESS_TOKEN_TTL_SECS", default_value = "900", value_name = "SECS", help_heading = AUTH)]
+    access_token_ttl_secs: String,
+    /// Lifetime of refresh tokens, renewed by each refresh (300 s to 365 days, longer than access tokens).
+    #[arg(long, env = "OMS_REFRESH_TOKEN_TTL_SECS", default_value = "1209600", value_name = "SECS", help_heading = AUTH)]
+    refresh_token_ttl_secs: String,
+    /// Login attempts per email and window before 429 (1 to 1000).
+    #[arg(long, env = "OMS_LOGIN_MAX_FAILURES", default_value = "5", value_name = "N", help_heading = AUTH)]
+    login_max_failures: String,
+    /// Failed logins per client address (IPv4, or IPv6 /64) and window, whatever the email (1 to 1000000).
+    #[arg(long, env = "OMS_LOGIN_MAX_FAILURES_PER_ADDR", default_value = "50", value_name = "N", help_heading = AUTH)]
+    login_max_failures_per_addr: String,
+    /// The login throttling window (1 to 86400 s).
+    #[arg(long, env = "OMS_LOGIN_WINDOW_SECS", default_value = "900", value_name = "SECS", help_heading = AUTH)]
+    login_window_secs: String,
+    /// `on` checks every access token against the revocations; `off` only for benchmarks.
+    #[arg(long, env = "OMS_REVOCATION_CHECK", default_value = "on", value_name = "on|off", help_heading = AUTH)]
+    revocation_check: String,
+    /// How often an `api` process copies the revocations other processes made from Redis (0 to 10000 ms; 0 asks Redis on every request).
+    #[arg(long, env = "OMS_REVOCATION_SYNC_MS", default_value = "250", value_name = "MS", help_heading = AUTH)]
+    revocation_sync_ms: String,
+
+    /// `on` puts a waiting room in front of POST /api/v1/orders.
+    #[arg(long, env = "OMS_WAITING_ROOM", default_value = "off", value_name = "on|off", help_heading = FRONT_DOOR)]
+    waiting_room: String,
+    /// With the waiting room: members admitted per second (1 to 100000).
+    #[arg(long, env = "OMS_ADMIT_PER_SEC", default_value = "100", value_name = "N", help_heading = FRONT_DOOR)]
+    admit_per_sec: String,
+    /// With the waiting room: most members admitted at once (1 to 10000000).
+    #[arg(long, env = "OMS_ADMIT_MAX_ACTIVE", default_value = "1000", value_name = "N", help_heading = FRONT_DOOR)]
+    admit_max_active: String,
+    /// With the waiting room: how long an admission lasts (1 to 86400 s).
+    #[arg(long, env = "OMS_ADMIT_TTL_SECS", default_value = "120", value_name = "SECS", help_heading = FRONT_DOOR)]
+    admit_ttl_secs: String,
+    /// Order requests per member and second, with a burst of as many (0 to 100000; 0 turns the limit off).
+    #[arg(long, env = "OMS_ORDER_RATE", default_value = "10", value_name = "N", help_heading = FRONT_DOOR)]
+    order_rate: String,
+    /// How often intake re-reads the products it checks orders against (50 to 60000 ms).
+    #[arg(long, env = "OMS_CATALOG_REFRESH_MS", default_value = "1000", value_name = "MS", help_heading = FRONT_DOOR)]
+    catalog_refresh_ms: String,
+
+    /// How long a placed order waits for its payment before it expires (1 to 604800 s).
+    #[arg(long, env = "OMS_PAYMENT_TIMEOUT_SECS", default_value = "600", value_name = "SECS", help_heading = PAYMENTS)]
+    payment_timeout_secs: String,
+    /// Secret key of the Toss Payments gateway; unset → an in-memory gateway, for trials only.
+    #[arg(long, env = "OMS_TOSS_SECRET_KEY", value_name = "KEY", hide_env_values = true, help_heading = PAYMENTS)]
+    toss_secret_key: Option<String>,
+    /// Base URL of the Toss Payments API.
+    #[arg(long, env = "OMS_TOSS_BASE_URL", default_value = "https://api.tosspayments.com", value_name = "URL", help_heading = PAYMENTS)]
+    toss_base_url: String,
+
+    /// `on` records metrics; `off` turns recording off (to benchmark with and without).
+    #[arg(long, env = "OMS_METRICS", default_value = "on", value_name = "on|off", help_heading = METRICS)]
+    metrics: String,
+    /// Where a `consumer` serves GET /metrics, /healthz and /readyz (`api` serves them on OMS_HTTP_ADDR).
+    #[arg(long, env = "OMS_METRICS_ADDR", default_value = "127.0.0.1:9464", value_name = "ADDR", help_heading = METRICS)]
+    metrics_addr: String,
+}
 /// Every setting of the two processes.
 #[derive(Clone)]
 pub struct Settings {
@@ -117,9 +380,9 @@ pub struct Settings {
     pub http_addr: SocketAddr,
     /// `OMS_KAFKA_BROKERS`.
     pub kafka_brokers: Option<String>,
-    /// `OMS_REDIS_URL`.
+    /// `OMS_REDIS_URL` (its password never prints).
     pub redis_url: Option<String>,
-    /// `OMS_DATABASE_URL`.
+    /// `OMS_DATABASE_URL` (its password never prints).
     pub database_url: Option<String>,
     /// `OMS_ORDER_TOPIC`.
     pub order_topic: String,
@@ -146,8 +409,8 @@ pub struct Settings {
     /// silent member before it gives its partitions to another. A broker
     /// pause longer than it makes every member rejoin.
     pub kafka_session_timeout: std::time::Duration,
-    /// `OMS_JWT_SECRET`.
-    pub jwt_secret: Option<String>,
+    /// `OMS_JWT_SECRET`: check it with [`Settings::checked_jwt_secret`].
+    pub jwt_secret: Option<SecretString>,
     /// `OMS_CONSUMER_BATCH`: most records a consumer places in one
     /// transaction (default 500; `1` is one transaction per order).
     pub consumer_batch: usize,
@@ -177,7 +440,7 @@ pub struct Settings {
     pub http_max_connections: usize,
     /// `OMS_ADMIN_EMAIL` and `OMS_ADMIN_PASSWORD`: the operator created (or
     /// promoted, with this password) at `api` start. Both or neither.
-    pub admin: Option<(String, String)>,
+    pub admin: Option<(String, SecretString)>,
     /// `OMS_ACCESS_TOKEN_TTL_SECS`: lifetime of access tokens (default
     /// 900 s, from 60 to 86,400).
     pub access_token_ttl: Duration,
@@ -219,16 +482,45 @@ pub struct Settings {
     /// `OMS_EVENTS_TOPIC`: the topic of order events (default
     /// `order-events-v1`).
     pub events_topic: String,
+    /// `OMS_METRICS`: `on` (default) records metrics; `off` turns recording
+    /// off, to benchmark with and without.
+    pub metrics: bool,
+    /// `OMS_METRICS_ADDR`: where a `consumer` serves `GET /metrics`,
+    /// `/healthz` and `/readyz` (default `127.0.0.1:9464`); `api` serves
+    /// them on [`http_addr`](Self::http_addr).
+    pub metrics_addr: SocketAddr,
+    /// `OMS_BASELINE_AS_IS`: `on` serves the synchronous AS-IS design at
+    /// `POST /baseline/as-is/orders` on the real stack, for benchmarks only
+    /// (default `off`).
+    pub baseline_as_is: bool,
+    /// `OMS_CONFIG`: the TOML file these settings were read from, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 /// The Toss Payments settings. The secret key never prints.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct TossSettings {
     /// `OMS_TOSS_SECRET_KEY`.
-    pub secret_key: String,
+    pub secret_key: SecretString,
     /// `OMS_TOSS_BASE_URL`.
     pub base_url: String,
 }
+
+impl TossSettings {
+    /// The secret key itself, for the gateway's client.
+    pub fn expose_secret_key(&self) -> &str {
+        self.secret_key.expose_secret()
+    }
+}
+
+impl PartialEq for TossSettings {
+    fn eq(&self, other: &Self) -> bool {
+        self.secret_key.expose_secret() == other.secret_key.expose_secret()
+            && self.base_url == other.base_url
+    }
+}
+
+impl Eq for TossSettings {}
 
 impl std::fmt::Debug for TossSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -271,8 +563,11 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("http_addr", &self.http_addr)
             .field("kafka_brokers", &self.kafka_brokers)
-            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
-            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("order_topic", &self.order_topic)
             .field("dlq_topic", &self.dlq_topic)
             .field("order_partitions", &self.order_partitions)
@@ -309,67 +604,286 @@ impl std::fmt::Debug for Settings {
             .field("payment_timeout", &self.payment_timeout)
             .field("toss", &self.toss)
             .field("events_topic", &self.events_topic)
+            .field("metrics", &self.metrics)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("baseline_as_is", &self.baseline_as_is)
+            .field("config_file", &self.config_file)
             .finish()
     }
 }
 
-fn var(name: &str) -> Option<String> {
-    env::var(name).ok().filter(|v| !v.trim().is_empty())
+/// `url` with the password of its user info replaced by `***`
+/// (`mysql://oms:***@host/oms`). An `@` further on (in a path or query)
+/// may hide more than the password, never less.
+fn redact_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let Some(at) = rest.rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &url[..start], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A setting's value and where it came from.
+struct Value {
+    raw: String,
+    from: Origin,
+}
+
+/// Whether `raw` counts as a value of `name`: blank values count as unset
+/// (the password only when empty, as a password may be spaces).
+fn is_set(name: &str, raw: &str) -> bool {
+    if name == "OMS_ADMIN_PASSWORD" {
+        !raw.is_empty()
+    } else {
+        !raw.trim().is_empty()
+    }
+}
+
+/// Every setting's value, by variable name, from the first layer that has
+/// one: the command line, the environment, the config file, the default.
+struct Sources {
+    values: HashMap<String, Value>,
+    config_file: Option<PathBuf>,
+}
+
+impl Sources {
+    fn resolve(
+        command: &clap::Command,
+        matches: &ArgMatches,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let given = |id: &str| -> Option<String> {
+            if matches.value_source(id) != Some(ValueSource::CommandLine) {
+                return None;
+            }
+            matches.try_get_one::<String>(id).ok().flatten().cloned()
+        };
+        let config_file = given(CONFIG_ID)
+            .filter(|p| is_set(CONFIG_VAR, p))
+            .or_else(|| env(CONFIG_VAR).filter(|p| is_set(CONFIG_VAR, p)))
+            .map(PathBuf::from);
+        let file = match &config_file {
+            Some(path) => read_file(path, command)?,
+            None => HashMap::new(),
+        };
+        let mut values = HashMap::new();
+        for (id, name) in settings_of(command) {
+            let set = |raw: &String| is_set(name, raw);
+            let value = given(id)
+                .filter(set)
+                .map(|raw| (raw, Origin::Arg))
+                .or_else(|| env(name).filter(set).map(|raw| (raw, Origin::Env)))
+                .or_else(|| {
+                    let raw = file.get(id).filter(|raw| set(raw))?;
+                    let path = config_file.clone()?;
+                    Some((raw.clone(), Origin::File(path)))
+                })
+                .or_else(|| {
+                    let arg = command.get_arguments().find(|a| a.get_id() == id)?;
+                    let default = arg.get_default_values().first()?.to_str()?;
+                    Some((default.to_owned(), Origin::Default))
+                });
+            if let Some((raw, from)) = value {
+                values.insert(name.to_owned(), Value { raw, from });
+            }
+        }
+        Ok(Self {
+            values,
+            config_file,
+        })
+    }
+
+    fn var(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|v| v.raw.as_str())
+    }
+
+    fn optional(&self, name: &str) -> Option<String> {
+        self.var(name).map(str::to_owned)
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.var(name).map(SecretString::from)
+    }
+
+    /// The value of a setting that has a default.
+    fn required(&self, name: &'static str) -> Result<&str, ConfigError> {
+        self.var(name).ok_or(ConfigError::Missing {
+            name,
+            why: "it has no default",
+        })
+    }
+
+    fn invalid(&self, name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            name,
+            value: value.to_owned(),
+            reason: reason.into(),
+            from: self
+                .values
+                .get(name)
+                .map_or(Origin::Default, |v| v.from.clone()),
+        }
+    }
+
+    /// `name` as `on` / `off` (also `1`/`0`, `true`/`false`, any case).
+    fn switch(&self, name: &'static str) -> Result<bool, ConfigError> {
+        let raw = self.required(name)?;
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "on" | "1" | "true" => Ok(true),
+            "off" | "0" | "false" => Ok(false),
+            _ => Err(self.invalid(name, raw, "must be `on` or `off`")),
+        }
+    }
+
+    /// `name` as an integer in `range`.
+    fn ranged(&self, name: &'static str, range: RangeInclusive<u64>) -> Result<u64, ConfigError> {
+        let raw = self.required(name)?;
+        raw.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|v| range.contains(v))
+            .ok_or_else(|| {
+                self.invalid(
+                    name,
+                    raw,
+                    format!(
+                        "must be an integer from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    }
+
+    fn socket_addr(&self, name: &'static str) -> Result<SocketAddr, ConfigError> {
+        let raw = self.required(name)?;
+        raw.parse().map_err(|e: std::net::AddrParseError| {
+            self.invalid(
+                name,
+                raw,
+                format!("{e}; it must be an IP address and a port, e.g. 127.0.0.1:8080"),
+            )
+        })
+    }
+}
+
+/// The id of the `--config` option.
+const CONFIG_ID: &str = "config";
+
+/// The settings of `command`: (id, variable) of every option with a
+/// variable, `--config` aside.
+fn settings_of(command: &clap::Command) -> impl Iterator<Item = (&str, &str)> {
+    command.get_arguments().filter_map(|arg| {
+        let name = arg.get_env()?.to_str()?;
+        let id = arg.get_id().as_str();
+        (id != CONFIG_ID).then_some((id, name))
+    })
+}
+
+/// The settings of the TOML file at `path`, by option id, as strings.
+fn read_file(path: &Path, command: &clap::Command) -> Result<HashMap<String, String>, ConfigError> {
+    let failed = |reason: String| ConfigError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| failed(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| failed(format!("not TOML: {e}")))?;
+    let ids: Vec<&str> = settings_of(command).map(|(id, _)| id).collect();
+    let mut values = HashMap::new();
+    for (key, value) in table {
+        if !ids.contains(&key.as_str()) {
+            let near = key
+                .trim_start_matches("--")
+                .to_ascii_lowercase()
+                .replace('-', "_");
+            let near = near.strip_prefix("oms_").unwrap_or(&near);
+            let hint = ids
+                .iter()
+                .map(|id| (edit_distance(id, near), id))
+                .filter(|(distance, _)| *distance <= 2)
+                .min()
+                .map(|(_, id)| format!("; did you mean `{id}`?"))
+                .unwrap_or_default();
+            return Err(ConfigError::UnknownKey {
+                path: path.to_owned(),
+                key,
+                hint,
+            });
+        }
+        let raw = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => if b { "on" } else { "off" }.to_owned(),
+            other => {
+                return Err(failed(format!(
+                    "`{key}` must be a string, a number or a boolean, not {}",
+                    other.type_str()
+                )))
+            }
+        };
+        values.insert(key, raw);
+    }
+    Ok(values)
+}
+
+/// The Levenshtein distance of `a` and `b`, in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+/// A header name's characters (RFC 9110 token), lowercase.
+fn header_name(name: &str) -> Option<&str> {
+    const SPECIALS: &[u8] = b"!#$%&'*+-.^_`|~";
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || SPECIALS.contains(&b));
+    ok.then_some(name)
 }
 
 /// The Kafka settings read by [`kafka_settings`].
-type KafkaSettings = (bool, i32, std::time::Duration, std::time::Duration);
+type KafkaSettings = (bool, i32, Duration, Duration);
 
 /// `OMS_KAFKA_REWIND_ON_GAP`, `OMS_TOPIC_REPLICATION`,
 /// `OMS_CONSUMER_STALL_SECS` and `OMS_KAFKA_SESSION_TIMEOUT_SECS`.
-fn kafka_settings() -> Result<KafkaSettings, ConfigError> {
-    let rewind = var("OMS_KAFKA_REWIND_ON_GAP").unwrap_or_else(|| "off".into());
-    let rewind_on_gap = match rewind.trim().to_ascii_lowercase().as_str() {
-        "on" | "1" | "true" => true,
-        "off" | "0" | "false" => false,
-        _ => {
-            return Err(ConfigError::Invalid {
-                name: "OMS_KAFKA_REWIND_ON_GAP",
-                value: rewind,
-                reason: "must be `on` or `off`".into(),
-            })
-        }
-    };
-    let replication = var("OMS_TOPIC_REPLICATION").unwrap_or_else(|| "-1".into());
+fn kafka_settings(s: &Sources) -> Result<KafkaSettings, ConfigError> {
+    let rewind_on_gap = s.switch("OMS_KAFKA_REWIND_ON_GAP")?;
+    let replication = s.required("OMS_TOPIC_REPLICATION")?;
     let topic_replication = replication
         .trim()
         .parse::<i32>()
         .ok()
         .filter(|r| *r == -1 || (1..=i32::from(i16::MAX)).contains(r))
-        .ok_or_else(|| ConfigError::Invalid {
-            name: "OMS_TOPIC_REPLICATION",
-            value: replication.clone(),
-            reason: "must be -1 (the broker's default) or a replication factor from 1".into(),
+        .ok_or_else(|| {
+            s.invalid(
+                "OMS_TOPIC_REPLICATION",
+                replication,
+                "must be -1 (the broker's default) or a replication factor from 1",
+            )
         })?;
-    let stall = var("OMS_CONSUMER_STALL_SECS").unwrap_or_else(|| "30".into());
-    let consumer_stall = stall
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|s| (1..=3600).contains(s))
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| ConfigError::Invalid {
-            name: "OMS_CONSUMER_STALL_SECS",
-            value: stall.clone(),
-            reason: "must be an integer from 1 to 3600".into(),
-        })?;
-    let session = var("OMS_KAFKA_SESSION_TIMEOUT_SECS").unwrap_or_else(|| "10".into());
-    let kafka_session_timeout = session
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|s| (1..=300).contains(s))
-        .map(std::time::Duration::from_secs)
-        .ok_or_else(|| ConfigError::Invalid {
-            name: "OMS_KAFKA_SESSION_TIMEOUT_SECS",
-            value: session.clone(),
-            reason: "must be an integer from 1 to 300".into(),
-        })?;
+    let consumer_stall = Duration::from_secs(s.ranged("OMS_CONSUMER_STALL_SECS", 1..=3600)?);
+    let kafka_session_timeout =
+        Duration::from_secs(s.ranged("OMS_KAFKA_SESSION_TIMEOUT_SECS", 1..=300)?);
     Ok((
         rewind_on_gap,
         topic_replication,
@@ -378,53 +892,25 @@ fn kafka_settings() -> Result<KafkaSettings, ConfigError> {
     ))
 }
 
-/// `name` as `on` / `off` (also `1`/`0`, `true`/`false`), or `default`.
-fn switch(name: &'static str, default: bool) -> Result<bool, ConfigError> {
-    let Some(raw) = var(name) else {
-        return Ok(default);
-    };
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "on" | "1" | "true" => Ok(true),
-        "off" | "0" | "false" => Ok(false),
-        _ => Err(ConfigError::Invalid {
-            name,
-            value: raw,
-            reason: "must be `on` or `off`".into(),
-        }),
-    }
-}
-
-fn front_door_settings() -> Result<FrontDoor, ConfigError> {
+fn front_door_settings(s: &Sources) -> Result<FrontDoor, ConfigError> {
     let defaults = oms_core::domain::RoomPolicy::default();
-    let room = if switch("OMS_WAITING_ROOM", false)? {
+    let room = if s.switch("OMS_WAITING_ROOM")? {
         Some(oms_core::domain::RoomPolicy {
-            admit_per_sec: u32::try_from(ranged(
-                "OMS_ADMIT_PER_SEC",
-                u64::from(defaults.admit_per_sec),
-                1..=100_000,
-            )?)
-            .unwrap_or(defaults.admit_per_sec),
-            max_active: u32::try_from(ranged(
-                "OMS_ADMIT_MAX_ACTIVE",
-                u64::from(defaults.max_active),
-                1..=10_000_000,
-            )?)
-            .unwrap_or(defaults.max_active),
-            ttl: Duration::from_secs(ranged(
-                "OMS_ADMIT_TTL_SECS",
-                defaults.ttl.as_secs(),
-                1..=86_400,
-            )?),
+            admit_per_sec: u32::try_from(s.ranged("OMS_ADMIT_PER_SEC", 1..=100_000)?)
+                .unwrap_or(defaults.admit_per_sec),
+            max_active: u32::try_from(s.ranged("OMS_ADMIT_MAX_ACTIVE", 1..=10_000_000)?)
+                .unwrap_or(defaults.max_active),
+            ttl: Duration::from_secs(s.ranged("OMS_ADMIT_TTL_SECS", 1..=86_400)?),
         })
     } else {
         None
     };
-    let rate = ranged("OMS_ORDER_RATE", 10, 0..=100_000)?;
+    let rate = s.ranged("OMS_ORDER_RATE", 0..=100_000)?;
     let rate = u32::try_from(rate)
         .ok()
         .filter(|r| *r > 0)
         .map(oms_core::domain::Rate::per_second);
-    let refresh = Duration::from_millis(ranged("OMS_CATALOG_REFRESH_MS", 1000, 50..=60_000)?);
+    let refresh = Duration::from_millis(s.ranged("OMS_CATALOG_REFRESH_MS", 50..=60_000)?);
     Ok(FrontDoor {
         waiting_room: room,
         order_rate: rate,
@@ -434,7 +920,7 @@ fn front_door_settings() -> Result<FrontDoor, ConfigError> {
 
 /// The settings of members and sessions.
 struct AuthSettings {
-    admin: Option<(String, String)>,
+    admin: Option<(String, SecretString)>,
     access_token_ttl: Duration,
     refresh_token_ttl: Duration,
     login_max_failures: u64,
@@ -445,25 +931,17 @@ struct AuthSettings {
     revocation_sync: Duration,
 }
 
-fn auth_settings() -> Result<AuthSettings, ConfigError> {
-    let admin = match (
-        var("OMS_ADMIN_EMAIL"),
-        env::var("OMS_ADMIN_PASSWORD")
-            .ok()
-            .filter(|p| !p.is_empty()),
-    ) {
+fn auth_settings(s: &Sources) -> Result<AuthSettings, ConfigError> {
+    let admin = match (s.var("OMS_ADMIN_EMAIL"), s.var("OMS_ADMIN_PASSWORD")) {
         (None, None) => None,
         (Some(email), Some(password)) => {
-            oms_core::domain::Email::parse(&email).map_err(|e| ConfigError::Invalid {
-                name: "OMS_ADMIN_EMAIL",
-                value: email.clone(),
-                reason: e.to_string(),
-            })?;
-            oms_core::domain::validate_password(&password).map_err(|e| ConfigError::Insecure {
+            oms_core::domain::Email::parse(email)
+                .map_err(|e| s.invalid("OMS_ADMIN_EMAIL", email, e.to_string()))?;
+            oms_core::domain::validate_password(password).map_err(|e| ConfigError::Insecure {
                 name: "OMS_ADMIN_PASSWORD",
                 reason: e.to_string(),
             })?;
-            Some((email, password))
+            Some((email.to_owned(), SecretString::from(password)))
         }
         (Some(_), None) => {
             return Err(ConfigError::Missing {
@@ -479,31 +957,29 @@ fn auth_settings() -> Result<AuthSettings, ConfigError> {
             })
         }
     };
-    let access_token_ttl = Duration::from_secs(ranged(
-        "OMS_ACCESS_TOKEN_TTL_SECS",
-        DEFAULT_ACCESS_TOKEN_TTL.as_secs(),
-        60..=86_400,
-    )?);
-    let refresh_token_ttl = Duration::from_secs(ranged(
-        "OMS_REFRESH_TOKEN_TTL_SECS",
-        DEFAULT_REFRESH_TOKEN_TTL.as_secs(),
-        300..=365 * 86_400,
-    )?);
+    let access_token_ttl = Duration::from_secs(s.ranged("OMS_ACCESS_TOKEN_TTL_SECS", 60..=86_400)?);
+    let refresh_token_ttl =
+        Duration::from_secs(s.ranged("OMS_REFRESH_TOKEN_TTL_SECS", 300..=365 * 86_400)?);
     if refresh_token_ttl <= access_token_ttl {
-        return Err(ConfigError::Invalid {
-            name: "OMS_REFRESH_TOKEN_TTL_SECS",
-            value: refresh_token_ttl.as_secs().to_string(),
-            reason: "must be longer than OMS_ACCESS_TOKEN_TTL_SECS".into(),
-        });
+        return Err(s.invalid(
+            "OMS_REFRESH_TOKEN_TTL_SECS",
+            &refresh_token_ttl.as_secs().to_string(),
+            format!(
+                "must be longer than OMS_ACCESS_TOKEN_TTL_SECS ({} s)",
+                access_token_ttl.as_secs()
+            ),
+        ));
     }
-    let client_ip_header = match var("OMS_CLIENT_IP_HEADER") {
+    let client_ip_header = match s.var("OMS_CLIENT_IP_HEADER") {
         None => None,
         Some(name) => {
             let name = name.trim().to_ascii_lowercase();
-            header_name(&name).ok_or_else(|| ConfigError::Invalid {
-                name: "OMS_CLIENT_IP_HEADER",
-                value: name.clone(),
-                reason: "must be a header name, e.g. x-forwarded-for".into(),
+            header_name(&name).ok_or_else(|| {
+                s.invalid(
+                    "OMS_CLIENT_IP_HEADER",
+                    &name,
+                    "must be a header name, e.g. x-forwarded-for",
+                )
             })?;
             Some(name)
         }
@@ -512,157 +988,147 @@ fn auth_settings() -> Result<AuthSettings, ConfigError> {
         admin,
         access_token_ttl,
         refresh_token_ttl,
-        login_max_failures: ranged("OMS_LOGIN_MAX_FAILURES", 5, 1..=1000)?,
-        login_max_failures_per_addr: ranged("OMS_LOGIN_MAX_FAILURES_PER_ADDR", 50, 1..=1_000_000)?,
-        login_window: Duration::from_secs(ranged("OMS_LOGIN_WINDOW_SECS", 900, 1..=86_400)?),
+        login_max_failures: s.ranged("OMS_LOGIN_MAX_FAILURES", 1..=1000)?,
+        login_max_failures_per_addr: s.ranged("OMS_LOGIN_MAX_FAILURES_PER_ADDR", 1..=1_000_000)?,
+        login_window: Duration::from_secs(s.ranged("OMS_LOGIN_WINDOW_SECS", 1..=86_400)?),
         client_ip_header,
-        revocation_check: switch("OMS_REVOCATION_CHECK", true)?,
-        revocation_sync: Duration::from_millis(ranged("OMS_REVOCATION_SYNC_MS", 250, 0..=10_000)?),
+        revocation_check: s.switch("OMS_REVOCATION_CHECK")?,
+        revocation_sync: Duration::from_millis(s.ranged("OMS_REVOCATION_SYNC_MS", 0..=10_000)?),
     })
 }
 
-/// A header name's characters (RFC 9110 token), lowercase.
-fn header_name(name: &str) -> Option<&str> {
-    const SPECIALS: &[u8] = b"!#$%&'*+-.^_`|~";
-    let ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || SPECIALS.contains(&b));
-    ok.then_some(name)
-}
-
-/// `name` as an integer in `range`, or `default` when unset.
-fn ranged(
-    name: &'static str,
-    default: u64,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = var(name) else {
-        return Ok(default);
-    };
-    raw.trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|v| range.contains(v))
-        .ok_or_else(|| ConfigError::Invalid {
-            name,
-            value: raw.clone(),
-            reason: format!(
-                "must be an integer from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        })
-}
-
 impl Settings {
-    /// Reads the `OMS_*` variables, with the defaults of API.md.
+    /// The clap command of the settings: one option `--some-name` per
+    /// setting, with its variable `OMS_SOME_NAME`, its default and its help
+    /// line, plus `--config FILE`. Embed it in another command with
+    /// [`clap::Command::args`] on its arguments, or render its help.
+    pub fn command() -> clap::Command {
+        Cli::command()
+    }
+
+    /// Reads the `OMS_*` variables and the `OMS_CONFIG` file, with the
+    /// defaults of API.md; ignores the command line.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let http_addr = var("OMS_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
-        let http_addr =
-            http_addr
-                .parse()
-                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                    name: "OMS_HTTP_ADDR",
-                    value: http_addr.clone(),
-                    reason: e.to_string(),
-                })?;
-        let partitions = var("OMS_ORDER_PARTITIONS").unwrap_or_else(|| "6".into());
+        Self::parse_from([env!("CARGO_PKG_NAME")], |name| std::env::var(name).ok())
+    }
+
+    /// Reads the command line, the `OMS_*` variables and the config file
+    /// (`--config` or `OMS_CONFIG`), in this order of precedence. Like
+    /// clap's `parse`, it prints the help for `--help` and exits 0, and
+    /// prints the error and exits 2 for a command line that is not valid
+    /// (an unknown option, a missing value); a setting that is not valid
+    /// is returned as the error.
+    pub fn from_args() -> Result<Self, ConfigError> {
+        match Self::parse_from(std::env::args_os(), |name| std::env::var(name).ok()) {
+            Err(ConfigError::Command(e)) => e.exit(),
+            other => other,
+        }
+    }
+
+    /// The settings of the command line `args` (the program's name first),
+    /// the variables `env` gives (`None`: unset) and the config file, for
+    /// embedders and tests: it reads neither the process's environment nor
+    /// its arguments. `--help`, `--version` and a command line that is not
+    /// valid are [`ConfigError::Command`].
+    pub fn parse_from<I, T>(
+        args: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let command = Self::command();
+        let matches = command
+            .clone()
+            .try_get_matches_from(args)
+            .map_err(ConfigError::Command)?;
+        let sources = Sources::resolve(&command, &matches, &env)?;
+        Self::from_sources(&sources)
+    }
+
+    fn from_sources(s: &Sources) -> Result<Self, ConfigError> {
+        let http_addr = s.socket_addr("OMS_HTTP_ADDR")?;
+        let partitions = s.required("OMS_ORDER_PARTITIONS")?;
         let order_partitions = partitions
             .parse::<i32>()
             .ok()
             .filter(|p| (1..=1024).contains(p))
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "OMS_ORDER_PARTITIONS",
-                value: partitions.clone(),
-                reason: "must be an integer from 1 to 1024".into(),
+            .ok_or_else(|| {
+                s.invalid(
+                    "OMS_ORDER_PARTITIONS",
+                    partitions,
+                    "must be an integer from 1 to 1024",
+                )
             })?;
-        let sweep = var("OMS_SWEEP_AFTER_SECS").unwrap_or_else(|| "300".into());
+        let sweep = s.required("OMS_SWEEP_AFTER_SECS")?;
         let sweep_after = sweep
             .parse::<u64>()
-            .map_err(|e| ConfigError::Invalid {
-                name: "OMS_SWEEP_AFTER_SECS",
-                value: sweep.clone(),
-                reason: e.to_string(),
+            .map_err(|e| {
+                s.invalid(
+                    "OMS_SWEEP_AFTER_SECS",
+                    sweep,
+                    format!("{e}; it must be 0 (off) or a number of seconds from 30"),
+                )
             })
             .and_then(|secs| match secs {
                 0 => Ok(None),
-                1..=29 => Err(ConfigError::Invalid {
-                    name: "OMS_SWEEP_AFTER_SECS",
-                    value: sweep.clone(),
-                    reason: "must be 0 (off) or at least 30 s, well above the 5 s send bound"
-                        .into(),
-                }),
-                _ => Ok(Some(std::time::Duration::from_secs(secs))),
+                1..=29 => Err(s.invalid(
+                    "OMS_SWEEP_AFTER_SECS",
+                    sweep,
+                    "must be 0 (off) or at least 30 s, well above the 5 s send bound",
+                )),
+                _ => Ok(Some(Duration::from_secs(secs))),
             })?;
-        let batch = var("OMS_CONSUMER_BATCH").unwrap_or_else(|| "500".into());
+        let batch = s.required("OMS_CONSUMER_BATCH")?;
         let consumer_batch = batch
             .parse::<usize>()
             .ok()
             .filter(|b| (1..=10_000).contains(b))
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "OMS_CONSUMER_BATCH",
-                value: batch.clone(),
-                reason: "must be an integer from 1 to 10000".into(),
+            .ok_or_else(|| {
+                s.invalid(
+                    "OMS_CONSUMER_BATCH",
+                    batch,
+                    "must be an integer from 1 to 10000",
+                )
             })?;
-        let gate = var("OMS_STOCK_GATE").unwrap_or_else(|| "on".into());
-        let stock_gate = match gate.trim().to_ascii_lowercase().as_str() {
-            "on" | "1" | "true" => true,
-            "off" | "0" | "false" => false,
-            _ => {
-                return Err(ConfigError::Invalid {
-                    name: "OMS_STOCK_GATE",
-                    value: gate,
-                    reason: "must be `on` or `off`".into(),
-                })
-            }
-        };
-        let redis_prefix = var("OMS_REDIS_PREFIX").unwrap_or_else(|| "oms".into());
+        let stock_gate = s.switch("OMS_STOCK_GATE")?;
+        let redis_prefix = s.required("OMS_REDIS_PREFIX")?;
         if redis_prefix.len() > 64 || !redis_prefix.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::Invalid {
-                name: "OMS_REDIS_PREFIX",
-                value: redis_prefix,
-                reason: "must be 1 to 64 visible ASCII characters".into(),
-            });
+            return Err(s.invalid(
+                "OMS_REDIS_PREFIX",
+                redis_prefix,
+                "must be 1 to 64 visible ASCII characters",
+            ));
         }
-        let http_request_timeout = Duration::from_secs(ranged(
-            "OMS_HTTP_REQUEST_TIMEOUT_SECS",
-            DEFAULT_HTTP_REQUEST_TIMEOUT.as_secs(),
-            6..=3600,
-        )?);
-        let http_header_timeout = Duration::from_secs(ranged(
-            "OMS_HTTP_HEADER_TIMEOUT_SECS",
-            DEFAULT_HTTP_HEADER_TIMEOUT.as_secs(),
-            1..=300,
-        )?);
-        let http_max_in_flight = usize::try_from(ranged(
-            "OMS_HTTP_MAX_IN_FLIGHT",
-            DEFAULT_HTTP_MAX_IN_FLIGHT as u64,
-            1..=1_000_000,
-        )?)
-        .unwrap_or(DEFAULT_HTTP_MAX_IN_FLIGHT);
-        let http_max_connections = usize::try_from(ranged(
-            "OMS_HTTP_MAX_CONNECTIONS",
-            DEFAULT_HTTP_MAX_CONNECTIONS as u64,
-            1..=1_000_000,
-        )?)
-        .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
+        let http_request_timeout =
+            Duration::from_secs(s.ranged("OMS_HTTP_REQUEST_TIMEOUT_SECS", 6..=3600)?);
+        let http_header_timeout =
+            Duration::from_secs(s.ranged("OMS_HTTP_HEADER_TIMEOUT_SECS", 1..=300)?);
+        let http_max_in_flight =
+            usize::try_from(s.ranged("OMS_HTTP_MAX_IN_FLIGHT", 1..=1_000_000)?)
+                .unwrap_or(DEFAULT_HTTP_MAX_IN_FLIGHT);
+        let http_max_connections =
+            usize::try_from(s.ranged("OMS_HTTP_MAX_CONNECTIONS", 1..=1_000_000)?)
+                .unwrap_or(DEFAULT_HTTP_MAX_CONNECTIONS);
         let (kafka_rewind_on_gap, topic_replication, consumer_stall, kafka_session_timeout) =
-            kafka_settings()?;
-        let auth = auth_settings()?;
-        let front_door = front_door_settings()?;
+            kafka_settings(s)?;
+        let auth = auth_settings(s)?;
+        let front_door = front_door_settings(s)?;
         let payment_timeout =
-            Duration::from_secs(ranged("OMS_PAYMENT_TIMEOUT_SECS", 600, 1..=604_800)?);
-        let toss = var("OMS_TOSS_SECRET_KEY").map(|secret_key| TossSettings {
-            secret_key,
-            base_url: var("OMS_TOSS_BASE_URL")
-                .unwrap_or_else(|| "https://api.tosspayments.com".into()),
-        });
+            Duration::from_secs(s.ranged("OMS_PAYMENT_TIMEOUT_SECS", 1..=604_800)?);
+        let toss = match s.secret("OMS_TOSS_SECRET_KEY") {
+            None => None,
+            Some(secret_key) => Some(TossSettings {
+                secret_key,
+                base_url: s.required("OMS_TOSS_BASE_URL")?.to_owned(),
+            }),
+        };
         Ok(Self {
             front_door,
             payment_timeout,
             toss,
-            events_topic: var("OMS_EVENTS_TOPIC").unwrap_or_else(|| "order-events-v1".into()),
+            events_topic: s.required("OMS_EVENTS_TOPIC")?.to_owned(),
             admin: auth.admin,
             access_token_ttl: auth.access_token_ttl,
             refresh_token_ttl: auth.refresh_token_ttl,
@@ -680,19 +1146,23 @@ impl Settings {
             http_header_timeout,
             http_max_in_flight,
             http_max_connections,
-            redis_prefix,
+            redis_prefix: redis_prefix.to_owned(),
             stock_gate,
             consumer_batch,
             sweep_after,
             http_addr,
-            kafka_brokers: var("OMS_KAFKA_BROKERS"),
-            redis_url: var("OMS_REDIS_URL"),
-            database_url: var("OMS_DATABASE_URL"),
-            order_topic: var("OMS_ORDER_TOPIC").unwrap_or_else(|| "order-request-v1".into()),
-            dlq_topic: var("OMS_DLQ_TOPIC").unwrap_or_else(|| "order-request-dlq-v1".into()),
+            kafka_brokers: s.optional("OMS_KAFKA_BROKERS"),
+            redis_url: s.optional("OMS_REDIS_URL"),
+            database_url: s.optional("OMS_DATABASE_URL"),
+            order_topic: s.required("OMS_ORDER_TOPIC")?.to_owned(),
+            dlq_topic: s.required("OMS_DLQ_TOPIC")?.to_owned(),
             order_partitions,
-            consumer_group: var("OMS_CONSUMER_GROUP").unwrap_or_else(|| "oms-order-group".into()),
-            jwt_secret: var("OMS_JWT_SECRET"),
+            consumer_group: s.required("OMS_CONSUMER_GROUP")?.to_owned(),
+            jwt_secret: s.secret("OMS_JWT_SECRET"),
+            metrics: s.switch("OMS_METRICS")?,
+            metrics_addr: s.socket_addr("OMS_METRICS_ADDR")?,
+            baseline_as_is: s.switch("OMS_BASELINE_AS_IS")?,
+            config_file: s.config_file.clone(),
         })
     }
 
@@ -721,7 +1191,7 @@ impl Settings {
     /// The JWT secret these settings allow, by [`jwt_secret_policy`].
     pub fn checked_jwt_secret(&self) -> Result<String, ConfigError> {
         jwt_secret_policy(
-            self.jwt_secret.as_deref(),
+            self.jwt_secret.as_ref().map(ExposeSecret::expose_secret),
             self.is_embedded(),
             self.http_addr,
         )
@@ -731,12 +1201,642 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
     const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+    /// The settings of the command line `args` (program name added) and the
+    /// variables `env`, and nothing of this process's environment.
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::parse_from(std::iter::once("oms").chain(args.iter().copied()), |name| {
+            env.get(name).cloned()
+        })
+    }
+
+    fn settings(args: &[&str], env: &[(&str, &str)]) -> Settings {
+        match parse(args, env) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn error(args: &[&str], env: &[(&str, &str)]) -> ConfigError {
+        match parse(args, env) {
+            Ok(s) => panic!("accepted: {s:?}"),
+            Err(e) => e,
+        }
+    }
+
+    /// A TOML file, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(contents: &str) -> Self {
+            let path = std::env::temp_dir()
+                .join(format!("oms-config-{}.toml", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    /// Every variable of the command, `OMS_CONFIG` included.
+    fn variables() -> BTreeSet<String> {
+        Settings::command()
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_command_is_well_formed() {
+        Settings::command().debug_assert();
+    }
+
+    #[test]
+    fn every_option_is_named_after_its_variable() {
+        for arg in Settings::command().get_arguments() {
+            let Some(name) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            let id = arg.get_id().as_str();
+            assert_eq!(
+                Some(id.to_owned()),
+                name.strip_prefix("OMS_").map(str::to_ascii_lowercase),
+                "{name}"
+            );
+            assert_eq!(
+                arg.get_long().map(|l| format!("--{l}")),
+                Some(option_of(name)),
+                "{name}"
+            );
+            assert!(arg.get_help().is_some(), "{name} has no help line");
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_those_of_api_md() {
+        let s = settings(&[], &[]);
+        assert_eq!(s.http_addr, addr("127.0.0.1:8080"));
+        assert!(s.is_embedded());
+        assert_eq!(s.order_topic, "order-request-v1");
+        assert_eq!(s.dlq_topic, "order-request-dlq-v1");
+        assert_eq!(s.events_topic, "order-events-v1");
+        assert_eq!(s.order_partitions, 6);
+        assert_eq!(s.consumer_group, "oms-order-group");
+        assert!(!s.kafka_rewind_on_gap);
+        assert_eq!(s.topic_replication, -1);
+        assert_eq!(s.consumer_stall, Duration::from_secs(30));
+        assert_eq!(s.kafka_session_timeout, Duration::from_secs(10));
+        assert!(s.jwt_secret.is_none());
+        assert_eq!(s.consumer_batch, 500);
+        assert_eq!(s.sweep_after, Some(Duration::from_secs(300)));
+        assert!(s.stock_gate);
+        assert_eq!(s.redis_prefix, "oms");
+        assert_eq!(s.http_request_timeout, DEFAULT_HTTP_REQUEST_TIMEOUT);
+        assert_eq!(s.http_header_timeout, DEFAULT_HTTP_HEADER_TIMEOUT);
+        assert_eq!(s.http_max_in_flight, DEFAULT_HTTP_MAX_IN_FLIGHT);
+        assert_eq!(s.http_max_connections, DEFAULT_HTTP_MAX_CONNECTIONS);
+        assert!(s.admin.is_none());
+        assert_eq!(s.access_token_ttl, DEFAULT_ACCESS_TOKEN_TTL);
+        assert_eq!(s.refresh_token_ttl, DEFAULT_REFRESH_TOKEN_TTL);
+        assert_eq!(s.login_max_failures, 5);
+        assert_eq!(s.login_max_failures_per_addr, 50);
+        assert_eq!(s.login_window, Duration::from_secs(900));
+        assert!(s.client_ip_header.is_none());
+        assert!(s.revocation_check);
+        assert_eq!(s.revocation_sync, Duration::from_millis(250));
+        assert_eq!(s.front_door, FrontDoor::default());
+        assert_eq!(s.payment_timeout, Duration::from_secs(600));
+        assert!(s.toss.is_none());
+        assert!(s.metrics);
+        assert_eq!(s.metrics_addr, addr("127.0.0.1:9464"));
+        assert!(!s.baseline_as_is);
+        assert!(s.config_file.is_none());
+
+        let room = settings(&[], &[("OMS_WAITING_ROOM", "on")]);
+        assert_eq!(
+            room.front_door.waiting_room,
+            Some(oms_core::domain::RoomPolicy::default())
+        );
+        let toss = settings(&[], &[("OMS_TOSS_SECRET_KEY", "test_sk_x")]).toss;
+        assert_eq!(
+            toss.map(|t| t.base_url).as_deref(),
+            Some("https://api.tosspayments.com")
+        );
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let s = settings(
+            &["--order-rate", " "],
+            &[("OMS_HTTP_ADDR", ""), ("OMS_KAFKA_BROKERS", "  ")],
+        );
+        assert_eq!(s.http_addr, addr("127.0.0.1:8080"));
+        assert!(s.kafka_brokers.is_none());
+        assert_eq!(s.front_door, FrontDoor::default());
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_environment_over_the_file_over_the_defaults() {
+        let file = TempFile::new(
+            "http_addr = \"127.0.0.1:1001\"\norder_rate = 20\nstock_gate = false\nconsumer_group = \"from-file\"\n",
+        );
+        let rate = |s: &Settings| s.front_door.order_rate;
+        let per_second = |n| Some(oms_core::domain::Rate::per_second(n));
+
+        let defaults = settings(&[], &[]);
+        assert_eq!(rate(&defaults), per_second(10));
+
+        let from_file = settings(&["--config", file.path()], &[]);
+        assert_eq!(from_file.http_addr, addr("127.0.0.1:1001"));
+        assert_eq!(rate(&from_file), per_second(20));
+        assert!(!from_file.stock_gate);
+        assert_eq!(from_file.consumer_group, "from-file");
+        assert_eq!(from_file.config_file.as_deref(), Some(file.0.as_path()));
+        // The file named by OMS_CONFIG is read the same way.
+        let by_variable = settings(&[], &[("OMS_CONFIG", file.path())]);
+        assert_eq!(rate(&by_variable), per_second(20));
+
+        let env = [
+            ("OMS_CONFIG", file.path()),
+            ("OMS_HTTP_ADDR", "127.0.0.1:1002"),
+            ("OMS_ORDER_RATE", "30"),
+        ];
+        let from_env = settings(&[], &env);
+        assert_eq!(from_env.http_addr, addr("127.0.0.1:1002"));
+        assert_eq!(rate(&from_env), per_second(30));
+        assert_eq!(from_env.consumer_group, "from-file");
+
+        let from_args = settings(&["--http-addr", "127.0.0.1:1003", "--order-rate=40"], &env);
+        assert_eq!(from_args.http_addr, addr("127.0.0.1:1003"));
+        assert_eq!(rate(&from_args), per_second(40));
+        assert!(!from_args.stock_gate);
+
+        // --config on the command line wins over OMS_CONFIG.
+        let other = TempFile::new("order_rate = 50\n");
+        let s = settings(&["--config", other.path()], &[("OMS_CONFIG", file.path())]);
+        assert_eq!(rate(&s), per_second(50));
+        assert_eq!(s.http_addr, addr("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_it() {
+        let file = TempFile::new("order_rate = 20\nordr_rate = 30\n");
+        let e = error(&["--config", file.path()], &[]);
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "ordr_rate"),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("`ordr_rate`"), "{message}");
+        assert!(message.contains(file.path()), "{message}");
+        assert!(message.contains("did you mean `order_rate`?"), "{message}");
+        let far = TempFile::new("colour = \"blue\"\n");
+        let message = error(&["--config", far.path()], &[]).to_string();
+        assert!(!message.contains("did you mean"), "{message}");
+
+        for (key, near) in [
+            ("http-addr", "http_addr"),
+            ("OMS_HTTP_ADDR", "http_addr"),
+            ("ordr_rate", "order_rate"),
+            ("--order-rates", "order_rate"),
+        ] {
+            let file = TempFile::new(&format!("{key:?} = \"127.0.0.1:1\"\n"));
+            let message = error(&["--config", file.path()], &[]).to_string();
+            assert!(
+                message.contains(&format!("did you mean `{near}`")),
+                "{message}"
+            );
+        }
+        // `config` names the file; it is not a setting of the file.
+        let file = TempFile::new("config = \"other.toml\"\n");
+        assert!(matches!(
+            error(&["--config", file.path()], &[]),
+            ConfigError::UnknownKey { .. }
+        ));
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_used_is_an_error_naming_it() {
+        let missing = std::env::temp_dir().join("oms-config-that-does-not-exist.toml");
+        let missing = missing.to_str().unwrap();
+        let e = error(&[], &[("OMS_CONFIG", missing)]);
+        assert!(matches!(&e, ConfigError::File { .. }), "{e:?}");
+        assert!(e.to_string().contains(missing), "{e}");
+
+        let broken = TempFile::new("order_rate = = 3\n");
+        let e = error(&["--config", broken.path()], &[]);
+        assert!(e.to_string().contains("not TOML"), "{e}");
+
+        let table = TempFile::new("[kafka]\nbrokers = \"x\"\n");
+        let e = error(&["--config", table.path()], &[]);
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, .. } if key == "kafka"),
+            "{e:?}"
+        );
+
+        let array = TempFile::new("kafka_brokers = [\"a:9092\", \"b:9092\"]\n");
+        let e = error(&["--config", array.path()], &[]);
+        assert!(
+            e.to_string().contains("`kafka_brokers` must be a string"),
+            "{e}"
+        );
+    }
+
+    /// Variables and their values.
+    type Env<'a> = &'a [(&'a str, &'a str)];
+
+    /// A bad value of each kind, with the variables it needs besides.
+    const BAD: &[(&str, &str, Env<'_>)] = &[
+        ("OMS_HTTP_ADDR", "localhost", &[]),
+        ("OMS_METRICS_ADDR", "9464", &[]),
+        ("OMS_ORDER_PARTITIONS", "0", &[]),
+        ("OMS_ORDER_PARTITIONS", "1025", &[]),
+        ("OMS_ORDER_PARTITIONS", "six", &[]),
+        ("OMS_SWEEP_AFTER_SECS", "10", &[]),
+        ("OMS_SWEEP_AFTER_SECS", "5m", &[]),
+        ("OMS_CONSUMER_BATCH", "0", &[]),
+        ("OMS_CONSUMER_BATCH", "10001", &[]),
+        ("OMS_STOCK_GATE", "maybe", &[]),
+        ("OMS_METRICS", "yes", &[]),
+        ("OMS_BASELINE_AS_IS", "2", &[]),
+        ("OMS_REDIS_PREFIX", "has space", &[]),
+        ("OMS_HTTP_REQUEST_TIMEOUT_SECS", "5", &[]),
+        ("OMS_HTTP_HEADER_TIMEOUT_SECS", "0", &[]),
+        ("OMS_HTTP_MAX_IN_FLIGHT", "0", &[]),
+        ("OMS_HTTP_MAX_CONNECTIONS", "many", &[]),
+        ("OMS_KAFKA_REWIND_ON_GAP", "sometimes", &[]),
+        ("OMS_TOPIC_REPLICATION", "0", &[]),
+        ("OMS_CONSUMER_STALL_SECS", "3601", &[]),
+        ("OMS_KAFKA_SESSION_TIMEOUT_SECS", "301", &[]),
+        ("OMS_ACCESS_TOKEN_TTL_SECS", "59", &[]),
+        ("OMS_REFRESH_TOKEN_TTL_SECS", "299", &[]),
+        (
+            "OMS_REFRESH_TOKEN_TTL_SECS",
+            "900",
+            &[("OMS_ACCESS_TOKEN_TTL_SECS", "900")],
+        ),
+        ("OMS_LOGIN_MAX_FAILURES", "0", &[]),
+        ("OMS_LOGIN_MAX_FAILURES_PER_ADDR", "1000001", &[]),
+        ("OMS_LOGIN_WINDOW_SECS", "0", &[]),
+        ("OMS_CLIENT_IP_HEADER", "x forwarded for", &[]),
+        ("OMS_REVOCATION_CHECK", "never", &[]),
+        ("OMS_REVOCATION_SYNC_MS", "10001", &[]),
+        ("OMS_WAITING_ROOM", "open", &[]),
+        ("OMS_ADMIT_PER_SEC", "0", &[("OMS_WAITING_ROOM", "on")]),
+        ("OMS_ADMIT_MAX_ACTIVE", "0", &[("OMS_WAITING_ROOM", "on")]),
+        ("OMS_ADMIT_TTL_SECS", "86401", &[("OMS_WAITING_ROOM", "on")]),
+        ("OMS_ORDER_RATE", "-1", &[]),
+        ("OMS_CATALOG_REFRESH_MS", "49", &[]),
+        ("OMS_PAYMENT_TIMEOUT_SECS", "0", &[]),
+        (
+            "OMS_ADMIN_EMAIL",
+            "not-an-email",
+            &[("OMS_ADMIN_PASSWORD", "a long enough password")],
+        ),
+    ];
+
+    #[test]
+    fn each_bad_value_is_an_error_naming_the_variable_the_option_the_value_and_its_origin() {
+        for (name, value, with) in BAD {
+            let mut env = with.to_vec();
+            env.push((name, value));
+            let from_env = error(&[], &env);
+            let ConfigError::Invalid {
+                name: named,
+                value: shown,
+                from,
+                ..
+            } = &from_env
+            else {
+                panic!("{name}={value}: {from_env:?}");
+            };
+            assert_eq!((named, shown.as_str()), (name, *value), "{from_env}");
+            assert_eq!(*from, Origin::Env, "{from_env}");
+            let message = from_env.to_string();
+            for part in [
+                (*name).to_owned(),
+                option_of(name),
+                format!("{value:?}"),
+                "from the environment".to_owned(),
+                "is not valid: ".to_owned(),
+            ] {
+                assert!(message.contains(&part), "{part} not in: {message}");
+            }
+
+            let option = format!("{}={value}", option_of(name));
+            let from_args = error(&[&option], with);
+            assert!(
+                matches!(&from_args, ConfigError::Invalid { name: n, from: Origin::Arg, .. } if n == name),
+                "{option}: {from_args:?}"
+            );
+            assert!(from_args.to_string().contains("from the command line"));
+
+            let key = name.trim_start_matches("OMS_").to_ascii_lowercase();
+            let file = TempFile::new(&format!("{key} = {value:?}\n"));
+            let from_file = error(&["--config", file.path()], with);
+            assert!(
+                matches!(&from_file, ConfigError::Invalid { name: n, from: Origin::File(p), .. } if n == name && p == &file.0),
+                "{key}: {from_file:?}"
+            );
+            assert!(from_file.to_string().contains(file.path()));
+        }
+        // Every setting with a rule has a bad value above.
+        let checked: BTreeSet<&str> = BAD.iter().map(|(name, _, _)| *name).collect();
+        let free = [
+            "OMS_CONFIG",
+            "OMS_KAFKA_BROKERS",
+            "OMS_REDIS_URL",
+            "OMS_DATABASE_URL",
+            "OMS_ORDER_TOPIC",
+            "OMS_DLQ_TOPIC",
+            "OMS_EVENTS_TOPIC",
+            "OMS_CONSUMER_GROUP",
+            "OMS_JWT_SECRET",
+            "OMS_ADMIN_PASSWORD",
+            "OMS_TOSS_SECRET_KEY",
+            "OMS_TOSS_BASE_URL",
+        ];
+        for name in variables() {
+            assert!(
+                checked.contains(name.as_str()) || free.contains(&name.as_str()),
+                "no bad value of {name} is tested"
+            );
+        }
+    }
+
+    #[test]
+    fn the_admin_needs_both_variables_and_a_password_that_is_never_shown() {
+        let password = "a long enough password";
+        let s = settings(
+            &[],
+            &[
+                ("OMS_ADMIN_EMAIL", "ops@example.com"),
+                ("OMS_ADMIN_PASSWORD", password),
+            ],
+        );
+        let (email, secret) = s.admin.as_ref().unwrap();
+        assert_eq!(email, "ops@example.com");
+        assert_eq!(secret.expose_secret(), password);
+
+        assert!(matches!(
+            error(&[], &[("OMS_ADMIN_EMAIL", "ops@example.com")]),
+            ConfigError::Missing {
+                name: "OMS_ADMIN_PASSWORD",
+                ..
+            }
+        ));
+        assert!(matches!(
+            error(&[], &[("OMS_ADMIN_PASSWORD", password)]),
+            ConfigError::Missing {
+                name: "OMS_ADMIN_EMAIL",
+                ..
+            }
+        ));
+        let weak = "short";
+        let e = error(
+            &[],
+            &[
+                ("OMS_ADMIN_EMAIL", "ops@example.com"),
+                ("OMS_ADMIN_PASSWORD", weak),
+            ],
+        );
+        assert!(
+            matches!(
+                &e,
+                ConfigError::Insecure {
+                    name: "OMS_ADMIN_PASSWORD",
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("--admin-password"), "{message}");
+        assert!(!message.contains(weak), "{message}");
+    }
+
+    #[test]
+    fn a_negative_replication_factor_is_taken_on_the_command_line() {
+        let s = settings(
+            &["--topic-replication", "-1"],
+            &[("OMS_TOPIC_REPLICATION", "3")],
+        );
+        assert_eq!(s.topic_replication, -1);
+        assert_eq!(
+            settings(&[], &[("OMS_TOPIC_REPLICATION", "3")]).topic_replication,
+            3
+        );
+    }
+
+    #[test]
+    fn switches_take_on_and_off_and_their_old_spellings() {
+        for (raw, on) in [
+            ("on", true),
+            ("ON", true),
+            (" 1 ", true),
+            ("true", true),
+            ("off", false),
+            ("Off", false),
+            ("0", false),
+            ("false", false),
+        ] {
+            let s = settings(
+                &[],
+                &[
+                    ("OMS_STOCK_GATE", raw),
+                    ("OMS_METRICS", raw),
+                    ("OMS_REVOCATION_CHECK", raw),
+                    ("OMS_KAFKA_REWIND_ON_GAP", raw),
+                    ("OMS_BASELINE_AS_IS", raw),
+                ],
+            );
+            assert_eq!(
+                [
+                    s.stock_gate,
+                    s.metrics,
+                    s.revocation_check,
+                    s.kafka_rewind_on_gap,
+                    s.baseline_as_is
+                ],
+                [on; 5],
+                "{raw}"
+            );
+            assert_eq!(
+                settings(&[], &[("OMS_WAITING_ROOM", raw)])
+                    .front_door
+                    .waiting_room
+                    .is_some(),
+                on
+            );
+        }
+        let file = TempFile::new("metrics = false\nstock_gate = \"off\"\n");
+        let s = settings(&["--config", file.path()], &[]);
+        assert!(!s.metrics && !s.stock_gate);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secrets_nor_the_urls_passwords() {
+        let jwt = "jwt-secret-0123456789abcdef0123456789";
+        let password = "admin-password-9876";
+        let toss = "test_sk_toss-secret-5555";
+        let s = settings(
+            &["--jwt-secret", jwt],
+            &[
+                ("OMS_ADMIN_EMAIL", "ops@example.com"),
+                ("OMS_ADMIN_PASSWORD", password),
+                ("OMS_TOSS_SECRET_KEY", toss),
+                (
+                    "OMS_DATABASE_URL",
+                    "mysql://oms:dbpass-4444@127.0.0.1:13306/oms",
+                ),
+                ("OMS_REDIS_URL", "redis://:redispass-3333@127.0.0.1:16379/0"),
+                ("OMS_KAFKA_BROKERS", "127.0.0.1:19092"),
+            ],
+        );
+        for shown in [format!("{s:?}"), format!("{s:#?}")] {
+            for secret in [jwt, password, toss, "dbpass-4444", "redispass-3333"] {
+                assert!(!shown.contains(secret), "{secret} shown in {shown}");
+            }
+            assert!(
+                shown.contains("mysql://oms:***@127.0.0.1:13306/oms"),
+                "{shown}"
+            );
+            assert!(shown.contains("redis://:***@127.0.0.1:16379/0"), "{shown}");
+            assert!(shown.contains("ops@example.com"), "{shown}");
+        }
+        // The values themselves are there for whoever asks for them.
+        assert_eq!(
+            s.jwt_secret.as_ref().map(ExposeSecret::expose_secret),
+            Some(jwt)
+        );
+        assert_eq!(
+            s.toss.as_ref().map(|t| t.secret_key.expose_secret()),
+            Some(toss)
+        );
+        assert_eq!(s.checked_jwt_secret().ok().as_deref(), Some(jwt));
+    }
+
+    #[test]
+    fn urls_lose_their_passwords_only() {
+        for (url, shown) in [
+            (
+                "mysql://oms:oms@127.0.0.1:13306/oms",
+                "mysql://oms:***@127.0.0.1:13306/oms",
+            ),
+            ("redis://:p%40ss@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://user@h:6379", "redis://user@h:6379"),
+            ("redis://127.0.0.1:16379", "redis://127.0.0.1:16379"),
+            ("mysql://u:pa/ss@h/db", "mysql://u:***@h/db"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
+    }
+
+    #[test]
+    fn help_hides_the_values_of_the_secrets() {
+        let command = Settings::command();
+        for name in [
+            "OMS_JWT_SECRET",
+            "OMS_ADMIN_PASSWORD",
+            "OMS_TOSS_SECRET_KEY",
+            "OMS_REDIS_URL",
+            "OMS_DATABASE_URL",
+        ] {
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_env().and_then(|e| e.to_str()) == Some(name))
+                .unwrap();
+            assert!(arg.is_hide_env_values_set(), "{name}");
+            assert!(arg.get_default_values().is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_option_and_default() {
+        let help = Settings::command().render_long_help().to_string();
+        let command = Settings::command();
+        for arg in command.get_arguments() {
+            let Some(name) = arg.get_env().and_then(|e| e.to_str()) else {
+                continue;
+            };
+            assert!(
+                help.contains(&format!("[env: {name}")),
+                "{name} not in\n{help}"
+            );
+            assert!(help.contains(&option_of(name)), "{name}");
+            if let Some(default) = arg.get_default_values().first() {
+                let default = default.to_string_lossy();
+                assert!(help.contains(&format!("[default: {default}]")), "{name}");
+            }
+        }
+        assert!(help.contains("OMS_METRICS_ADDR") && help.contains("127.0.0.1:9464"));
+
+        // `--help` on the command line is the same help, and exits 0.
+        match error(&["--help"], &[]) {
+            ConfigError::Command(e) => {
+                assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp);
+                assert_eq!(e.exit_code(), 0);
+                let shown = e.to_string();
+                for name in variables() {
+                    assert!(shown.contains(&name), "{name}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        match error(&["--no-such-option"], &[]) {
+            ConfigError::Command(e) => assert_eq!(e.exit_code(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_readme_documents_every_variable_and_no_other() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## ")
+            .find(|s| s.starts_with("Configuration\n"))
+            .unwrap();
+        let documented: BTreeSet<String> = section
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .flat_map(|l| {
+                l.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+                    .filter(|w| w.starts_with("OMS_") && w.len() > 4)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let help = Settings::command().render_long_help().to_string();
+        let listed: BTreeSet<String> = variables()
+            .into_iter()
+            .filter(|name| help.contains(name.as_str()))
+            .collect();
+        assert_eq!(listed, variables(), "help misses variables");
+        assert_eq!(
+            documented, listed,
+            "README's Configuration table and --help disagree"
+        );
+    }
 
     #[test]
     fn the_embedded_default_on_loopback_uses_the_dev_secret_or_any_given() {
@@ -812,6 +1912,29 @@ mod tests {
                 Some(STRONG)
             );
         }
+    }
+
+    #[test]
+    fn the_secret_policy_applies_to_the_parsed_settings() {
+        let services = [("OMS_KAFKA_BROKERS", "127.0.0.1:19092")];
+        let e = settings(&[], &services).checked_jwt_secret().unwrap_err();
+        assert!(matches!(
+            e,
+            ConfigError::Missing {
+                name: "OMS_JWT_SECRET",
+                ..
+            }
+        ));
+        assert!(e.to_string().contains("--jwt-secret"), "{e}");
+        let weak = settings(&["--jwt-secret", "weak-secret"], &services)
+            .checked_jwt_secret()
+            .unwrap_err()
+            .to_string();
+        assert!(!weak.contains("weak-secret"), "{weak}");
+        assert_eq!(
+            settings(&[], &[]).checked_jwt_secret().ok().as_deref(),
+            Some(DEV_JWT_SECRET)
+        );
     }
 
     #[test]

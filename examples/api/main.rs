@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let settings = match Settings::from_env() {
+    let settings = match Settings::from_args() {
         Ok(s) => s,
         Err(e) => {
             error!("{e}");
@@ -87,7 +87,7 @@ async fn main() -> ExitCode {
         }
         let state = services.app_state_with(accounts);
         background = Some(services.front_door_tasks());
-        if std::env::var("OMS_BASELINE_AS_IS").is_ok_and(|v| v == "1") {
+        if settings.baseline_as_is {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
             baseline = Some(as_is::routes(state.clone(), services.store.clone()));
         }
@@ -148,7 +148,11 @@ async fn bootstrap_admin(accounts: &AuthService, settings: &Settings) -> Result<
         return Err(ExitCode::FAILURE);
     }
     let (email, password, development) = match &settings.admin {
-        Some((email, password)) => (email.clone(), password.clone(), false),
+        Some((email, password)) => (
+            email.clone(),
+            oms::config::ExposeSecret::expose_secret(password).to_owned(),
+            false,
+        ),
         None if settings.is_embedded() => (
             DEV_ADMIN_EMAIL.to_owned(),
             uuid::Uuid::new_v4().simple().to_string(),

@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
-    let settings = match Settings::from_env() {
+    let settings = match Settings::from_args() {
         Ok(s) => s,
         Err(e) => {
             error!("{e}");
