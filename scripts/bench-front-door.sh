@@ -60,53 +60,6 @@ cargo build --release --all-features --example api --example consumer --example 
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
-# A database of its own for each process: the two builds have different
-# migrations.
-database() {
-  local name=$1 url=$OMS_DATABASE_URL
-  local rest=${url#mysql://} creds host_port
-  creds=${rest%%@*}; host_port=${rest#*@}; host_port=${host_port%%/*}
-  mariadb --no-defaults --host="${host_port%:*}" --port="${host_port#*:}" \
-    --user="${creds%%:*}" --password="${creds#*:}" -e "CREATE DATABASE IF NOT EXISTS $name"
-  echo "mysql://$creds@$host_port/$name"
-}
-
-# start NAME ADDR BUILD(current|baseline) CONSUMERS [extra env...]
-start() {
-  local name=$1 addr=$2 build=$3 consumers=$4
-  shift 4
-  local id; id="$name-$(date +%s%N)"
-  local api=target/release/examples/api consumer=target/release/examples/consumer
-  if [ "$build" = baseline ]; then
-    api=$BIN/api-$BASELINE_REV consumer=$BIN/consumer-$BASELINE_REV
-  fi
-  local db; db=$(database "bench_${build}_$(date +%s%N)")
-  (
-    export OMS_ORDER_TOPIC="bench-orders-$id" OMS_DLQ_TOPIC="bench-dlq-$id"
-    export OMS_CONSUMER_GROUP="bench-$id" OMS_REDIS_PREFIX="bench-$id"
-    export OMS_HTTP_ADDR=$addr OMS_DATABASE_URL=$db
-    for kv in "$@"; do export "${kv?}"; done
-    "$api" >"$OUT/$name-api.log" 2>&1 &
-    echo $! >"$OUT/$name.pids"
-    wait_ready "$addr"
-    for c in $(seq 1 "$consumers"); do
-      OMS_METRICS_ADDR=127.0.0.1:0 "$consumer" >"$OUT/$name-consumer-$c.log" 2>&1 &
-      echo $! >>"$OUT/$name.pids"
-    done
-  )
-  while read -r pid; do PIDS+=("$pid"); done <"$OUT/$name.pids"
-}
-
-# tool NAME ADDR LABEL STOCK [extra negowang args...]
-tool() {
-  local name=$1 addr=$2 label=$3 stock=$4
-  shift 4
-  target/release/examples/negowang --quiet --label "$label" --url "http://$addr" \
-    --members "$MEMBERS" --products 1 --stock "$stock" --concurrency "$CONCURRENCY" "$@" >"$OUT/$name.md"
-}
-
-accepted() { sed -nE 's/.*\| accepted \|.*\*\*([0-9]+) \/s\*\*.*/\1/p' "$1"; }
-
 # ab SHAPE WHAT ROUND STOCK CONSUMERS
 #   WHAT: door (this tree vs the baseline) or room (room on vs off)
 ab() {

@@ -16,6 +16,7 @@ pub use oms_adapters_toss as toss;
 
 pub mod config;
 pub mod embedded;
+pub mod observe;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(all(

@@ -31,6 +31,11 @@ impl BackgroundTasks {
         Self(tasks)
     }
 
+    /// Runs `task` until the handle is dropped. Needs a tokio runtime.
+    pub fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        Self(vec![tokio::spawn(task)])
+    }
+
     /// Stops every task.
     pub fn stop(self) {}
 }

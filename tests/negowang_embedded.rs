@@ -21,7 +21,9 @@ const MEMBERS: u64 = 1000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negowang_1000_buyers_500_units() {
     let pipeline = EmbeddedPipeline::start();
-    let app = router(pipeline.app_state(auth()));
+    // The only test of this binary: the process's recorder counts this run.
+    let metrics = oms::observe::Metrics::install().unwrap();
+    let app = router(pipeline.app_state(auth()).with_metrics(metrics));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -207,6 +209,8 @@ async fn negowang_1000_buyers_500_units() {
         .map(|l| l.trace_id.unwrap().to_string())
         .collect();
     assert_eq!(lettered, failed, "the DLQ holds exactly the FAILED traces");
+    // `/metrics` counts the same run.
+    common::assert_negowang_metrics(&client, &[format!("{base}/metrics")], 1000, 500).await;
     server.abort();
     pipeline.shutdown().await;
 }

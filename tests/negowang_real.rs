@@ -46,5 +46,10 @@ async fn negowang_on_the_real_stack() {
         (1..=500).contains(&dlq),
         "{dlq} DLQ records for 500 FAILED traces"
     );
+    // `/metrics` of the api and both consumers count the same run.
+    let mut urls = vec![format!("{}/metrics", stack.base)];
+    urls.extend(stack.consumer_metrics());
+    assert_eq!(urls.len(), 3);
+    common::assert_negowang_metrics(&stack.client, &urls, 1000, 500).await;
     stack.stop();
 }

@@ -17,8 +17,9 @@ use std::sync::Arc;
 
 use oms::application::{AdminBootstrap, AuthService};
 use oms::config::{Settings, DEV_ADMIN_EMAIL, DEV_JWT_SECRET};
-use oms::embedded::{EmbeddedOptions, EmbeddedPipeline};
+use oms::embedded::{EmbeddedOptions, EmbeddedPipeline, GAUGE_EVERY};
 use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
+use oms::observe::Metrics;
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -42,9 +43,17 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let metrics = match settings.metrics.then(Metrics::install).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let mut embedded = None;
     let mut baseline = None;
     let mut background = None;
+    let mut gauges = None;
     let state = if settings.is_embedded() {
         if secret == DEV_JWT_SECRET {
             warn!("tokens are signed with the development secret `{DEV_JWT_SECRET}`, which is public and refused on a non-loopback OMS_HTTP_ADDR; never expose this server");
@@ -87,6 +96,9 @@ async fn main() -> ExitCode {
         }
         let state = services.app_state_with(accounts);
         background = Some(services.front_door_tasks());
+        if metrics.is_some() {
+            gauges = Some(services.gauge_tasks(GAUGE_EVERY));
+        }
         if settings.baseline_as_is {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
             baseline = Some(as_is::routes(state.clone(), services.store.clone()));
@@ -94,6 +106,10 @@ async fn main() -> ExitCode {
         state
     };
 
+    let state = match metrics {
+        Some(metrics) => state.with_metrics(metrics),
+        None => state,
+    };
     let state = match settings.client_ip_header.as_deref().map(str::parse) {
         None => state,
         Some(Ok(name)) => state.with_client_ip(ClientIpSource::Header(name)),
@@ -123,6 +139,7 @@ async fn main() -> ExitCode {
     if let Some(tasks) = background {
         tasks.stop();
     }
+    drop(gauges);
     if let Some(pipeline) = embedded {
         pipeline.shutdown().await;
     }

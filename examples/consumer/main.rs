@@ -11,7 +11,8 @@
 //! `OMS_JWT_SECRET` must pass the same policy as for `api` (at least 32
 //! bytes, not the development secret), or the consumer refuses to start.
 //!
-//! It answers `GET /healthz` and `GET /readyz` on `OMS_METRICS_ADDR`
+//! It answers `GET /healthz`, `GET /readyz` and `GET /metrics` (Prometheus
+//! text; unless `OMS_METRICS=off`) on `OMS_METRICS_ADDR`
 //! (default `127.0.0.1:9464`; a consumer that cannot bind it logs so and
 //! runs without): `/readyz` is 503 `CONSUMER_STALLED` while the stall
 //! watchdog finds it holding records it does not process (it rejoins its
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use oms::config::Settings;
 use oms::core::application::SweepPolicy;
 use oms::kafka::ConsumerHealth;
+use oms::observe::{Metrics, Observed};
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
@@ -100,10 +102,23 @@ async fn main() -> ExitCode {
     let lifecycle = tokio::spawn(services.lifecycle_keeper().run(async move {
         let _ = lifecycle_stopped.await;
     }));
-    let probe = serve_health(consumer.health()).await;
+    let metrics = match settings.metrics.then(Metrics::install).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let gauges = metrics
+        .is_some()
+        .then(|| services.gauge_tasks(oms::embedded::GAUGE_EVERY));
+    let probe = serve_health(consumer.health(), settings.metrics_addr, metrics).await;
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
-        .run(Arc::new(services.order_service()), shutdown_signal())
+        .run(
+            Arc::new(Observed::new(Arc::new(services.order_service()))),
+            shutdown_signal(),
+        )
         .await;
     // Every step of a sweep is idempotent: stopping it anywhere is safe.
     if let Some(sweeper) = sweeper {
@@ -130,6 +145,7 @@ async fn main() -> ExitCode {
     if let Some(probe) = probe {
         probe.abort();
     }
+    drop(gauges);
     match ended {
         Ok(()) => {
             info!("stopped");
@@ -142,17 +158,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Serves `/healthz` and `/readyz` of the consumer on `OMS_METRICS_ADDR`.
-async fn serve_health(health: ConsumerHealth) -> Option<tokio::task::JoinHandle<()>> {
+/// Serves `/healthz`, `/readyz` and `/metrics` of the consumer on
+/// `OMS_METRICS_ADDR`.
+async fn serve_health(
+    health: ConsumerHealth,
+    addr: std::net::SocketAddr,
+    metrics: Option<Metrics>,
+) -> Option<tokio::task::JoinHandle<()>> {
     use axum::http::StatusCode;
     use axum::routing::get;
     use axum::Json;
     use oms::http::Problem;
 
-    let addr = std::env::var("OMS_METRICS_ADDR")
-        .ok()
-        .filter(|a| !a.trim().is_empty())
-        .unwrap_or_else(|| "127.0.0.1:9464".into());
     let listener = match tokio::net::TcpListener::bind(&addr).await {
         Ok(l) => l,
         Err(e) => {
@@ -186,8 +203,30 @@ async fn serve_health(health: ConsumerHealth) -> Option<tokio::task::JoinHandle<
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/readyz", get(readyz));
-    info!(%addr, "consumer health on /healthz and /readyz");
+        .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics {
+                        Some(m) => Ok((
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            m.render(),
+                        )),
+                        None => Err(Problem::new(
+                            StatusCode::NOT_FOUND,
+                            "NOT_FOUND",
+                            "this process records no metrics (OMS_METRICS=off)",
+                        )),
+                    }
+                }
+            }),
+        );
+    info!(%addr, "consumer health on /healthz and /readyz, metrics on /metrics");
     Some(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             warn!(error = %e, "consumer health endpoint stopped");

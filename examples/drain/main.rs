@@ -50,6 +50,11 @@ struct Args {
     /// Gives up after this many seconds per run.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// Records metrics as the `consumer` does by default (a Prometheus
+    /// recorder installed; the consumers' use case measured), to compare
+    /// runs with and without (`scripts/bench-observe.sh`).
+    #[arg(long)]
+    metrics: bool,
 }
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
@@ -125,7 +130,11 @@ async fn drain(args: &Args, batch: usize) -> Result<Drained, Failure> {
     let mut tasks = Vec::new();
     for _ in 0..args.consumers {
         let consumer = services.consumer()?;
-        let use_case = Arc::new(services.order_service());
+        let use_case: Arc<dyn oms::core::port::inbound::OrderUseCase> = if args.metrics {
+            Arc::new(oms::observe::Observed::new(Arc::new(services.order_service())))
+        } else {
+            Arc::new(services.order_service())
+        };
         let mut stopped = stopped.clone();
         tasks.push(tokio::spawn(consumer.run(use_case, async move {
             let _ = stopped.wait_for(|s| *s).await;
@@ -201,13 +210,18 @@ fn per_sec(n: u64, d: Duration) -> f64 {
 }
 
 async fn run(args: Args) -> Result<bool, Failure> {
+    if args.metrics {
+        oms::observe::Metrics::install()?;
+    }
     let mut runs = vec![drain(&args, args.batch).await?];
     if args.baseline_batch > 0 {
         runs.push(drain(&args, args.baseline_batch).await?);
     }
     println!(
-        "| consumers on one hot product | {} orders queued first, {} consumers, durable commits |",
-        args.orders, args.consumers
+        "| consumers on one hot product | {} orders queued first, {} consumers, durable commits, metrics {} |",
+        args.orders,
+        args.consumers,
+        if args.metrics { "on" } else { "off" }
     );
     println!("|---|---|");
     for r in &runs {

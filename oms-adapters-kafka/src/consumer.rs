@@ -28,7 +28,22 @@ struct AssignmentContext {
     notify: Notify,
 }
 
-impl ClientContext for AssignmentContext {}
+impl ClientContext for AssignmentContext {
+    /// librdkafka's statistics (every [`STATS_INTERVAL`]): the lag of every
+    /// partition this member consumes, as the `oms_consumer_lag` gauge.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            for (partition, stats) in &topic.partitions {
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    oms_core::observe::record_lag(name, *partition, stats.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+/// How often librdkafka reports the consumer's statistics (its lag).
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 impl ConsumerContext for AssignmentContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -155,6 +170,7 @@ impl KafkaOrderConsumer {
                 millis(config.max_poll_interval.max(session)),
             )
             .set("fetch.wait.max.ms", "10")
+            .set("statistics.interval.ms", millis(STATS_INTERVAL))
             .create_with_context(AssignmentContext::default())
             .map_err(unavailable)?;
         consumer

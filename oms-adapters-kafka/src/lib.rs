@@ -24,8 +24,13 @@ pub use publisher::KafkaOrderPublisher;
 pub const HEADER_REASON: &str = "oms-failure-reason";
 /// Header with the time (RFC 3339) a record failed.
 pub const HEADER_FAILED_AT: &str = "oms-failed-at";
-/// Header with the trace id of a dead letter, when it is known.
+/// Header with the trace id of an order record, and of a dead letter when
+/// it is known.
 pub const HEADER_TRACE_ID: &str = "oms-trace-id";
+/// Header with the W3C Trace Context of an order record
+/// ([`TraceId::traceparent`](oms_core::domain::TraceId::traceparent)): the
+/// order's trace id as the trace, so its spans join across processes.
+pub const HEADER_TRACEPARENT: &str = "traceparent";
 /// Header with the id of an order event (decimal).
 pub const HEADER_EVENT_ID: &str = "oms-event-id";
 /// Header with the type of an order event: `ORDER_` and the status the

@@ -14,7 +14,7 @@ use rdkafka::ClientConfig;
 
 use crate::{
     unavailable, KafkaConfig, HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_FAILED_AT, HEADER_REASON,
-    HEADER_TRACE_ID,
+    HEADER_TRACEPARENT, HEADER_TRACE_ID,
 };
 
 /// How long librdkafka may try to deliver a record (`message.timeout.ms`).
@@ -209,9 +209,21 @@ impl OrderRequestPublisher for KafkaOrderPublisher {
             .partition_key()
             .map(|p| p.to_string())
             .unwrap_or_default();
+        let trace_id = command.trace_id.to_string();
+        let traceparent = command.trace_id.traceparent();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: HEADER_TRACE_ID,
+                value: Some(trace_id.as_str()),
+            })
+            .insert(Header {
+                key: HEADER_TRACEPARENT,
+                value: Some(traceparent.as_str()),
+            });
         let record = FutureRecord::<[u8], [u8]>::to(&self.order_topic)
             .key(key.as_bytes())
-            .payload(payload.as_slice());
+            .payload(payload.as_slice())
+            .headers(headers);
         self.deliver(record).await
     }
 

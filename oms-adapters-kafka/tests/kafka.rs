@@ -280,6 +280,36 @@ async fn orders_of_the_same_product_share_a_partition() {
     assert!(got.iter().all(|m| m.key() == Some(&b"7"[..])));
 }
 
+/// Every order record carries its trace id and the W3C `traceparent` made
+/// from it, so the consumer's spans join the api's.
+#[tokio::test]
+async fn order_records_carry_their_trace_context() {
+    let config = config().await;
+    let publisher = KafkaOrderPublisher::new(&config).unwrap();
+    let sent: Vec<_> = (0..5)
+        .map(|i| command(random_member_id(), &[(ProductId(200 + i), 1)]))
+        .collect();
+    for c in &sent {
+        publisher.send(c).await.unwrap();
+    }
+    let got = read(&config.order_topic, sent.len()).await;
+    assert_eq!(got.len(), sent.len());
+    for m in &got {
+        let command = oms_core::port::outbound::decode_command(m.payload().unwrap()).unwrap();
+        assert!(sent.iter().any(|c| c.trace_id == command.trace_id));
+        assert_eq!(
+            header(m, oms_adapters_kafka::HEADER_TRACE_ID),
+            Some(command.trace_id.to_string())
+        );
+        let parent = header(m, oms_adapters_kafka::HEADER_TRACEPARENT).unwrap();
+        assert_eq!(parent, command.trace_id.traceparent());
+        assert_eq!(
+            oms_core::domain::TraceId::from_traceparent(&parent),
+            Some(command.trace_id)
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_unreachable_broker_fails_the_send_within_five_seconds() {
     let mut config = KafkaConfig::new("127.0.0.1:1");

@@ -6,6 +6,7 @@ pub mod application;
 pub mod domain;
 #[cfg(feature = "memory")]
 pub mod memory;
+pub mod observe;
 pub mod password;
 pub mod port;
 #[cfg(any(test, feature = "testkit"))]

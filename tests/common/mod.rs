@@ -117,3 +117,123 @@ pub async fn call(
     .unwrap();
     send(app, req).await
 }
+
+/// One sample of a Prometheus text page: name, labels, value.
+pub type Sample = (String, std::collections::BTreeMap<String, String>, f64);
+
+/// Parses the Prometheus text format `/metrics` serves (comments skipped).
+pub fn parse_metrics(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap();
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_owned(), Default::default()),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap();
+                let labels = body
+                    .split("\",")
+                    .filter(|kv| !kv.is_empty())
+                    .map(|kv| {
+                        let (k, v) = kv.split_once("=\"").unwrap();
+                        (k.to_owned(), v.trim_end_matches('"').to_owned())
+                    })
+                    .collect();
+                (name.to_owned(), labels)
+            }
+        };
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+/// The sum of the samples named `name` whose labels include `labels`.
+pub fn metric_sum(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| v)
+        .sum()
+}
+
+/// Every sample of the `/metrics` pages at `urls`, together.
+pub async fn scrape(client: &reqwest::Client, urls: &[String]) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    for url in urls {
+        let r = client.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.starts_with("text/plain"), "{content_type}");
+        samples.extend(parse_metrics(&r.text().await.unwrap()));
+    }
+    samples
+}
+
+/// Waits (up to 60 s) until the metrics at `urls` count the 네고왕 run of
+/// `orders` orders against `stock` units: every order accepted, `stock`
+/// COMPLETED, the rest FAILED `OUT_OF_STOCK` with a DLQ record each, and
+/// asserts the counts are exact (never past them).
+pub async fn assert_negowang_metrics(
+    client: &reqwest::Client,
+    urls: &[String],
+    orders: u64,
+    stock: u64,
+) {
+    use oms::observe::metric_names as m;
+    type Expected<'a> = (&'a str, &'a [(&'a str, &'a str)], u64);
+    let expected: [Expected<'_>; 6] = [
+        (m::INTAKE_ACCEPTED, &[], orders),
+        ("oms_intake_seconds_count", &[], orders),
+        (m::INTAKE_REFUSED, &[], 0),
+        (m::ORDERS_FINAL, &[("status", "COMPLETED")], stock),
+        (
+            m::ORDERS_FINAL,
+            &[("status", "FAILED"), ("reason", "OUT_OF_STOCK")],
+            orders - stock,
+        ),
+        (
+            m::DLQ_RECORDS,
+            &[("reason", "OUT_OF_STOCK")],
+            orders - stock,
+        ),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let samples = scrape(client, urls).await;
+        let seen: Vec<u64> = expected
+            .iter()
+            .map(|(name, labels, _)| metric_sum(&samples, name, labels) as u64)
+            .collect();
+        for ((name, labels, want), got) in expected.iter().zip(&seen) {
+            assert!(
+                got <= want,
+                "{name}{labels:?}: {got} counted, {want} happened"
+            );
+        }
+        if expected
+            .iter()
+            .zip(&seen)
+            .all(|((_, _, want), got)| got == want)
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metrics never matched the run: {:?}",
+            expected
+                .iter()
+                .zip(&seen)
+                .map(|((n, l, w), g)| format!("{n}{l:?} {g}/{w}"))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -210,6 +210,9 @@ pub struct Stack {
     pub group: String,
     pub api: Option<Proc>,
     pub consumers: Vec<Proc>,
+    /// `/metrics` of every consumer started (see
+    /// [`consumer_metrics`](Self::consumer_metrics)).
+    pub metrics_urls: std::sync::Mutex<Vec<String>>,
 }
 
 impl Stack {
@@ -265,6 +268,7 @@ impl Stack {
         Self {
             api: None,
             consumers: Vec::new(),
+            metrics_urls: std::sync::Mutex::new(Vec::new()),
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(256)
@@ -297,11 +301,16 @@ impl Stack {
         }
     }
 
-    /// Starts one more consumer process.
+    /// Starts one more consumer process, with its `/metrics` on a port of
+    /// its own (in [`consumer_metrics`](Self::consumer_metrics)).
     pub fn start_consumer(&mut self) {
-        let log = format!("consumer-{}.log", self.run);
-        self.consumers
-            .push(Proc::start("consumer", &self.envs, &log));
+        let consumer = self.spawn_consumer();
+        self.consumers.push(consumer);
+    }
+
+    /// The `/metrics` URLs of the consumers started so far.
+    pub fn consumer_metrics(&self) -> Vec<String> {
+        self.metrics_urls.lock().unwrap().clone()
     }
 
     /// The consumer log (all consumers of this run).
@@ -795,7 +804,14 @@ impl Stack {
     /// `consumers`); it logs with the other consumers of the run.
     pub fn spawn_consumer(&self) -> Proc {
         let log = format!("consumer-{}.log", self.run);
-        Proc::start("consumer", &self.envs, &log)
+        let addr = format!("127.0.0.1:{}", free_port());
+        self.metrics_urls
+            .lock()
+            .unwrap()
+            .push(format!("http://{addr}/metrics"));
+        let mut envs = self.envs.clone();
+        envs.push(("OMS_METRICS_ADDR".to_owned(), addr));
+        Proc::start("consumer", &envs, &log)
     }
 
     /// Creates the order and DLQ topics of the run (6 partitions) through

@@ -121,6 +121,8 @@ impl GateKeeper {
         let ids: Vec<String> = refusals.into_iter().map(|r| r.id).collect();
         self.gate.settled(&ids).await?;
         debug!(count = ids.len(), "refusals settled");
+        metrics::counter!(crate::observe::names::GATE_KEEPER_ACTIONS, "action" => "settled")
+            .increment(ids.len() as u64);
         Ok(ids.len())
     }
 
@@ -137,6 +139,8 @@ impl GateKeeper {
             let purchases = self.products.purchases(product.id).await?;
             self.gate.set_purchases(product.id, &purchases).await?;
         }
+        metrics::counter!(crate::observe::names::GATE_KEEPER_ACTIONS, "action" => "reconciled")
+            .increment(1);
         Ok(true)
     }
 

@@ -92,6 +92,7 @@ impl LifecycleKeeper {
         }
         if !expired.is_empty() {
             info!(count = expired.len(), "unpaid orders expired");
+            action("expired", expired.len());
         }
         Ok(expired.len())
     }
@@ -134,6 +135,7 @@ impl LifecycleKeeper {
             {
                 settled += 1;
                 info!(order_id = %order.order_id, paid, "payment in doubt settled with the gateway");
+                action("reconciled", 1);
             }
         }
         Ok(settled)
@@ -151,6 +153,7 @@ impl LifecycleKeeper {
         self.publisher.publish(&events).await?;
         let ids: Vec<u64> = events.iter().map(|e| e.event_id).collect();
         self.lifecycle.events_published(&ids).await?;
+        action("events_published", ids.len());
         Ok(ids.len())
     }
 
@@ -184,4 +187,10 @@ impl LifecycleKeeper {
             }
         }
     }
+}
+
+/// Counts an action of the keeper.
+fn action(action: &'static str, count: usize) {
+    metrics::counter!(crate::observe::names::LIFECYCLE_ACTIONS, "action" => action)
+        .increment(count as u64);
 }

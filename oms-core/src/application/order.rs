@@ -146,9 +146,10 @@ impl OrderService {
         (|| async { self.store.place_batch(batch).await })
             .retry(self.retry.backoff())
             .when(|e| matches!(e, OmsError::Conflict(_)))
-            .notify(
-                |e, after| debug!(error = %e, ?after, "batch lost its optimistic lock; retrying"),
-            )
+            .notify(|e, after| {
+                metrics::counter!(crate::observe::names::LOCK_RETRIES).increment(1);
+                debug!(error = %e, ?after, "batch lost its optimistic lock; retrying");
+            })
             .await
     }
 

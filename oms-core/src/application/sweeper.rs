@@ -137,6 +137,9 @@ impl TraceSweeper {
         }
         if report.repaired + report.lost > 0 {
             info!(?report, "stuck traces resolved");
+            let actions = crate::observe::names::SWEEPER_ACTIONS;
+            metrics::counter!(actions, "action" => "failed").increment(report.lost as u64);
+            metrics::counter!(actions, "action" => "repaired").increment(report.repaired as u64);
         }
         Ok(report)
     }
@@ -190,6 +193,8 @@ impl TraceSweeper {
         if !sent.is_empty() {
             self.store.mark_dead_lettered(&sent).await?;
             info!(count = sent.len(), "unconfirmed DLQ records relayed");
+            metrics::counter!(crate::observe::names::SWEEPER_ACTIONS, "action" => "relayed")
+                .increment(sent.len() as u64);
         }
         failure.map_or(Ok(sent.len()), Err)
     }

@@ -202,6 +202,44 @@ impl OmsError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Conflict(_) | Self::Unavailable { .. })
     }
+
+    /// A short, stable name of the kind of error (the problem code the
+    /// HTTP API answers with, e.g. `OUT_OF_STOCK`), without its details:
+    /// what metrics label refusals and failures with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::OutOfStock { .. } => "OUT_OF_STOCK",
+            Self::ProductNotFound { .. } => "PRODUCT_NOT_FOUND",
+            Self::LimitExceeded { .. } => "LIMIT_EXCEEDED",
+            Self::SaleNotStarted { .. } => "SALE_NOT_STARTED",
+            Self::SaleEnded { .. } => "SALE_ENDED",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::NotAdmitted { .. } => "NOT_ADMITTED",
+            Self::NotInWaitingRoom => "NOT_IN_WAITING_ROOM",
+            Self::WaitingRoomOff => "WAITING_ROOM_OFF",
+            Self::IllegalTransition { .. } => "ILLEGAL_TRANSITION",
+            Self::OrderNotPayable { .. } => "ORDER_NOT_PAYABLE",
+            Self::OrderNotCancellable { .. } => "ORDER_NOT_CANCELLABLE",
+            Self::AmountMismatch { .. } => "AMOUNT_MISMATCH",
+            Self::PaymentDeclined { .. } => "PAYMENT_DECLINED",
+            Self::PaymentUnknown(_) => "PAYMENT_UNKNOWN",
+            Self::ProductExists { .. } => "PRODUCT_EXISTS",
+            Self::OrderNotFound { .. } => "ORDER_NOT_FOUND",
+            Self::TraceNotFound { .. } => "TRACE_NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
+            Self::Invalid(_) => "VALIDATION_FAILED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::PreconditionFailed { .. } => "PRECONDITION_FAILED",
+            Self::PreconditionRequired(_) => "PRECONDITION_REQUIRED",
+            Self::Unauthenticated(_) => "UNAUTHORIZED",
+            Self::BadCredentials => "BAD_CREDENTIALS",
+            Self::EmailTaken => "EMAIL_TAKEN",
+            Self::MemberNotFound { .. } => "MEMBER_NOT_FOUND",
+            Self::Throttled { .. } => "TOO_MANY_ATTEMPTS",
+            Self::Internal(_) => "INTERNAL_ERROR",
+            Self::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+        }
+    }
 }
 
 /// Result with [`OmsError`].

@@ -1,0 +1,100 @@
+//! Request ids, request spans, request metrics and `/metrics`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use super::Problem;
+use crate::observe::{metric_names, Metrics};
+
+/// The header that carries a request's id.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `GET /metrics`: every metric in the Prometheus text format; 404 when
+/// the process records none.
+pub(super) async fn metrics(State(metrics): State<Option<Metrics>>) -> Response {
+    match metrics {
+        Some(m) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            m.render(),
+        )
+            .into_response(),
+        None => Problem::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "this process records no metrics (OMS_METRICS=off)",
+        )
+        .into_response(),
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Times every request into `oms_http_request_seconds` by method, matched
+/// route (not the raw path, so ids do not multiply the series) and status.
+async fn track(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = method_label(request.method());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    metrics::histogram!(
+        metric_names::HTTP_SECONDS,
+        "method" => method,
+        "route" => route,
+        "status" => response.status().as_str().to_owned(),
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Adds the observability layers to `router`: request metrics (when
+/// `measured`), a span per request carrying its `x-request-id` (kept when
+/// the client sent one, else a new UUID) and the id in the response.
+pub(super) fn layers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    measured: bool,
+) -> Router<S> {
+    let router = if measured {
+        router.route_layer(axum::middleware::from_fn(track))
+    } else {
+        router
+    };
+    router
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
