@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use oms_core::application::{
-    AuthPolicy, AuthService, GateKeeper, GatePolicy, GaugeSampler, LifecycleKeeper, LifecyclePolicy,
-    OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
+    AuthPolicy, AuthService, GateKeeper, GatePolicy, GaugeSampler, LifecycleKeeper,
+    LifecyclePolicy, OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
     RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::memory::{
@@ -13,8 +13,8 @@ use oms_core::memory::{
     InMemoryRateLimiter, InMemorySessionStore, InMemoryStockGate, InMemoryStore,
     InMemoryTraceStore, InMemoryWaitingRoom,
 };
-use oms_core::port::inbound::{PaymentUseCase, WaitingRoomUseCase};
 use oms_core::observe::Observed;
+use oms_core::port::inbound::{PaymentUseCase, WaitingRoomUseCase};
 use oms_core::port::outbound::{OrderRequestPublisher, OrderStore, StockGate, WaitingRoom};
 
 use crate::config::FrontDoor;
@@ -114,12 +114,10 @@ impl EmbeddedPipeline {
         }
         let store = Arc::new(store);
         let traces = Arc::new(InMemoryTraceStore::new());
-        let room: Option<Arc<dyn WaitingRoom>> = front_door
-            .waiting_room
-            .map(|policy| {
-                Arc::new(Observed::new(Arc::new(InMemoryWaitingRoom::new(policy))))
-                    as Arc<dyn WaitingRoom>
-            });
+        let room: Option<Arc<dyn WaitingRoom>> = front_door.waiting_room.map(|policy| {
+            Arc::new(Observed::new(Arc::new(InMemoryWaitingRoom::new(policy))))
+                as Arc<dyn WaitingRoom>
+        });
         let gate = InMemoryStockGate::new(traces.clone());
         let gate = Arc::new(match &room {
             Some(room) => gate.with_waiting_room(room.clone()),
@@ -135,8 +133,8 @@ impl EmbeddedPipeline {
         let orders: Arc<dyn OrderStore> = Arc::new(Observed::new(store.clone()));
         let sends: Arc<dyn OrderRequestPublisher> = Arc::new(Observed::new(queue.clone()));
         let gated: Arc<dyn StockGate> = Arc::new(Observed::new(gate.clone()));
-        let mut processing =
-            OrderService::new(orders.clone(), traces.clone(), sends.clone()).with_gate(gated.clone());
+        let mut processing = OrderService::new(orders.clone(), traces.clone(), sends.clone())
+            .with_gate(gated.clone());
         let mut intake = RequestOrderService::new(sends.clone(), traces.clone())
             .with_arbiter(store.clone())
             .with_gate(gated.clone())

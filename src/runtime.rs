@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use oms_core::application::{
     fill_gate, AuthPolicy, AuthService, GateKeeper, GatePolicy, GaugeSampler, LifecycleKeeper,
-    LifecyclePolicy,
-    OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
+    LifecyclePolicy, OrderService, PaymentService, ProductCatalog, ProductService, QueryService,
     RequestOrderService, SweepPolicy, TraceSweeper, WaitingRoomService,
 };
 use oms_core::domain::{OmsError, Rate};
@@ -387,7 +386,8 @@ impl Services {
 
     /// The operators' views on these adapters.
     pub fn admin(&self) -> oms_core::application::AdminService {
-        let admin = oms_core::application::AdminService::new(self.store.clone(), self.store.clone());
+        let admin =
+            oms_core::application::AdminService::new(self.store.clone(), self.store.clone());
         match self.stock_gate() {
             Some(gate) => admin.with_gate(gate),
             None => admin,

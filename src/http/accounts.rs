@@ -58,18 +58,19 @@ impl FromRequestParts<AppState> for ClientAddress {
 }
 
 /// The body of `POST /api/v1/auth/signup`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
     /// Email address.
     pub email: String,
     /// Password, 10 to 128 characters.
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
     /// Display name.
     pub name: String,
 }
 
 /// The body of `POST /api/v1/auth/login`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
     /// Email address.
     pub email: String,
@@ -79,7 +80,7 @@ pub struct LoginBody {
 
 /// The body of `POST /api/v1/auth/refresh`, and the optional body of
 /// `POST /api/v1/auth/logout`.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshBody {
     /// A refresh token.
@@ -87,7 +88,7 @@ pub struct RefreshBody {
 }
 
 /// A member as the API shows it (never its password hash).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberBody {
     /// Id.
@@ -112,7 +113,7 @@ impl From<Member> for MemberBody {
 }
 
 /// The answer of login and refresh.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenBody {
     /// The access token (`Authorization: Bearer`).
@@ -120,6 +121,7 @@ pub struct TokenBody {
     /// The refresh token (single use).
     pub refresh_token: String,
     /// Always `Bearer`.
+    #[schema(example = "Bearer")]
     pub token_type: String,
     /// Seconds the access token is valid.
     pub expires_in: u64,
@@ -136,6 +138,15 @@ impl From<TokenPair> for TokenBody {
     }
 }
 
+/// The answer of login and refresh, as the document shows it.
+#[derive(utoipa::ToResponse)]
+#[response(
+    description = "A new token pair, not to be cached",
+    headers(("Cache-Control" = String, description = "`no-store`"))
+)]
+#[allow(dead_code)]
+pub(super) struct TokenAnswer(TokenBody);
+
 /// Token answers are not to be cached by anyone (RFC 6749, 5.1).
 fn no_store(body: TokenBody) -> Response {
     let mut response = Json(body).into_response();
@@ -145,6 +156,17 @@ fn no_store(body: TokenBody) -> Response {
     response
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/signup",
+    tag = "members",
+    description = "Signs a buyer up (role `USER`). The email is trimmed and lowercased; the name trimmed.",
+    request_body = SignupBody,
+    responses(
+        (status = 201, description = "The new member", body = MemberBody),
+        super::openapi::SignupProblems,
+    )
+)]
 pub(super) async fn signup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignupBody>,
@@ -160,6 +182,17 @@ pub(super) async fn signup(
     Ok((StatusCode::CREATED, Json(member.into())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "members",
+    description = "Logs in: a new login and its first token pair. The same 401 for an unknown email and a wrong password; 429 after repeated attempts.",
+    request_body = LoginBody,
+    responses(
+        (status = 200, response = TokenAnswer),
+        super::openapi::LoginProblems,
+    )
+)]
 pub(super) async fn login(
     State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
@@ -176,6 +209,17 @@ pub(super) async fn login(
     Ok(no_store(pair.into()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "members",
+    description = "Exchanges the live refresh token of a login for a new pair; the presented token is dead from then on, and presenting a dead one revokes the login (401).",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, response = TokenAnswer),
+        super::openapi::RefreshProblems,
+    )
+)]
 pub(super) async fn refresh(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -186,6 +230,18 @@ pub(super) async fn refresh(
 
 /// `POST /api/v1/auth/logout`: the bearer access token, and optionally a
 /// JSON body `{"refreshToken"}` (an empty body is no body).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "members",
+    description = "Revokes the bearer access token and its login, and the login of `refreshToken` when given (the same member's). The body may be empty.",
+    security(("bearer" = [])),
+    request_body(content = Option<RefreshBody>, description = "Optional"),
+    responses(
+        (status = 204, description = "Logged out"),
+        super::openapi::LogoutProblems,
+    )
+)]
 pub(super) async fn logout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -233,6 +289,16 @@ pub(super) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/members/me",
+    tag = "members",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's member record", body = MemberBody),
+        super::openapi::MeProblems,
+    )
+)]
 pub(super) async fn me(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -16,21 +16,24 @@ use serde::{Deserialize, Serialize};
 use super::{parse_product_id, AppState, Auth, Problem};
 
 /// The query of `GET /api/v1/admin/orders`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query, rename_all = "camelCase")]
 pub struct AdminOrdersQuery {
     /// Only orders in this status.
     pub status: Option<OrderStatus>,
     /// Only orders with a line of this product.
+    #[param(minimum = 1)]
     pub product_id: Option<u64>,
     /// Orders per page, 1 to 100 (default 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// The cursor of the previous page (`X-Next-Cursor`).
     pub cursor: Option<u64>,
 }
 
 /// Units a product's orders hold, as the API shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HeldBody {
     /// Units in PENDING_PAYMENT orders.
@@ -40,10 +43,11 @@ pub struct HeldBody {
 }
 
 /// The answer of `GET /api/v1/admin/products/{productId}/stock`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockBody {
     /// The product.
+    #[schema(minimum = 1)]
     pub product_id: u64,
     /// Units left, as committed in the database.
     pub stock: i64,
@@ -51,6 +55,7 @@ pub struct StockBody {
     pub version: i64,
     /// Units the stock gate lets intake reserve; `null` when the gate is
     /// off or holds no level for the product.
+    #[schema(required = true)]
     pub gate_level: Option<i64>,
     /// Units held by placed orders.
     pub held: HeldBody,
@@ -85,6 +90,22 @@ fn next_uri(filter: &OrderFilter, limit: usize, cursor: OrderId) -> String {
 }
 
 /// Every member's orders, newest first, paged like `GET /api/v1/orders`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/orders",
+    tag = "admin",
+    description = "Every member's orders that match the filters (ADMIN), newest first, each as `GET /api/v1/orders/{orderId}` shows it, paged like `GET /api/v1/orders`.",
+    security(("bearer" = [])),
+    params(AdminOrdersQuery),
+    responses(
+        (status = 200, description = "A page of orders, newest first", body = Vec<super::OrderBody>,
+            headers(
+                ("Link" = String, description = "When more follow: `</api/v1/admin/orders?status=s&productId=p&limit=n&cursor=c>; rel=\"next\"`, with the request's filters"),
+                ("X-Next-Cursor" = String, description = "When more follow: the cursor of the next page"),
+            )),
+        super::openapi::AdminOrdersProblems,
+    )
+)]
 pub(super) async fn orders(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -110,6 +131,18 @@ pub(super) async fn orders(
 
 /// A product's stock in the database and the gate, and what its orders
 /// hold.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/products/{productId}/stock",
+    tag = "admin",
+    description = "A product's stock (ADMIN): in the database, in the stock gate, and held by its PENDING_PAYMENT and PAID orders.",
+    security(("bearer" = [])),
+    params(("productId" = u64, Path, description = "The product", minimum = 1)),
+    responses(
+        (status = 200, description = "Where the product's units are", body = StockBody),
+        super::openapi::AdminStockProblems,
+    )
+)]
 pub(super) async fn stock(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -9,6 +9,7 @@ mod admin;
 mod auth;
 mod json;
 mod observe;
+mod openapi;
 mod payments;
 mod problem;
 mod ready;
@@ -43,6 +44,7 @@ pub use admin::{AdminOrdersQuery, HeldBody, StockBody};
 pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
 pub use observe::REQUEST_ID;
+pub use openapi::{openapi, openapi_json, ApiDoc};
 pub use payments::{ConfirmBody, PaidBody};
 pub use problem::Problem;
 pub use serve::{serve, with_limits, ServerLimits};
@@ -169,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     let measured = state.metrics.is_some();
     let routes = Router::new()
         .route("/healthz", get(healthz))
+        .route("/openapi.json", get(openapi::serve_openapi))
         .route("/metrics", get(observe::metrics))
         .route(
             "/readyz",
@@ -227,6 +230,16 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    description = "200 while the process runs.",
+    responses(
+        (status = 200, description = "The process runs", body = openapi::Health),
+        openapi::Plain,
+    )
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
@@ -234,10 +247,11 @@ async fn healthz() -> Json<serde_json::Value> {
 // ---- products ----
 
 /// A product as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductBody {
     /// Id.
+    #[schema(minimum = 1)]
     pub product_id: u64,
     /// Name.
     pub name: String,
@@ -282,6 +296,18 @@ fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
         .ok_or_else(|| Problem::validation(format!("`{raw}` is not a product id")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/products",
+    tag = "products",
+    description = "Adds a product (ADMIN). `version` is ignored; the answer has the product's.",
+    security(("bearer" = [])),
+    request_body = ProductBody,
+    responses(
+        (status = 201, description = "Created", body = ProductBody),
+        openapi::CreateProductProblems,
+    )
+)]
 async fn create_product(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -305,7 +331,10 @@ async fn create_product(
 /// `stock` sets it and needs the version read (`If-Match` header or
 /// `version` field) unless it equals the stock now; `stockDelta` adds or
 /// removes units relative to what is left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    description = "Name and price are replaced; the stock changes only when asked, and safely: `stock` sets it and needs the version read (`If-Match` header or `version` field) unless it equals the stock now; `stockDelta` adds or removes units relative to what is left; not both."
+)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductUpdateBody {
     /// New name.
@@ -323,12 +352,15 @@ pub struct ProductUpdateBody {
     pub version: Option<i64>,
     /// New `maxPerMember`: absent keeps it, `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
     pub max_per_member: Option<Option<i64>>,
     /// New `saleStartsAt`: absent keeps it, `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
     pub sale_starts_at: Option<Option<DateTime<Utc>>>,
     /// New `saleEndsAt`: absent keeps it, `null` removes it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
     pub sale_ends_at: Option<Option<DateTime<Utc>>>,
 }
 
@@ -358,6 +390,23 @@ fn etag(version: i64) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("\"{version}\"")).ok()
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/products/{productId}",
+    tag = "products",
+    description = "Updates a product (ADMIN): name and price are replaced; the stock changes only as `stock` (conditional on the version) or `stockDelta` say; `maxPerMember`, `saleStartsAt`, `saleEndsAt` are kept when absent, removed when `null`. See \"Stock changes\" in docs/API.md.",
+    security(("bearer" = [])),
+    params(
+        ("productId" = u64, Path, description = "The product", minimum = 1),
+        ("If-Match" = Option<String>, Header, description = "The product's version read, e.g. `\"7\"`: needed to set `stock` to another figure"),
+    ),
+    request_body = ProductUpdateBody,
+    responses(
+        (status = 200, description = "Updated", body = ProductBody,
+            headers(("ETag" = String, description = "The new version, e.g. `\"8\"`"))),
+        openapi::UpdateProductProblems,
+    )
+)]
 async fn update_product(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -406,6 +455,17 @@ async fn update_product(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/products/{productId}",
+    tag = "products",
+    security(("bearer" = [])),
+    params(("productId" = u64, Path, description = "The product", minimum = 1)),
+    responses(
+        (status = 200, description = "The product; `stock` as committed in the database", body = ProductBody),
+        openapi::GetProductProblems,
+    )
+)]
 async fn get_product(
     State(state): State<AppState>,
     Auth(_): Auth,
@@ -415,6 +475,16 @@ async fn get_product(
     Ok(Json(state.products.get(id).await?.into()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/products",
+    tag = "products",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every product, by id; `stock` as committed in the database", body = Vec<ProductBody>),
+        openapi::BearerOnly,
+    )
+)]
 async fn list_products(
     State(state): State<AppState>,
     Auth(_): Auth,
@@ -426,7 +496,7 @@ async fn list_products(
 // ---- waiting room ----
 
 /// Where a member stands in the waiting room, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "status", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RoomBody {
     /// In line.
@@ -461,6 +531,17 @@ impl From<RoomStatus> for RoomBody {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/waiting-room",
+    tag = "waiting-room",
+    description = "Enters the waiting room (idempotent: entering again keeps the place).",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where the member stands", body = RoomBody),
+        openapi::EnterRoomProblems,
+    )
+)]
 async fn enter_room(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -468,6 +549,16 @@ async fn enter_room(
     Ok(Json(state.waiting_room.enter(caller).await?.into()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/waiting-room",
+    tag = "waiting-room",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Where the member stands", body = RoomBody),
+        openapi::RoomStatusProblems,
+    )
+)]
 async fn room_status(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -480,18 +571,21 @@ async fn room_status(
 /// A trace as the API shows it; also the body of `202 Accepted` (the
 /// trace as it stands: PROCESSING, or already FAILED `OUT_OF_STOCK` when the
 /// stock gate refused the order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceBody {
     /// The trace id.
+    #[schema(value_type = String, format = Uuid)]
     pub trace_id: TraceId,
     /// `PROCESSING`, `COMPLETED` or `FAILED`.
+    #[schema(value_type = openapi::TraceStatus)]
     pub status: String,
     /// The order, when COMPLETED.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub order_id: Option<u64>,
     /// Why, when FAILED.
     #[serde(skip_serializing_if = "Option::is_none", default)]
+    #[schema(value_type = Option<oms_core::domain::FailureReason>)]
     pub reason: Option<String>,
 }
 
@@ -512,7 +606,7 @@ impl From<OrderTrace> for TraceBody {
 }
 
 /// An order line as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItemBody {
     /// Product.
@@ -526,7 +620,7 @@ pub struct OrderItemBody {
 }
 
 /// An order as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderBody {
     /// Id.
@@ -534,6 +628,7 @@ pub struct OrderBody {
     /// Owner.
     pub member_id: u64,
     /// `PENDING_PAYMENT`, `PAID`, `REFUNDED`, `CANCELLED` or `EXPIRED`.
+    #[schema(value_type = OrderStatus)]
     pub status: String,
     /// When it was placed (RFC 3339).
     pub order_date: DateTime<Utc>,
@@ -589,6 +684,20 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders",
+    tag = "orders",
+    description = "Accepts an order (USER or ADMIN) and answers its trace at once: PROCESSING, or FAILED `OUT_OF_STOCK` when the stock gate refused it. The same member and `Idempotency-Key` answer the same trace and never place a second order. 503 within 5 s when the queue cannot take it.",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 64 visible ASCII characters", min_length = 1, max_length = 64)),
+    request_body = OrderRequest,
+    responses(
+        (status = 202, description = "Accepted: the trace as it stands", body = TraceBody,
+            headers(("Location" = String, description = "`/api/v1/orders/by-trace/{traceId}`"))),
+        openapi::PlaceOrderProblems,
+    )
+)]
 async fn place_order(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -605,6 +714,18 @@ async fn place_order(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/by-trace/{traceId}",
+    tag = "orders",
+    description = "A trace of the caller (or any, for ADMIN). A final status stays readable long after any cache TTL.",
+    security(("bearer" = [])),
+    params(("traceId" = String, Path, description = "The trace id (a UUID)", format = Uuid)),
+    responses(
+        (status = 200, description = "The trace", body = TraceBody),
+        openapi::TraceProblems,
+    )
+)]
 async fn get_trace(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -614,6 +735,18 @@ async fn get_trace(
     Ok(Json(state.orders.trace(caller, trace_id).await?.into()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders/{orderId}",
+    tag = "orders",
+    description = "An order of the caller (or any, for ADMIN).",
+    security(("bearer" = [])),
+    params(("orderId" = u64, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order", body = OrderBody),
+        openapi::OrderProblems,
+    )
+)]
 async fn get_order(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -624,9 +757,11 @@ async fn get_order(
 }
 
 /// The query of `GET /api/v1/orders`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OrdersQuery {
     /// Orders per page, 1 to 100 (default 100).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<usize>,
     /// The `next` cursor of the previous page.
     pub cursor: Option<u64>,
@@ -635,6 +770,21 @@ pub struct OrdersQuery {
 /// A page of the caller's orders, newest first. The body is the array of
 /// orders; when more follow, the `Link` header names the next page
 /// (`rel="next"`) and `X-Next-Cursor` carries its cursor.
+#[utoipa::path(
+    get,
+    path = "/api/v1/orders",
+    tag = "orders",
+    security(("bearer" = [])),
+    params(OrdersQuery),
+    responses(
+        (status = 200, description = "A page of the caller's orders, newest first", body = Vec<OrderBody>,
+            headers(
+                ("Link" = String, description = "When more follow: `</api/v1/orders?limit=n&cursor=c>; rel=\"next\"`"),
+                ("X-Next-Cursor" = String, description = "When more follow: the cursor of the next page"),
+            )),
+        openapi::MyOrdersProblems,
+    )
+)]
 async fn my_orders(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -11,24 +11,27 @@ use serde::{Deserialize, Serialize};
 use super::{ApiJson, AppState, Auth, OrderBody, Problem};
 
 /// The body of `POST /api/v1/payments/confirm`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfirmBody {
     /// The order to pay.
     pub order_id: u64,
-    /// The gateway's key of the payment the buyer authorised.
+    /// The gateway's key of the payment the buyer authorised: 1 to 200
+    /// characters of `A-Z a-z 0-9 - _ ~ .`.
+    #[schema(min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9_~.-]+$")]
     pub payment_key: String,
     /// The amount, which must be the order's total.
     pub amount: i64,
 }
 
 /// The answer of a confirmed payment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PaidBody {
     /// The order.
     pub order_id: u64,
     /// `PAID`.
+    #[schema(value_type = oms_core::domain::OrderStatus)]
     pub status: String,
     /// The payment's key.
     pub payment_key: String,
@@ -38,6 +41,18 @@ pub struct PaidBody {
     pub amount: i64,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/payments/confirm",
+    tag = "payments",
+    description = "Confirms the payment of the caller's order through the gateway. Confirming a PAID order again with its key answers the same body.",
+    security(("bearer" = [])),
+    request_body = ConfirmBody,
+    responses(
+        (status = 200, description = "Paid", body = PaidBody),
+        super::openapi::ConfirmProblems,
+    )
+)]
 pub(super) async fn confirm(
     State(state): State<AppState>,
     Auth(caller): Auth,
@@ -67,6 +82,18 @@ pub(super) async fn confirm(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/orders/{orderId}/cancel",
+    tag = "payments",
+    description = "Cancels the order (its owner or ADMIN): CANCELLED when unpaid, REFUNDED through the gateway when paid; either gives its units back.",
+    security(("bearer" = [])),
+    params(("orderId" = u64, Path, description = "The order")),
+    responses(
+        (status = 200, description = "The order, CANCELLED or REFUNDED", body = super::OrderBody),
+        super::openapi::CancelProblems,
+    )
+)]
 pub(super) async fn cancel(
     State(state): State<AppState>,
     Auth(caller): Auth,

@@ -6,7 +6,10 @@ use oms_core::domain::OmsError;
 use serde::Serialize;
 
 /// An API error, rendered as `application/problem+json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(
+    description = "An RFC 9457 problem: every 4xx/5xx answer. Some codes add extension members (`position` for NOT_ADMITTED, `gatewayCode` and `gatewayMessage` for PAYMENT_DECLINED)."
+)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]
@@ -25,6 +28,7 @@ pub struct Problem {
     /// Extension members of the problem (RFC 9457, section 3.2), e.g.
     /// `position` in the waiting room's line for `NOT_ADMITTED`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 

@@ -6,6 +6,7 @@ use super::{MemberId, OmsError, OmsResult};
 
 /// A member's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Role {
     /// A buyer.

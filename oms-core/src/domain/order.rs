@@ -16,16 +16,20 @@ pub const MAX_RECEIVER_FIELD: usize = 255;
 
 /// One line of an order request: a product and how many units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
     /// The product ordered.
+    #[cfg_attr(feature = "openapi", schema(value_type = u64, minimum = 1))]
     pub product_id: ProductId,
     /// Units, 1..=1000.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1000))]
     pub quantity: u32,
 }
 
 /// Where the order goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiverInfo {
     /// Receiver's name.
@@ -60,9 +64,11 @@ impl ReceiverInfo {
 
 /// What a member asks for: the lines and the receiver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OrderRequest {
     /// The lines, 1..=100.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 100))]
     pub items: Vec<OrderLine>,
     /// Where it goes.
     pub receiver_info: ReceiverInfo,
@@ -185,6 +191,13 @@ impl OrderCommand {
 /// Life-cycle state of a placed order (see [`LifecycleEvent`] for the
 /// transitions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(
+        description = "An order's status: `PENDING_PAYMENT` → `PAID` → (`REFUNDED`), `PENDING_PAYMENT` → `CANCELLED` | `EXPIRED`."
+    )
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum OrderStatus {
@@ -284,6 +297,7 @@ impl fmt::Display for LifecycleEvent {
 
 /// An approved payment of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Payment {
     /// The gateway's key of the payment.

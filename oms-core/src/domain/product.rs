@@ -9,10 +9,12 @@ use super::{FailureReason, OmsError, OmsResult, ProductId};
 /// is on sale. Every field is optional; an empty set of rules sells to
 /// anyone, any time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SaleRules {
     /// Units one member may buy in total (over all their orders), > 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_per_member: Option<i64>,
     /// Orders accepted before this instant are refused `SALE_NOT_STARTED`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

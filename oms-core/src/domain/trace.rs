@@ -8,6 +8,7 @@ use super::{MemberId, OmsError, OrderId, TraceId};
 
 /// Why an order request failed. The wire names are those of API.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum FailureReason {

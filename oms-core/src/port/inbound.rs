@@ -63,8 +63,12 @@ pub trait OrderQuery: Send + Sync {
 #[async_trait]
 pub trait AdminQuery: Send + Sync {
     /// A page of every member's orders matching `filter`, newest first.
-    async fn orders(&self, caller: Caller, filter: OrderFilter, page: OrderPage)
-        -> OmsResult<Orders>;
+    async fn orders(
+        &self,
+        caller: Caller,
+        filter: OrderFilter,
+        page: OrderPage,
+    ) -> OmsResult<Orders>;
 
     /// A product's stock in the database and in the stock gate, and the
     /// units its orders hold;

@@ -13,10 +13,9 @@ use chrono::{DateTime, Utc};
 use crate::domain::{
     Attempts, Email, FailureReason, HeldUnits, LifecycleEvent, Member, MemberId, NewMember,
     OmsError, OmsResult, Order, OrderCommand, OrderEvent, OrderFilter, OrderId, OrderLine,
-    OrderPage, OrderStatus,
-    OrderTrace, PasswordHash, Payment, Placement, Product, ProductChange, ProductId, ProductUpdate,
-    Purchase, PurchaseLimit, Rate, RateDecision, Role, RoomStatus, Rotation, SessionId,
-    TokenClaims, TokenId, TraceId, TraceState,
+    OrderPage, OrderStatus, OrderTrace, PasswordHash, Payment, Placement, Product, ProductChange,
+    ProductId, ProductUpdate, Purchase, PurchaseLimit, Rate, RateDecision, Role, RoomStatus,
+    Rotation, SessionId, TokenClaims, TokenId, TraceId, TraceState,
 };
 
 /// A record for the dead-letter topic: the original key and bytes and why
