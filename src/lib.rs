@@ -16,9 +16,9 @@ pub use oms_adapters_toss as toss;
 
 pub mod config;
 pub mod embedded;
-pub mod observe;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod observe;
 #[cfg(all(
     feature = "kafka",
     feature = "redis",

@@ -58,7 +58,11 @@ async fn every_answer_has_a_request_id_that_its_log_lines_carry() {
     assert_ne!(id1, id2);
 
     // One sent: kept, on errors too, and in the request's log lines.
-    let (s, h, _) = send(&app, get("/api/v1/products/987654", Some("client-chosen-7"))).await;
+    let (s, h, _) = send(
+        &app,
+        get("/api/v1/products/987654", Some("client-chosen-7")),
+    )
+    .await;
     assert_eq!(s, 401);
     assert_eq!(h["x-request-id"], "client-chosen-7");
     let log = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
@@ -80,7 +84,10 @@ async fn metrics_are_served_when_recorded_and_time_requests_by_route() {
     // Without a recorder: 404 problem.
     let app = router(pipeline.app_state(auth()));
     let (s, _, body) = send(&app, get("/metrics", None)).await;
-    assert_eq!((s.as_u16(), body["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(
+        (s.as_u16(), body["code"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
 
     let metrics = oms::observe::Metrics::install().unwrap();
     let app = router(pipeline.app_state(auth()).with_metrics(metrics.clone()));
@@ -99,7 +106,11 @@ async fn metrics_are_served_when_recorded_and_time_requests_by_route() {
     let by_route = metric_sum(
         &samples,
         "oms_http_request_seconds_count",
-        &[("route", "/api/v1/products/{product_id}"), ("method", "GET"), ("status", "404")],
+        &[
+            ("route", "/api/v1/products/{product_id}"),
+            ("method", "GET"),
+            ("status", "404"),
+        ],
     );
     assert_eq!(by_route, 3.0);
     assert!(!samples
@@ -126,7 +137,10 @@ async fn scrape(app: &axum::Router) -> (String, String) {
 #[test]
 fn the_dashboard_shows_exactly_the_recorded_metrics() {
     use std::collections::BTreeSet;
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/grafana/oms-dashboard.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/grafana/oms-dashboard.json"
+    );
     let dashboard: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut used = BTreeSet::new();

@@ -131,7 +131,9 @@ async fn drain(args: &Args, batch: usize) -> Result<Drained, Failure> {
     for _ in 0..args.consumers {
         let consumer = services.consumer()?;
         let use_case: Arc<dyn oms::core::port::inbound::OrderUseCase> = if args.metrics {
-            Arc::new(oms::observe::Observed::new(Arc::new(services.order_service())))
+            Arc::new(oms::observe::Observed::new(Arc::new(
+                services.order_service(),
+            )))
         } else {
             Arc::new(services.order_service())
         };

@@ -28,8 +28,9 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::domain::{
-    Caller, FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderLine, OrderPage,
-    OrderRequest, OrderTrace, Placement, ProductId, Purchase, RoomStatus, TraceId, TraceState,
+    Caller, FailureReason, MemberId, OmsError, OmsResult, Order, OrderCommand, OrderId, OrderLine,
+    OrderPage, OrderRequest, OrderTrace, Placement, ProductId, Purchase, RoomStatus, TraceId,
+    TraceState,
 };
 use crate::port::inbound::{OrderUseCase, RequestOrderUseCase};
 use crate::port::outbound::{
@@ -131,28 +132,75 @@ pub mod names {
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     use names::*;
-    describe_counter!(INTAKE_ACCEPTED, "Orders accepted at intake (202), by the state answered");
-    describe_counter!(INTAKE_REFUSED, "Order requests refused at intake, by reason");
-    describe_histogram!(INTAKE_SECONDS, Unit::Seconds, "Time to accept or refuse an order request");
+    describe_counter!(
+        INTAKE_ACCEPTED,
+        "Orders accepted at intake (202), by the state answered"
+    );
+    describe_counter!(
+        INTAKE_REFUSED,
+        "Order requests refused at intake, by reason"
+    );
+    describe_histogram!(
+        INTAKE_SECONDS,
+        Unit::Seconds,
+        "Time to accept or refuse an order request"
+    );
     describe_counter!(GATE_DECISIONS, "Stock gate decisions, by result");
     describe_counter!(QUEUE_SENDS, "Records sent to the order queue, by result");
-    describe_histogram!(QUEUE_SEND_SECONDS, Unit::Seconds, "Time until the queue durably took a record");
-    describe_counter!(DLQ_RECORDS, "Records sent to the dead-letter queue, by reason");
-    describe_counter!(ORDERS_FINAL, "Final outcomes recorded, by status and reason (each trace once)");
-    describe_histogram!(CONSUMER_BATCH_SIZE, Unit::Count, "Orders per consumer batch");
-    describe_histogram!(CONSUMER_BATCH_SECONDS, Unit::Seconds, "Time to process one consumer batch");
-    describe_histogram!(PLACE_BATCH_SECONDS, Unit::Seconds, "Time of one place_batch transaction");
+    describe_histogram!(
+        QUEUE_SEND_SECONDS,
+        Unit::Seconds,
+        "Time until the queue durably took a record"
+    );
+    describe_counter!(
+        DLQ_RECORDS,
+        "Records sent to the dead-letter queue, by reason"
+    );
+    describe_counter!(
+        ORDERS_FINAL,
+        "Final outcomes recorded, by status and reason (each trace once)"
+    );
+    describe_histogram!(
+        CONSUMER_BATCH_SIZE,
+        Unit::Count,
+        "Orders per consumer batch"
+    );
+    describe_histogram!(
+        CONSUMER_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to process one consumer batch"
+    );
+    describe_histogram!(
+        PLACE_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time of one place_batch transaction"
+    );
     describe_counter!(LOCK_CONFLICTS, "Batches that lost their optimistic lock");
-    describe_counter!(LOCK_RETRIES, "Batches tried again after losing their optimistic lock");
-    describe_gauge!(CONSUMER_LAG, Unit::Count, "Records of the order topic not yet consumed, per partition");
-    describe_gauge!(GATE_LEVEL, Unit::Count, "Available units in the stock gate, per product");
+    describe_counter!(
+        LOCK_RETRIES,
+        "Batches tried again after losing their optimistic lock"
+    );
+    describe_gauge!(
+        CONSUMER_LAG,
+        Unit::Count,
+        "Records of the order topic not yet consumed, per partition"
+    );
+    describe_gauge!(
+        GATE_LEVEL,
+        Unit::Count,
+        "Available units in the stock gate, per product"
+    );
     describe_counter!(GATE_KEEPER_ACTIONS, "Gate keeper actions, by action");
     describe_counter!(SWEEPER_ACTIONS, "Sweeper actions, by action");
     describe_counter!(LIFECYCLE_ACTIONS, "Life-cycle keeper actions, by action");
     describe_gauge!(ROOM_WAITING, Unit::Count, "Members waiting in line");
     describe_gauge!(ROOM_ADMITTED, Unit::Count, "Members admitted now");
     describe_counter!(ROOM_ADMISSIONS, "Members the admitter let in");
-    describe_histogram!(HTTP_SECONDS, Unit::Seconds, "Duration of HTTP requests, by method, route and status");
+    describe_histogram!(
+        HTTP_SECONDS,
+        Unit::Seconds,
+        "Duration of HTTP requests, by method, route and status"
+    );
 }
 
 /// Counts the final outcomes among `placements` that are new: one counter

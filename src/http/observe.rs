@@ -21,7 +21,10 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub(super) async fn metrics(State(metrics): State<Option<Metrics>>) -> Response {
     match metrics {
         Some(m) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             m.render(),
         )
             .into_response(),

@@ -59,11 +59,7 @@ impl TraceId {
     /// sampled. Every process derives the same value from the order's trace
     /// id, so its spans join one distributed trace wherever they run.
     pub fn traceparent(&self) -> String {
-        format!(
-            "00-{}-{:016x}-01",
-            self.0.simple(),
-            self.span_id()
-        )
+        format!("00-{}-{:016x}-01", self.0.simple(), self.span_id())
     }
 
     /// The span id [`traceparent`](Self::traceparent) names as the parent:
@@ -84,7 +80,9 @@ impl TraceId {
         let (version, trace, span, _flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         let hex = |s: &str, len: usize| {
-            s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
         if version != "00" || !hex(trace, 32) || !hex(span, 16) || parts.next().is_some() {
             return None;
@@ -133,7 +131,10 @@ mod tests {
         let id = TraceId::new();
         let header = id.traceparent();
         assert_eq!(header.len(), 55, "{header}");
-        assert!(header.starts_with("00-") && header.ends_with("-01"), "{header}");
+        assert!(
+            header.starts_with("00-") && header.ends_with("-01"),
+            "{header}"
+        );
         assert_eq!(&header[3..35], id.0.simple().to_string());
         assert_eq!(TraceId::from_traceparent(&header), Some(id));
         assert_ne!(id.span_id(), 0);
@@ -154,7 +155,10 @@ mod tests {
         ] {
             assert_eq!(TraceId::from_traceparent(bad), None, "{bad:?}");
         }
-        assert_eq!(TraceId::from_traceparent(&id).map(|t| t.traceparent()), Some(id));
+        assert_eq!(
+            TraceId::from_traceparent(&id).map(|t| t.traceparent()),
+            Some(id)
+        );
     }
 
     #[test]
