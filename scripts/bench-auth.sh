@@ -43,41 +43,21 @@ cargo build --release --all-features --example api --example consumer --example 
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
 
-# start NAME ADDR REVOCATION_CHECK CONSUMERS [REVOCATION_SYNC_MS]
-start() {
+# auth_api NAME ADDR REVOCATION_CHECK CONSUMERS [REVOCATION_SYNC_MS]: this
+# tree's `api` (and consumers) with the revocation check as given (`start`,
+# `tool` and `accepted` are in bench-lib.sh).
+auth_api() {
   local name=$1 addr=$2 check=$3 consumers=$4 sync=${5:-250}
-  local id; id="$name-$(date +%s%N)"
-  (
-    export OMS_ORDER_TOPIC="bench-orders-$id" OMS_DLQ_TOPIC="bench-dlq-$id"
-    export OMS_CONSUMER_GROUP="bench-$id" OMS_REDIS_PREFIX="bench-$id"
-    export OMS_HTTP_ADDR=$addr OMS_REVOCATION_CHECK=$check OMS_REVOCATION_SYNC_MS=$sync
-    target/release/examples/api >"$OUT/$name-api.log" 2>&1 &
-    echo $! >"$OUT/$name.pids"
-    wait_ready "$addr"
-    for c in $(seq 1 "$consumers"); do
-      target/release/examples/consumer >"$OUT/$name-consumer-$c.log" 2>&1 &
-      echo $! >>"$OUT/$name.pids"
-    done
-  )
-  while read -r pid; do PIDS+=("$pid"); done <"$OUT/$name.pids"
+  start "$name" "$addr" current "$consumers" \
+    OMS_REVOCATION_CHECK="$check" OMS_REVOCATION_SYNC_MS="$sync"
 }
-
-# tool NAME ADDR LABEL STOCK [extra negowang args...]
-tool() {
-  local name=$1 addr=$2 label=$3 stock=$4
-  shift 4
-  target/release/examples/negowang --quiet --label "$label" --url "http://$addr" \
-    --members "$MEMBERS" --products 1 --stock "$stock" --concurrency "$CONCURRENCY" "$@" >"$OUT/$name.md"
-}
-
-accepted() { sed -nE 's/.*\| accepted \|.*\*\*([0-9]+) \/s\*\*.*/\1/p' "$1"; }
 
 # ab SHAPE CHECK ROUND STOCK CONSUMERS SYNC_MS
 ab() {
   local shape=$1 check=$2 round=$3 stock=$4 consumers=$5 sync=$6
   local on="auth-$shape-$check-$round" off="auth-$shape-$check-off-$round"
-  start "$on" 127.0.0.1:18183 on "$consumers" "$sync"
-  start "$off" 127.0.0.1:18184 off "$consumers"
+  auth_api "$on" 127.0.0.1:18183 on "$consumers" "$sync"
+  auth_api "$off" 127.0.0.1:18184 off "$consumers"
   # The tool's ids come from the clock: start the two 50 ms apart.
   if [ $((round % 2)) -eq 1 ]; then
     tool "$on" 127.0.0.1:18183 "$shape, check: $check" "$stock" &
@@ -114,7 +94,7 @@ fi
 
 if wants logins; then
   name=auth-logins
-  start "$name" 127.0.0.1:18183 on 1
+  auth_api "$name" 127.0.0.1:18183 on 1
   echo
   echo "### $name"
   target/release/examples/negowang --quiet --label "sign-up and login" --url "http://127.0.0.1:18183" --auth login \

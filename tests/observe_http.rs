@@ -6,18 +6,10 @@ mod common;
 
 use axum::body::Body;
 use axum::http::Request;
-use common::{auth, metric_sum, parse_metrics, send, token};
+use common::{auth, get, metric_sum, parse_metrics, send, token};
 use oms::domain::Role;
 use oms::embedded::EmbeddedPipeline;
 use oms::http::router;
-
-fn get(uri: &str, request_id: Option<&str>) -> Request<Body> {
-    let mut builder = Request::get(uri);
-    if let Some(id) = request_id {
-        builder = builder.header("x-request-id", id);
-    }
-    builder.body(Body::empty()).unwrap()
-}
 
 #[tokio::test]
 async fn metrics_are_served_when_recorded_and_time_requests_by_route() {

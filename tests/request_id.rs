@@ -8,9 +8,7 @@ mod common;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use axum::body::Body;
-use axum::http::Request;
-use common::{auth, send};
+use common::{auth, get, send};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::router;
 
@@ -25,14 +23,6 @@ impl Write for Lines {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn get(uri: &str, request_id: Option<&str>) -> Request<Body> {
-    let mut builder = Request::get(uri);
-    if let Some(id) = request_id {
-        builder = builder.header("x-request-id", id);
-    }
-    builder.body(Body::empty()).unwrap()
 }
 
 #[tokio::test]

@@ -21,8 +21,10 @@
 //! # let _ = store;
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use metrics::{Counter, Histogram};
 
 use async_trait::async_trait;
 use tracing::Instrument;
@@ -250,18 +252,77 @@ pub fn record_lag(topic: &str, partition: i32, lag: i64) {
         .set(lag.max(0) as f64);
 }
 
+/// The handles of the metrics recorded on every order, registered once:
+/// recording through a handle skips building the metric's key and looking
+/// it up in the recorder.
+struct Handles {
+    intake_seconds: Histogram,
+    /// By state: PROCESSING, FAILED, COMPLETED.
+    accepted: [Counter; 3],
+    /// By [`gate_result`] index.
+    gate: [Counter; 6],
+    queue_ok: Counter,
+    queue_error: Counter,
+    queue_seconds: Histogram,
+}
+
+const GATE_RESULTS: [&str; 6] = [
+    "reserved",
+    "refused",
+    "over_limit",
+    "rate_limited",
+    "not_admitted",
+    "error",
+];
+
+fn gate_result(admitted: &OmsResult<Admission>) -> usize {
+    match admitted {
+        Ok(Admission::Reserved) => 0,
+        Ok(Admission::Refused { .. }) => 1,
+        Ok(Admission::OverLimit { .. }) => 2,
+        Ok(Admission::RateLimited { .. }) => 3,
+        Ok(Admission::NotAdmitted) => 4,
+        Err(_) => 5,
+    }
+}
+
+impl Handles {
+    fn new() -> Self {
+        Self {
+            intake_seconds: metrics::histogram!(names::INTAKE_SECONDS),
+            accepted: ["PROCESSING", "FAILED", "COMPLETED"]
+                .map(|state| metrics::counter!(names::INTAKE_ACCEPTED, "state" => state)),
+            gate: GATE_RESULTS
+                .map(|result| metrics::counter!(names::GATE_DECISIONS, "result" => result)),
+            queue_ok: metrics::counter!(names::QUEUE_SENDS, "result" => "ok"),
+            queue_error: metrics::counter!(names::QUEUE_SENDS, "result" => "error"),
+            queue_seconds: metrics::histogram!(names::QUEUE_SEND_SECONDS),
+        }
+    }
+}
+
 /// A port implementation, measured: every call is counted and timed in the
 /// [`names`] metrics and runs in a `debug` span named after the port and
 /// the operation. Implements each port its inner value implements.
-#[derive(Debug)]
+///
+/// The metrics recorded on every order are registered at the wrapper's
+/// first call: install the recorder before.
 pub struct Observed<T: ?Sized> {
     inner: Arc<T>,
+    handles: Arc<OnceLock<Handles>>,
+}
+
+impl<T: ?Sized> std::fmt::Debug for Observed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observed").finish_non_exhaustive()
+    }
 }
 
 impl<T: ?Sized> Clone for Observed<T> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            handles: self.handles.clone(),
         }
     }
 }
@@ -269,7 +330,14 @@ impl<T: ?Sized> Clone for Observed<T> {
 impl<T: ?Sized> Observed<T> {
     /// Wraps `inner`.
     pub fn new(inner: Arc<T>) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            handles: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(Handles::new)
     }
 
     /// The wrapped implementation.
@@ -287,7 +355,7 @@ impl<T: RequestOrderUseCase + ?Sized> RequestOrderUseCase for Observed<T> {
         idempotency_key: Option<String>,
     ) -> OmsResult<OrderTrace> {
         let started = Instant::now();
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "request_order",
             member_id = caller.member_id.0,
             trace_id = tracing::field::Empty
@@ -297,16 +365,17 @@ impl<T: RequestOrderUseCase + ?Sized> RequestOrderUseCase for Observed<T> {
             .request_order(caller, request, idempotency_key)
             .instrument(span.clone())
             .await;
-        metrics::histogram!(names::INTAKE_SECONDS).record(seconds(started));
+        let handles = self.handles();
+        handles.intake_seconds.record(seconds(started));
         match &answer {
             Ok(trace) => {
                 span.record("trace_id", tracing::field::display(trace.trace_id));
                 let state = match trace.state {
-                    TraceState::Failed { .. } => "FAILED",
-                    TraceState::Completed { .. } => "COMPLETED",
-                    TraceState::Processing => "PROCESSING",
+                    TraceState::Processing => 0,
+                    TraceState::Failed { .. } => 1,
+                    TraceState::Completed { .. } => 2,
                 };
-                metrics::counter!(names::INTAKE_ACCEPTED, "state" => state).increment(1);
+                handles.accepted[state].increment(1);
             }
             Err(e) => {
                 metrics::counter!(names::INTAKE_REFUSED, "reason" => e.kind()).increment(1);
@@ -359,9 +428,12 @@ impl<T: OrderRequestPublisher + ?Sized> OrderRequestPublisher for Observed<T> {
         let started = Instant::now();
         let span = tracing::debug_span!("queue.send", trace_id = %command.trace_id);
         let sent = self.inner.send(command).instrument(span).await;
-        let result = if sent.is_ok() { "ok" } else { "error" };
-        metrics::counter!(names::QUEUE_SENDS, "result" => result).increment(1);
-        metrics::histogram!(names::QUEUE_SEND_SECONDS).record(seconds(started));
+        let handles = self.handles();
+        match &sent {
+            Ok(()) => handles.queue_ok.increment(1),
+            Err(_) => handles.queue_error.increment(1),
+        }
+        handles.queue_seconds.record(seconds(started));
         sent
     }
 
@@ -450,15 +522,7 @@ impl<T: StockGate + ?Sized> StockGate for Observed<T> {
     async fn admit(&self, command: &OrderCommand, checks: &IntakeChecks) -> OmsResult<Admission> {
         let span = tracing::debug_span!("stock_gate.admit", trace_id = %command.trace_id);
         let admitted = self.inner.admit(command, checks).instrument(span).await;
-        let result = match &admitted {
-            Ok(Admission::Reserved) => "reserved",
-            Ok(Admission::Refused { .. }) => "refused",
-            Ok(Admission::OverLimit { .. }) => "over_limit",
-            Ok(Admission::RateLimited { .. }) => "rate_limited",
-            Ok(Admission::NotAdmitted) => "not_admitted",
-            Err(_) => "error",
-        };
-        metrics::counter!(names::GATE_DECISIONS, "result" => result).increment(1);
+        self.handles().gate[gate_result(&admitted)].increment(1);
         admitted
     }
 

@@ -1,6 +1,10 @@
 //! Request ids, request spans, request metrics and `/metrics`.
 
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
+
+use metrics::Histogram;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, Method, StatusCode};
@@ -50,23 +54,48 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The histogram of each route, method and status seen, registered once
+/// (a request then costs a read lock and a map lookup, no allocation).
+type Series = HashMap<Box<str>, HashMap<(&'static str, u16), Histogram>>;
+
+static SERIES: OnceLock<RwLock<Series>> = OnceLock::new();
+
+fn series(route: &str, method: &'static str, status: StatusCode) -> Histogram {
+    let series = SERIES.get_or_init(RwLock::default);
+    let key = (method, status.as_u16());
+    if let Some(h) = series
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(route)
+        .and_then(|m| m.get(&key))
+    {
+        return h.clone();
+    }
+    let mut series = series.write().unwrap_or_else(|p| p.into_inner());
+    series
+        .entry(route.into())
+        .or_default()
+        .entry(key)
+        .or_insert_with(|| {
+            metrics::histogram!(
+                metric_names::HTTP_SECONDS,
+                "method" => method,
+                "route" => route.to_owned(),
+                "status" => status.as_str().to_owned(),
+            )
+        })
+        .clone()
+}
+
 /// Times every request into `oms_http_request_seconds` by method, matched
 /// route (not the raw path, so ids do not multiply the series) and status.
 async fn track(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    metrics::histogram!(
-        metric_names::HTTP_SECONDS,
-        "method" => method,
-        "route" => route,
-        "status" => response.status().as_str().to_owned(),
-    )
-    .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    series(route, method, response.status()).record(started.elapsed().as_secs_f64());
     response
 }
 

@@ -237,3 +237,12 @@ pub async fn assert_negowang_metrics(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `GET uri`, with `x-request-id: request_id` when given.
+pub fn get(uri: &str, request_id: Option<&str>) -> axum::http::Request<axum::body::Body> {
+    let mut builder = axum::http::Request::get(uri);
+    if let Some(id) = request_id {
+        builder = builder.header("x-request-id", id);
+    }
+    builder.body(axum::body::Body::empty()).unwrap()
+}
