@@ -25,10 +25,6 @@ use oms_core::port::outbound::{HealthCheck, TokenCodec};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// How often the gauges of `/metrics` (gate levels, waiting room) are
-/// read.
-pub const GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// How an embedded pipeline is set up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EmbeddedOptions {
@@ -198,7 +194,7 @@ impl EmbeddedPipeline {
             gateway,
             gauges: BackgroundTasks::spawn(
                 GaugeSampler::new(store.clone(), Some(gated), room.clone())
-                    .run(GAUGE_EVERY, std::future::pending()),
+                    .run(crate::observe::GAUGE_EVERY, std::future::pending()),
             ),
             front_door: BackgroundTasks::front_door(catalog.clone(), room),
             waiting_room,

@@ -30,6 +30,10 @@ pub const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
 ];
 
+/// How often the gauges of `/metrics` (gate levels, waiting room) are
+/// read ([`GaugeSampler`](oms_core::application::GaugeSampler)).
+pub const GAUGE_EVERY: Duration = Duration::from_secs(2);
+
 /// How often histograms are compacted.
 const UPKEEP: Duration = Duration::from_secs(5);
 

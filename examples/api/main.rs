@@ -17,9 +17,9 @@ use std::sync::Arc;
 
 use oms::application::{AdminBootstrap, AuthService};
 use oms::config::{Settings, DEV_ADMIN_EMAIL, DEV_JWT_SECRET};
-use oms::embedded::{EmbeddedOptions, EmbeddedPipeline, GAUGE_EVERY};
+use oms::embedded::{EmbeddedOptions, EmbeddedPipeline};
 use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
-use oms::observe::Metrics;
+use oms::observe::{Metrics, GAUGE_EVERY};
 use oms::runtime::{shutdown_signal, Services};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;

@@ -111,7 +111,7 @@ async fn main() -> ExitCode {
     };
     let gauges = metrics
         .is_some()
-        .then(|| services.gauge_tasks(oms::embedded::GAUGE_EVERY));
+        .then(|| services.gauge_tasks(oms::observe::GAUGE_EVERY));
     let probe = serve_health(consumer.health(), settings.metrics_addr, metrics).await;
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
@@ -207,23 +207,8 @@ async fn serve_health(
         .route(
             "/metrics",
             get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    match metrics {
-                        Some(m) => Ok((
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )],
-                            m.render(),
-                        )),
-                        None => Err(Problem::new(
-                            StatusCode::NOT_FOUND,
-                            "NOT_FOUND",
-                            "this process records no metrics (OMS_METRICS=off)",
-                        )),
-                    }
-                }
+                let page = oms::http::metrics_page(metrics.as_ref());
+                async move { page }
             }),
         );
     info!(%addr, "consumer health on /healthz and /readyz, metrics on /metrics");

@@ -43,7 +43,7 @@ pub use accounts::{
 pub use admin::{AdminOrdersQuery, HeldBody, StockBody};
 pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
-pub use observe::REQUEST_ID;
+pub use observe::{metrics_page, REQUEST_ID};
 pub use openapi::{openapi, openapi_json, ApiDoc};
 pub use payments::{ConfirmBody, PaidBody};
 pub use problem::Problem;

@@ -23,6 +23,13 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// `GET /metrics`: every metric in the Prometheus text format; 404 when
 /// the process records none.
 pub(super) async fn metrics(State(metrics): State<Option<Metrics>>) -> Response {
+    metrics_page(metrics.as_ref())
+}
+
+/// The answer of `GET /metrics` for a process recording into `metrics`
+/// (404 problem when it records none): what a host serving its own
+/// `/metrics` (e.g. `examples/consumer`) answers.
+pub fn metrics_page(metrics: Option<&Metrics>) -> Response {
     match metrics {
         Some(m) => (
             [(
