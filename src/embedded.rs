@@ -18,12 +18,10 @@ use oms_core::port::inbound::{PaymentUseCase, WaitingRoomUseCase};
 use oms_core::port::outbound::{OrderRequestPublisher, OrderStore, StockGate, WaitingRoom};
 
 use crate::config::FrontDoor;
-use crate::tasks::BackgroundTasks;
+use crate::tasks::{ShutdownReport, Stage, Supervisor, SHUTDOWN_DEADLINE};
 use oms_core::password::Argon2idHasher;
 use oms_core::port::inbound::{OrderQuery, OrderUseCase, ProductUseCase, RequestOrderUseCase};
 use oms_core::port::outbound::{HealthCheck, TokenCodec};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// How an embedded pipeline is set up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,13 +69,7 @@ pub struct EmbeddedPipeline {
     pub gateway: Arc<InMemoryPaymentGateway>,
     /// Payments and cancellations.
     pub payments: Arc<dyn PaymentUseCase>,
-    front_door: BackgroundTasks,
-    gauges: BackgroundTasks,
-    lifecycle: JoinHandle<()>,
-    stop: Option<oneshot::Sender<()>>,
-    consumer: Option<JoinHandle<()>>,
-    sweeper: JoinHandle<()>,
-    keeper: JoinHandle<()>,
+    supervisor: Supervisor,
 }
 
 impl EmbeddedPipeline {
@@ -147,56 +139,55 @@ impl EmbeddedPipeline {
             None => Arc::new(WaitingRoomService::off()),
         };
         let processing: Arc<dyn OrderUseCase> = Arc::new(Observed::new(Arc::new(processing)));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let consumer = tokio::spawn(receiver.run(processing.clone(), async move {
-            let _ = stopped.await;
-        }));
-        let sweeper = tokio::spawn(
-            TraceSweeper::new(
-                traces.clone(),
-                orders.clone(),
-                queue.clone(),
-                sends.clone(),
-                SweepPolicy::default(),
-            )
-            .run(std::future::pending()),
+        let mut supervisor = Supervisor::new();
+        supervisor.front_door(catalog.clone(), room.clone());
+        let consumed = processing.clone();
+        supervisor.spawn(Stage::Consume, "in-memory consumer", move |stop| {
+            receiver.run(consumed, stop)
+        });
+        let sweeper = TraceSweeper::new(
+            traces.clone(),
+            orders.clone(),
+            queue.clone(),
+            sends.clone(),
+            SweepPolicy::default(),
         );
-        let keeper = tokio::spawn(
-            GateKeeper::new(
-                gated.clone(),
-                orders.clone(),
-                store.clone(),
-                queue.clone(),
-                sends.clone(),
-                GatePolicy::default(),
-            )
-            .run(std::future::pending()),
+        supervisor.spawn(Stage::Settle, "trace sweeper", move |stop| {
+            sweeper.run(stop)
+        });
+        let keeper = GateKeeper::new(
+            gated.clone(),
+            orders.clone(),
+            store.clone(),
+            queue.clone(),
+            sends.clone(),
+            GatePolicy::default(),
         );
+        supervisor.spawn(Stage::Settle, "stock gate keeper", move |stop| {
+            keeper.run(stop)
+        });
         let gateway = Arc::new(InMemoryPaymentGateway::new());
-        let lifecycle = tokio::spawn(
-            LifecycleKeeper::new(
-                store.clone(),
-                gateway.clone(),
-                queue.clone(),
-                options.lifecycle.unwrap_or_default(),
-            )
-            .with_gate(gate.clone())
-            .run(std::future::pending()),
-        );
+        let lifecycle = LifecycleKeeper::new(
+            store.clone(),
+            gateway.clone(),
+            queue.clone(),
+            options.lifecycle.unwrap_or_default(),
+        )
+        .with_gate(gate.clone());
+        supervisor.spawn(Stage::Settle, "order life-cycle keeper", move |stop| {
+            lifecycle.run(stop)
+        });
+        let sampler = GaugeSampler::new(store.clone(), Some(gated), room);
+        supervisor.spawn(Stage::Observe, "gauge sampler", move |stop| {
+            sampler.run(crate::observe::GAUGE_EVERY, stop)
+        });
         Self {
-            sweeper,
-            keeper,
-            lifecycle,
+            supervisor,
             payments: Arc::new(
                 PaymentService::new(store.clone(), store.clone(), gateway.clone())
                     .with_gate(gate.clone()),
             ),
             gateway,
-            gauges: BackgroundTasks::spawn(
-                GaugeSampler::new(store.clone(), Some(gated), room.clone())
-                    .run(crate::observe::GAUGE_EVERY, std::future::pending()),
-            ),
-            front_door: BackgroundTasks::front_door(catalog.clone(), room),
             waiting_room,
             intake: Arc::new(Observed::new(Arc::new(intake))),
             orders: Arc::new(QueryService::new(store.clone(), traces.clone())),
@@ -215,8 +206,6 @@ impl EmbeddedPipeline {
             store,
             traces,
             queue,
-            stop: Some(stop),
-            consumer: Some(consumer),
         }
     }
 
@@ -269,21 +258,16 @@ impl EmbeddedPipeline {
         ))
     }
 
-    /// Stops taking orders, processes what the queue holds, and waits for
-    /// the consumer to finish.
-    pub async fn shutdown(mut self) {
-        std::mem::take(&mut self.front_door).stop();
-        std::mem::take(&mut self.gauges).stop();
-        self.lifecycle.abort();
-        self.sweeper.abort();
-        self.keeper.abort();
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(consumer) = self.consumer.take() {
-            if let Err(e) = consumer.await {
-                tracing::error!(error = %e, "in-memory consumer ended abnormally");
-            }
-        }
+    /// Stops taking orders, processes what the queue holds, and stops the
+    /// keepers, giving each stage [`SHUTDOWN_DEADLINE`].
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.shutdown_within(SHUTDOWN_DEADLINE).await
+    }
+
+    /// Stops the pipeline's work in [`Stage`] order — front door, consumer
+    /// (which first processes what the queue holds), keepers, gauges —
+    /// aborting what a stage has not stopped within `deadline`.
+    pub async fn shutdown_within(self, deadline: std::time::Duration) -> ShutdownReport {
+        self.supervisor.shutdown(deadline).await
     }
 }

@@ -28,7 +28,7 @@ use crate::redis::{
     RedisAttemptCounter, RedisRateLimiter, RedisSessionStore, RedisStockGate, RedisTraceOptions,
     RedisTraceStore, RedisWaitingRoom,
 };
-use crate::tasks::BackgroundTasks;
+use crate::tasks::{Stage, Supervisor};
 
 /// Why a process could not start.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +72,7 @@ pub struct Services {
     /// on).
     pub order_rate: Option<(Rate, Arc<RedisRateLimiter>)>,
     /// Intake's copy of the products (refreshed by
-    /// [`front_door_tasks`](Self::front_door_tasks)).
+    /// [`spawn_front_door`](Self::spawn_front_door)).
     pub catalog: Arc<ProductCatalog>,
     /// The payment gateway: Toss Payments with `OMS_TOSS_SECRET_KEY`, else
     /// the in-memory one (each process its own: for trials only).
@@ -210,17 +210,19 @@ impl Services {
     }
 
     /// Samples the gauges of `/metrics` (gate levels, waiting room) every
-    /// `every` until dropped.
-    pub fn gauge_tasks(&self, every: Duration) -> BackgroundTasks {
+    /// `every`, in [`Stage::Observe`] of `supervisor`.
+    pub fn spawn_gauges(&self, supervisor: &mut Supervisor, every: Duration) {
         let sampler = GaugeSampler::new(self.store.clone(), self.stock_gate(), self.room());
-        BackgroundTasks::spawn(sampler.run(every, std::future::pending()))
+        supervisor.spawn(Stage::Observe, "gauge sampler", move |stop| {
+            sampler.run(every, stop)
+        });
     }
 
-    /// Starts intake's background work: the catalogue refresh and, with a
-    /// waiting room, its admitter (no leader: every `api` process runs
-    /// one, the room's rate is kept in Redis). Stopped when dropped.
-    pub fn front_door_tasks(&self) -> BackgroundTasks {
-        BackgroundTasks::front_door(self.catalog.clone(), self.room())
+    /// Starts intake's background work in `supervisor`: the catalogue
+    /// refresh and, with a waiting room, its admitter (no leader: every
+    /// `api` process runs one, the room's rate is kept in Redis).
+    pub fn spawn_front_door(&self, supervisor: &mut Supervisor) {
+        supervisor.front_door(self.catalog.clone(), self.room());
     }
 
     /// The dependencies `/readyz` checks.

@@ -21,6 +21,7 @@ use oms::embedded::{EmbeddedOptions, EmbeddedPipeline};
 use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
 use oms::observe::{Metrics, GAUGE_EVERY};
 use oms::runtime::{shutdown_signal, Services};
+use oms::tasks::{Supervisor, SHUTDOWN_DEADLINE};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -52,8 +53,7 @@ async fn main() -> ExitCode {
     };
     let mut embedded = None;
     let mut baseline = None;
-    let mut background = None;
-    let mut gauges = None;
+    let mut supervisor = Supervisor::new();
     let state = if settings.is_embedded() {
         if secret == DEV_JWT_SECRET {
             warn!("tokens are signed with the development secret `{DEV_JWT_SECRET}`, which is public and refused on a non-loopback OMS_HTTP_ADDR; never expose this server");
@@ -95,9 +95,9 @@ async fn main() -> ExitCode {
             return code;
         }
         let state = services.app_state_with(accounts);
-        background = Some(services.front_door_tasks());
+        services.spawn_front_door(&mut supervisor);
         if metrics.is_some() {
-            gauges = Some(services.gauge_tasks(GAUGE_EVERY));
+            services.spawn_gauges(&mut supervisor, GAUGE_EVERY);
         }
         if settings.baseline_as_is {
             warn!("OMS_BASELINE_AS_IS=1: serving the synchronous benchmark baseline at POST /baseline/as-is/orders");
@@ -136,12 +136,13 @@ async fn main() -> ExitCode {
         app = app.merge(baseline);
     }
     let served = serve(listener, app, limits, shutdown_signal()).await;
-    if let Some(tasks) = background {
-        tasks.stop();
-    }
-    drop(gauges);
+    // The server has drained: background work stops in stage order.
+    let mut report = supervisor.shutdown(SHUTDOWN_DEADLINE).await;
     if let Some(pipeline) = embedded {
-        pipeline.shutdown().await;
+        report.aborted.extend(pipeline.shutdown().await.aborted);
+    }
+    if !report.is_clean() {
+        error!(aborted = ?report.aborted, "background work did not stop in time");
     }
     match served {
         Ok(()) => {

@@ -26,6 +26,7 @@ use oms::core::application::SweepPolicy;
 use oms::kafka::ConsumerHealth;
 use oms::observe::{Metrics, Observed};
 use oms::runtime::{shutdown_signal, Services};
+use oms::tasks::{Stage, Supervisor, SHUTDOWN_DEADLINE};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -76,32 +77,36 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let sweeper = match settings.sweep_after {
-        None => None,
-        Some(after) => match services.sweeper(SweepPolicy::after(after)) {
-            Ok(sweeper) => Some(tokio::spawn(sweeper.run(std::future::pending()))),
+    let mut supervisor = Supervisor::new();
+    if let Some(after) = settings.sweep_after {
+        match services.sweeper(SweepPolicy::after(after)) {
+            // Every step of a sweep is idempotent: stopping it anywhere is safe.
+            Ok(sweeper) => {
+                supervisor.spawn(Stage::Settle, "trace sweeper", |stop| sweeper.run(stop));
+            }
             Err(e) => {
                 error!("cannot start the trace sweeper: {e}");
                 return ExitCode::FAILURE;
             }
-        },
-    };
-    let (stop_keeper, keeper_stopped) = tokio::sync::oneshot::channel::<()>();
-    let keeper = match services.gate_keeper() {
-        Ok(keeper) => keeper.map(|k| {
-            tokio::spawn(k.run(async move {
-                let _ = keeper_stopped.await;
-            }))
-        }),
+        }
+    }
+    match services.gate_keeper() {
+        // The keeper finishes the settlement under way when told to stop (a
+        // refusal it holds would otherwise wait for the journal's
+        // redelivery time).
+        Ok(Some(keeper)) => {
+            supervisor.spawn(Stage::Settle, "stock gate keeper", |stop| keeper.run(stop));
+        }
+        Ok(None) => {}
         Err(e) => {
             error!("cannot start the stock gate keeper: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let (stop_lifecycle, lifecycle_stopped) = tokio::sync::oneshot::channel::<()>();
-    let lifecycle = tokio::spawn(services.lifecycle_keeper().run(async move {
-        let _ = lifecycle_stopped.await;
-    }));
+    }
+    let lifecycle = services.lifecycle_keeper();
+    supervisor.spawn(Stage::Settle, "order life-cycle keeper", |stop| {
+        lifecycle.run(stop)
+    });
     let metrics = match settings.metrics.then(Metrics::install).transpose() {
         Ok(m) => m,
         Err(e) => {
@@ -109,10 +114,16 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let gauges = metrics
-        .is_some()
-        .then(|| services.gauge_tasks(oms::observe::GAUGE_EVERY));
-    let probe = serve_health(consumer.health(), settings.metrics_addr, metrics).await;
+    if metrics.is_some() {
+        services.spawn_gauges(&mut supervisor, oms::observe::GAUGE_EVERY);
+    }
+    serve_health(
+        &mut supervisor,
+        consumer.health(),
+        settings.metrics_addr,
+        metrics,
+    )
+    .await;
     info!(topic = %services.kafka.order_topic, group = %services.kafka.group, sweep_after = ?settings.sweep_after, "consumer running");
     let ended = consumer
         .run(
@@ -120,32 +131,10 @@ async fn main() -> ExitCode {
             shutdown_signal(),
         )
         .await;
-    // Every step of a sweep is idempotent: stopping it anywhere is safe.
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
+    let report = supervisor.shutdown(SHUTDOWN_DEADLINE).await;
+    if !report.is_clean() {
+        error!(aborted = ?report.aborted, "background work did not stop in time");
     }
-    // The keeper finishes the settlement under way (a refusal it holds
-    // would otherwise wait for the journal's redelivery time).
-    if let Some(keeper) = keeper {
-        let _ = stop_keeper.send(());
-        if tokio::time::timeout(std::time::Duration::from_secs(10), keeper)
-            .await
-            .is_err()
-        {
-            error!("stock gate keeper did not stop in 10 s");
-        }
-    }
-    let _ = stop_lifecycle.send(());
-    if tokio::time::timeout(std::time::Duration::from_secs(10), lifecycle)
-        .await
-        .is_err()
-    {
-        error!("order life-cycle keeper did not stop in 10 s");
-    }
-    if let Some(probe) = probe {
-        probe.abort();
-    }
-    drop(gauges);
     match ended {
         Ok(()) => {
             info!("stopped");
@@ -161,10 +150,11 @@ async fn main() -> ExitCode {
 /// Serves `/healthz`, `/readyz` and `/metrics` of the consumer on
 /// `OMS_METRICS_ADDR`.
 async fn serve_health(
+    supervisor: &mut Supervisor,
     health: ConsumerHealth,
     addr: std::net::SocketAddr,
     metrics: Option<Metrics>,
-) -> Option<tokio::task::JoinHandle<()>> {
+) {
     use axum::http::StatusCode;
     use axum::routing::get;
     use axum::Json;
@@ -174,7 +164,7 @@ async fn serve_health(
         Ok(l) => l,
         Err(e) => {
             warn!(%addr, error = %e, "consumer health endpoint not served");
-            return None;
+            return;
         }
     };
     let readyz = move || {
@@ -212,9 +202,12 @@ async fn serve_health(
             }),
         );
     info!(%addr, "consumer health on /healthz and /readyz, metrics on /metrics");
-    Some(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+    supervisor.spawn(Stage::Observe, "health endpoint", |stop| async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             warn!(error = %e, "consumer health endpoint stopped");
         }
-    }))
+    });
 }
