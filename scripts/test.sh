@@ -12,6 +12,9 @@ fi
 scripts/services.sh up
 # shellcheck disable=SC1091
 source target/services.env
+# A real-stack test that finds a service unset fails here instead of
+# reporting itself skipped (a plain `cargo test` without services skips).
+export OMS_REQUIRE_SERVICES=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -33,6 +33,9 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 /// Item 1: re-producing processed records (same key, same bytes) changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_changes_nothing() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
     let product = stack.add_product(10).await;
@@ -73,6 +76,9 @@ async fn duplicate_delivery_changes_nothing() {
 /// Item 2: `kill -9` of consumers during a burst, restarted each time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consumers_killed_during_a_burst_lose_and_double_nothing() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let mut stack = Stack::start(2).await;
     let a = stack.add_product(300).await;
@@ -131,6 +137,9 @@ async fn processing_traces_of(stack: &Stack, member: u64) -> usize {
 /// resumes when the broker is back, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hung_broker_is_503_and_service_resumes() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
     let product = stack.add_product(10).await;
@@ -183,6 +192,9 @@ async fn a_hung_broker_is_503_and_service_resumes() {
 /// final statuses from the database; traces are repaired when Redis returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_keeps_outcomes_and_repairs_traces() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
     let product = stack.add_product(100).await;
@@ -256,6 +268,9 @@ impl Drop for DatabaseDown {
 /// offsets advanced) and resumes when it returns; nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn database_down_pauses_the_consumer_and_loses_nothing() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
     let product = stack.add_product(50).await;
@@ -293,6 +308,9 @@ async fn database_down_pauses_the_consumer_and_loses_nothing() {
 /// consumer keeps going.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_records_are_dead_lettered_and_the_consumer_keeps_going() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
     let product = stack.add_product(5).await;
@@ -321,6 +339,9 @@ async fn poison_records_are_dead_lettered_and_the_consumer_keeps_going() {
 /// Item 7: the same member and Idempotency-Key racing: one trace, one order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_idempotency_keys_make_one_order() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     // 20 requests of one member at once: no order rate in the way.
     let mut stack = Stack::configure();
@@ -353,6 +374,9 @@ async fn racing_idempotency_keys_make_one_order() {
 /// retry with the key answers that trace and never queues a second order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_key_whose_send_could_not_be_settled_stays_bound() {
+    if !common::real_stack() {
+        return;
+    }
     let _serial = SERIAL.lock().await;
     // The broker is paused for as long as intake waits on the send and the
     // settle (about 8 s): a session longer than that keeps the consumer's

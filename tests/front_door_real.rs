@@ -112,6 +112,9 @@ async fn units_bought(stack: &Stack, member: u64, product: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
+    if !common::real_stack() {
+        return;
+    }
     let (stack, replica, bases) = two_replicas(&[
         ("OMS_WAITING_ROOM", "on"),
         ("OMS_ADMIT_PER_SEC", "20"),
@@ -221,6 +224,9 @@ async fn the_waiting_room_and_the_limit_hold_across_two_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_database_holds_the_limit_when_the_gate_is_off() {
+    if !common::real_stack() {
+        return;
+    }
     let (stack, replica, bases) =
         two_replicas(&[("OMS_STOCK_GATE", "off"), ("OMS_ORDER_RATE", "0")]).await;
     let product = limited_product(&stack, 1000, 2).await;
@@ -264,6 +270,9 @@ async fn the_database_holds_the_limit_when_the_gate_is_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_order_rate_is_shared_by_the_replicas() {
+    if !common::real_stack() {
+        return;
+    }
     let (stack, replica, bases) = two_replicas(&[("OMS_ORDER_RATE", "5")]).await;
     let product = stack.add_product(1000).await;
     let member = oms_core::testkit::random_id();

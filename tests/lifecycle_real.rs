@@ -16,6 +16,9 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn negowang_carried_on_through_payment_cancellation_and_expiry() {
+    if !common::real_stack() {
+        return;
+    }
     let mut stack = Stack::configure();
     stack
         .envs
@@ -136,6 +139,9 @@ async fn negowang_carried_on_through_payment_cancellation_and_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn confirm_racing_expiry_has_one_winner_in_a_thousand_pairs() {
+    if !common::real_stack() {
+        return;
+    }
     let stack = Stack::configure();
     let url = stack.setting("OMS_DATABASE_URL");
     let timeout = Duration::from_secs(60);

@@ -8,6 +8,17 @@ use oms::http::JwtAuth;
 
 pub const SECRET: &[u8] = b"test-secret";
 
+/// Whether the real services of `scripts/services.sh up` are configured;
+/// when not, the calling test is reported skipped (an error under
+/// `OMS_REQUIRE_SERVICES`, as in `scripts/test.sh`) and should return.
+pub fn real_stack() -> bool {
+    oms::core::testkit::services::services_set(&[
+        "OMS_KAFKA_BROKERS",
+        "OMS_REDIS_URL",
+        "OMS_DATABASE_URL",
+    ])
+}
+
 pub fn auth() -> JwtAuth {
     JwtAuth::new(SECRET)
 }

@@ -14,6 +14,7 @@ pub mod order_store;
 pub mod payment_gateway;
 pub mod product_store;
 pub mod rate_limiter;
+pub mod services;
 pub mod session_store;
 pub mod stock_gate;
 pub mod trace_store;
