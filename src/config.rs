@@ -13,7 +13,7 @@
 //! `--help` nor an error message shows them, nor the passwords of
 //! `OMS_REDIS_URL` and `OMS_DATABASE_URL`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::SocketAddr;
@@ -280,6 +280,15 @@ struct Cli {
     /// `on` re-reads records a fetch skipped, for brokers that skip the rest of a producer batch (tansu 0.6); `off` for Apache Kafka.
     #[arg(long, env = "OMS_KAFKA_REWIND_ON_GAP", default_value = "off", value_name = "on|off", help_heading = KAFKA)]
     kafka_rewind_on_gap: String,
+    /// librdkafka properties of every Kafka client (producer, consumers, admin): `name=value` entries separated by `;` or line breaks (`\;` is a `;` in a value), e.g. `security.protocol=SASL_SSL;client.id=oms-1`. They override oms's defaults; the few oms's guarantees rest on are refused.
+    #[arg(long, env = "OMS_KAFKA_PROPERTIES", value_name = "NAME=VALUE;…", hide_env_values = true, help_heading = KAFKA)]
+    kafka_properties: Option<String>,
+    /// librdkafka properties of the producer only (e.g. `compression.type=zstd;linger.ms=5`), applied after OMS_KAFKA_PROPERTIES.
+    #[arg(long, env = "OMS_KAFKA_PRODUCER_PROPERTIES", value_name = "NAME=VALUE;…", hide_env_values = true, help_heading = KAFKA)]
+    kafka_producer_properties: Option<String>,
+    /// librdkafka properties of the consumers only (e.g. `fetch.max.bytes=1048576`), applied after OMS_KAFKA_PROPERTIES.
+    #[arg(long, env = "OMS_KAFKA_CONSUMER_PROPERTIES", value_name = "NAME=VALUE;…", hide_env_values = true, help_heading = KAFKA)]
+    kafka_consumer_properties: Option<String>,
     /// Age at which a PROCESSING trace is stuck and resolved by the sweeper; 0 turns it off, otherwise at least 30 s.
     #[arg(long, env = "OMS_SWEEP_AFTER_SECS", default_value = "300", value_name = "SECS", help_heading = KAFKA)]
     sweep_after_secs: String,
@@ -409,6 +418,15 @@ pub struct Settings {
     /// silent member before it gives its partitions to another. A broker
     /// pause longer than it makes every member rejoin.
     pub kafka_session_timeout: std::time::Duration,
+    /// `OMS_KAFKA_PROPERTIES`: librdkafka properties of every Kafka client,
+    /// by name (`KafkaConfig::properties`). `Debug` shows their names only.
+    pub kafka_properties: BTreeMap<String, String>,
+    /// `OMS_KAFKA_PRODUCER_PROPERTIES`: librdkafka properties of the
+    /// producer (`KafkaConfig::producer_properties`).
+    pub kafka_producer_properties: BTreeMap<String, String>,
+    /// `OMS_KAFKA_CONSUMER_PROPERTIES`: librdkafka properties of the
+    /// consumers (`KafkaConfig::consumer_properties`).
+    pub kafka_consumer_properties: BTreeMap<String, String>,
     /// `OMS_JWT_SECRET`: check it with [`Settings::checked_jwt_secret`].
     pub jwt_secret: Option<SecretString>,
     /// `OMS_CONSUMER_BATCH`: most records a consumer places in one
@@ -576,6 +594,15 @@ impl std::fmt::Debug for Settings {
             .field("topic_replication", &self.topic_replication)
             .field("consumer_stall", &self.consumer_stall)
             .field("kafka_session_timeout", &self.kafka_session_timeout)
+            .field("kafka_properties", &self.kafka_properties.keys())
+            .field(
+                "kafka_producer_properties",
+                &self.kafka_producer_properties.keys(),
+            )
+            .field(
+                "kafka_consumer_properties",
+                &self.kafka_consumer_properties.keys(),
+            )
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
             .field("sweep_after", &self.sweep_after)
@@ -892,6 +919,55 @@ fn kafka_settings(s: &Sources) -> Result<KafkaSettings, ConfigError> {
     ))
 }
 
+/// The librdkafka properties of `name`: `name=value` entries separated by
+/// `;` or line breaks, `\;` standing for a `;` in a value; blank entries are
+/// skipped, and space around names and values is trimmed. An error names
+/// the entry by its position, never shows a value (one may be a password).
+fn kafka_properties(
+    s: &Sources,
+    name: &'static str,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut properties = BTreeMap::new();
+    let Some(raw) = s.var(name) else {
+        return Ok(properties);
+    };
+    let hidden = "<hidden>";
+    let mut entries = Vec::new();
+    let mut entry = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&';') => {
+                chars.next();
+                entry.push(';');
+            }
+            ';' | '\n' | '\r' => entries.push(std::mem::take(&mut entry)),
+            c => entry.push(c),
+        }
+    }
+    entries.push(entry);
+    for (i, entry) in entries.iter().filter(|e| !e.trim().is_empty()).enumerate() {
+        let Some((key, value)) = entry.split_once('=') else {
+            return Err(s.invalid(name, hidden, format!("entry {} is not `name=value`", i + 1)));
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(s.invalid(
+                name,
+                hidden,
+                format!("entry {} has no property name before `=`", i + 1),
+            ));
+        }
+        if properties
+            .insert(key.to_owned(), value.trim().to_owned())
+            .is_some()
+        {
+            return Err(s.invalid(name, hidden, format!("`{key}` is given twice")));
+        }
+    }
+    Ok(properties)
+}
+
 fn front_door_settings(s: &Sources) -> Result<FrontDoor, ConfigError> {
     let defaults = oms_core::domain::RoomPolicy::default();
     let room = if s.switch("OMS_WAITING_ROOM")? {
@@ -1142,6 +1218,9 @@ impl Settings {
             topic_replication,
             consumer_stall,
             kafka_session_timeout,
+            kafka_properties: kafka_properties(s, "OMS_KAFKA_PROPERTIES")?,
+            kafka_producer_properties: kafka_properties(s, "OMS_KAFKA_PRODUCER_PROPERTIES")?,
+            kafka_consumer_properties: kafka_properties(s, "OMS_KAFKA_CONSUMER_PROPERTIES")?,
             http_request_timeout,
             http_header_timeout,
             http_max_in_flight,
@@ -1576,9 +1655,19 @@ mod tests {
             "OMS_TOSS_SECRET_KEY",
             "OMS_TOSS_BASE_URL",
         ];
+        // Bad values of these are tested by
+        // `kafka_properties_are_entries_of_name_and_value_whose_values_never_show`
+        // (their values are never shown).
+        let hidden = [
+            "OMS_KAFKA_PROPERTIES",
+            "OMS_KAFKA_PRODUCER_PROPERTIES",
+            "OMS_KAFKA_CONSUMER_PROPERTIES",
+        ];
         for name in variables() {
             assert!(
-                checked.contains(name.as_str()) || free.contains(&name.as_str()),
+                checked.contains(name.as_str())
+                    || free.contains(&name.as_str())
+                    || hidden.contains(&name.as_str()),
                 "no bad value of {name} is tested"
             );
         }
@@ -1646,6 +1735,77 @@ mod tests {
             settings(&[], &[("OMS_TOPIC_REPLICATION", "3")]).topic_replication,
             3
         );
+    }
+
+    #[test]
+    fn kafka_properties_are_entries_of_name_and_value_whose_values_never_show() {
+        let file = TempFile::new(
+            "kafka_producer_properties = \"\"\"\ncompression.type = zstd\nlinger.ms=5\n\"\"\"\n",
+        );
+        let s = settings(
+            &["--config", file.path()],
+            &[
+                (
+                    "OMS_KAFKA_PROPERTIES",
+                    " security.protocol=SASL_SSL; sasl.password = pa\\;ss=word ;;client.id=oms-1",
+                ),
+                ("OMS_KAFKA_CONSUMER_PROPERTIES", "  "),
+            ],
+        );
+        let expected: BTreeMap<String, String> = [
+            ("client.id", "oms-1"),
+            ("sasl.password", "pa;ss=word"),
+            ("security.protocol", "SASL_SSL"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(s.kafka_properties, expected);
+        assert_eq!(
+            s.kafka_producer_properties
+                .get("compression.type")
+                .map(String::as_str),
+            Some("zstd")
+        );
+        assert_eq!(
+            s.kafka_producer_properties
+                .get("linger.ms")
+                .map(String::as_str),
+            Some("5")
+        );
+        assert!(s.kafka_consumer_properties.is_empty());
+        let shown = format!("{s:?}");
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(!shown.contains("pa;ss"), "{shown}");
+        assert!(
+            !Settings::command()
+                .render_long_help()
+                .to_string()
+                .contains("SASL_SSL; sasl.password"),
+            "help hides the values"
+        );
+
+        for name in [
+            "OMS_KAFKA_PROPERTIES",
+            "OMS_KAFKA_PRODUCER_PROPERTIES",
+            "OMS_KAFKA_CONSUMER_PROPERTIES",
+        ] {
+            for (raw, why) in [
+                ("security.protocol", "entry 1 is not `name=value`"),
+                ("a=1;=secret", "entry 2 has no property name"),
+                ("a=1;a=2", "`a` is given twice"),
+            ] {
+                let e = error(&[], &[(name, raw)]);
+                let shown = e.to_string();
+                assert!(
+                    matches!(&e, ConfigError::Invalid { name: n, from: Origin::Env, .. } if *n == name),
+                    "{e:?}"
+                );
+                assert!(shown.contains(why), "{shown}");
+                assert!(shown.contains(&option_of(name)), "{shown}");
+                assert!(!shown.contains("secret"), "{shown}");
+            }
+        }
     }
 
     #[test]

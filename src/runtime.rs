@@ -93,6 +93,9 @@ impl Settings {
         config.stall_timeout = self.consumer_stall;
         config.session_timeout = self.kafka_session_timeout;
         config.events_topic = self.events_topic.clone();
+        config.properties = self.kafka_properties.clone();
+        config.producer_properties = self.kafka_producer_properties.clone();
+        config.consumer_properties = self.kafka_consumer_properties.clone();
         Some(config)
     }
 }

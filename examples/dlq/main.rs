@@ -424,9 +424,14 @@ impl ConsumerContext for ReaderContext {}
 type Reader = BaseConsumer<ReaderContext>;
 
 /// A consumer that reads without a group: partitions are assigned and
-/// nothing is committed.
+/// nothing is committed. It takes the consumers' librdkafka properties
+/// (TLS, SASL, …; `OMS_KAFKA_PROPERTIES`, `OMS_KAFKA_CONSUMER_PROPERTIES`).
 fn reader(config: &KafkaConfig) -> Result<Reader, Failure> {
-    Ok(ClientConfig::new()
+    let mut client = ClientConfig::new();
+    for (name, value) in config.properties.iter().chain(&config.consumer_properties) {
+        client.set(name, value);
+    }
+    Ok(client
         .set("bootstrap.servers", &config.brokers)
         .set(
             "group.id",

@@ -8,9 +8,9 @@ use oms_core::port::outbound::OrderBacklog;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use crate::{blocking, unavailable, KafkaConfig, FETCH_REWIND};
+use crate::{blocking, creation_failed, unavailable, KafkaConfig, Role, FETCH_REWIND};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a probe for records past the committed offsets waits.
@@ -103,14 +103,18 @@ impl ProbeOutcome {
 impl KafkaBacklog {
     /// The backlog of `config.group` on `config.order_topic`.
     pub fn new(config: &KafkaConfig) -> OmsResult<Self> {
-        let consumer: BaseConsumer<Probe> = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true")
-            .set("fetch.wait.max.ms", "50")
+        let consumer: BaseConsumer<Probe> = config
+            .client_config(
+                Role::Consumer,
+                &[
+                    ("group.id", config.group.clone()),
+                    ("enable.auto.commit", "false".into()),
+                    ("enable.partition.eof", "true".into()),
+                    ("fetch.wait.max.ms", "50".into()),
+                ],
+            )?
             .create_with_context(Probe)
-            .map_err(unavailable)?;
+            .map_err(creation_failed)?;
         Ok(Self {
             consumer: Arc::new(Mutex::new(consumer)),
             topic: config.order_topic.clone(),

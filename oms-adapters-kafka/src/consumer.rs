@@ -13,12 +13,14 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::BorrowedMessage;
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 
-use crate::{blocking, unavailable, KafkaConfig, FETCH_REWIND, REQUEST_TIMEOUT};
+use crate::{
+    blocking, creation_failed, unavailable, KafkaConfig, Role, FETCH_REWIND, REQUEST_TIMEOUT,
+};
 
 /// Hears partition assignments, so the driver can set where each newly
 /// assigned partition starts (see [`GapGuard`]).
@@ -156,23 +158,27 @@ impl KafkaOrderConsumer {
     /// Joins `config.group` and subscribes to the order topic.
     pub fn new(config: &KafkaConfig) -> OmsResult<Self> {
         let session = config.session_timeout.max(Duration::from_secs(1));
-        let consumer: Driver = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("group.id", &config.group)
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "500")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("session.timeout.ms", millis(session))
-            .set("heartbeat.interval.ms", millis(session / 5))
-            .set(
-                "max.poll.interval.ms",
-                millis(config.max_poll_interval.max(session)),
-            )
-            .set("fetch.wait.max.ms", "10")
-            .set("statistics.interval.ms", millis(STATS_INTERVAL))
+        let consumer: Driver = config
+            .client_config(
+                Role::Consumer,
+                &[
+                    ("group.id", config.group.clone()),
+                    ("enable.auto.commit", "true".into()),
+                    ("auto.commit.interval.ms", "500".into()),
+                    ("enable.auto.offset.store", "false".into()),
+                    ("auto.offset.reset", "earliest".into()),
+                    ("session.timeout.ms", millis(session)),
+                    ("heartbeat.interval.ms", millis(session / 5)),
+                    (
+                        "max.poll.interval.ms",
+                        millis(config.max_poll_interval.max(session)),
+                    ),
+                    ("fetch.wait.max.ms", "10".into()),
+                    ("statistics.interval.ms", millis(STATS_INTERVAL)),
+                ],
+            )?
             .create_with_context(AssignmentContext::default())
-            .map_err(unavailable)?;
+            .map_err(creation_failed)?;
         consumer
             .subscribe(&[&config.order_topic])
             .map_err(unavailable)?;

@@ -6,6 +6,7 @@ mod backlog;
 mod consumer;
 mod publisher;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +38,72 @@ pub const HEADER_EVENT_ID: &str = "oms-event-id";
 /// order went to (e.g. `ORDER_PAID`).
 pub const HEADER_EVENT_TYPE: &str = "oms-event-type";
 
-/// Where the broker is, what the topics are called, and how the consumers
-/// behave.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the broker is, what the topics are called, how the consumers
+/// behave, and the librdkafka properties passed through to the clients.
+///
+/// Start from [`KafkaConfig::new`] (or [`Default`]) and chain the `with_*`
+/// setters; the fields can be read and assigned too, but a struct literal
+/// is refused outside this crate (`#[non_exhaustive]`), so fields may be
+/// added without breaking callers.
+///
+/// ```
+/// use std::time::Duration;
+/// use oms_adapters_kafka::KafkaConfig;
+///
+/// let config = KafkaConfig::new("kafka-1:9093,kafka-2:9093")
+///     .with_order_topic("orders")
+///     .with_group("order-settlers")
+///     .with_session_timeout(Duration::from_secs(15))
+///     // every client: producer, consumers, admin
+///     .with_property("security.protocol", "SASL_SSL")
+///     .with_property("sasl.mechanism", "SCRAM-SHA-512")
+///     .with_property("sasl.username", "oms")
+///     .with_property("sasl.password", "…")
+///     .with_property("client.id", "oms-api-1")
+///     // the producer only
+///     .with_producer_property("compression.type", "zstd")
+///     .with_producer_property("linger.ms", "5");
+/// assert_eq!(config.properties["security.protocol"], "SASL_SSL");
+/// ```
+///
+/// # librdkafka properties
+///
+/// Each client is configured with oms's own settings first, then
+/// [`properties`](Self::properties), then the map of its role
+/// ([`producer_properties`](Self::producer_properties) for the publisher,
+/// [`consumer_properties`](Self::consumer_properties) for the consumer and
+/// the backlog probe; the admin client of [`ensure_topics`] takes
+/// `properties` alone). A later value wins, so a property overrides oms's
+/// default of the same name: `message.timeout.ms` (3 s; keep it below the
+/// 4.5 s bound of a send, past which a send fails whatever librdkafka
+/// does),
+/// `request.timeout.ms` (2.5 s) and `linger.ms` (1 ms) of the producer;
+/// `heartbeat.interval.ms` (a fifth of the session timeout),
+/// `auto.commit.interval.ms` (500 ms) and `fetch.wait.max.ms` (10 ms) of the
+/// consumer. Anything librdkafka knows can be set: TLS (`ssl.*`), SASL
+/// (`sasl.*`), `client.id`, `compression.type`, `batch.size`,
+/// `fetch.max.bytes`, `socket.keepalive.enable`, `debug`, …
+///
+/// A few properties cannot be set this way ([`RESERVED_PROPERTIES`]): the
+/// ones with a field of their own (`bootstrap.servers`, `group.id`,
+/// `session.timeout.ms`, `max.poll.interval.ms`), and the ones oms's
+/// guarantees rest on: the producer's `enable.idempotence=true` and
+/// `acks=all` (a record acknowledged is on every in-sync replica, once and
+/// in order), no `transactional.id`; the consumer's
+/// `enable.auto.offset.store=false` with `enable.auto.commit=true` (an
+/// offset is stored only once the outcomes of its batch are durable, so a
+/// crash redelivers and never skips), `auto.offset.reset=earliest` (a new
+/// group starts from the oldest order, never past unread ones),
+/// `statistics.interval.ms` (the stall watchdog reads the statistics) and
+/// `enable.partition.eof` (the backlog probe needs it). Naming one is an
+/// [`OmsError::Invalid`] when a client is made, as is a property librdkafka
+/// does not know or a value it refuses (the error names the property).
+///
+/// `Debug` shows the properties' names, and the values of those whose name
+/// does not suggest a secret (`password`, `secret`, `key`, `token`, `pem`,
+/// `jaas`, `credentials`).
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
     pub brokers: String,
@@ -95,6 +159,128 @@ pub struct KafkaConfig {
     /// Time spent retrying a batch against an unavailable dependency does
     /// not count.
     pub stall_timeout: Duration,
+    /// librdkafka properties of every client (producer, consumers, admin),
+    /// applied over oms's own settings: see [the type's
+    /// documentation](KafkaConfig#librdkafka-properties).
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties of the producer (the publisher), applied after
+    /// [`properties`](Self::properties).
+    pub producer_properties: BTreeMap<String, String>,
+    /// librdkafka properties of the consumers (the group member and the
+    /// backlog probe), applied after [`properties`](Self::properties).
+    pub consumer_properties: BTreeMap<String, String>,
+}
+
+/// The librdkafka properties oms sets itself and that
+/// [`KafkaConfig::properties`] and its producer and consumer maps may not
+/// name: those with a field of their own, and those oms's delivery
+/// guarantees rest on (see [`KafkaConfig`]).
+pub const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "set `brokers`"),
+    ("metadata.broker.list", "set `brokers`"),
+    ("group.id", "set `group`"),
+    ("session.timeout.ms", "set `session_timeout`"),
+    ("max.poll.interval.ms", "set `max_poll_interval`"),
+    (
+        "enable.idempotence",
+        "the producer must be idempotent: no duplicates, no reordering",
+    ),
+    (
+        "acks",
+        "a record is acknowledged once every in-sync replica has it (acks=all)",
+    ),
+    (
+        "request.required.acks",
+        "a record is acknowledged once every in-sync replica has it (acks=all)",
+    ),
+    (
+        "transactional.id",
+        "the publisher does not use transactions",
+    ),
+    (
+        "enable.auto.offset.store",
+        "an offset is stored only once its batch is durable",
+    ),
+    (
+        "enable.auto.commit",
+        "stored offsets are committed in the background",
+    ),
+    (
+        "auto.offset.reset",
+        "a new group must start from the oldest order (earliest)",
+    ),
+    (
+        "statistics.interval.ms",
+        "the stall watchdog reads the consumer's statistics",
+    ),
+    ("enable.partition.eof", "the backlog probe depends on it"),
+];
+
+/// Which client a [`ClientConfig`] is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Producer,
+    Consumer,
+    Admin,
+}
+
+/// Whether a property's value may be a secret, by its name.
+fn is_secret(name: &str) -> bool {
+    const HINTS: [&str; 7] = [
+        "password",
+        "secret",
+        "key",
+        "token",
+        "pem",
+        "jaas",
+        "credentials",
+    ];
+    let name = name.to_ascii_lowercase();
+    HINTS.iter().any(|hint| name.contains(hint))
+}
+
+/// Properties with the values of secrets hidden, for `Debug`.
+struct Shown<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let v = if is_secret(k) { "***" } else { v.as_str() };
+                (k, v)
+            }))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("order_topic", &self.order_topic)
+            .field("dlq_topic", &self.dlq_topic)
+            .field("events_topic", &self.events_topic)
+            .field("partitions", &self.partitions)
+            .field("topic_replication", &self.topic_replication)
+            .field("group", &self.group)
+            .field("max_batch", &self.max_batch)
+            .field("batch_wait", &self.batch_wait)
+            .field("rewind_on_gap", &self.rewind_on_gap)
+            .field("session_timeout", &self.session_timeout)
+            .field("max_poll_interval", &self.max_poll_interval)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("properties", &Shown(&self.properties))
+            .field("producer_properties", &Shown(&self.producer_properties))
+            .field("consumer_properties", &Shown(&self.consumer_properties))
+            .finish()
+    }
+}
+
+impl Default for KafkaConfig {
+    /// [`KafkaConfig::new`] on `localhost:9092`.
+    fn default() -> Self {
+        Self::new("localhost:9092")
+    }
 }
 
 impl KafkaConfig {
@@ -114,7 +300,192 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             max_poll_interval: Duration::from_secs(45),
             stall_timeout: Duration::from_secs(30),
+            properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
         }
+    }
+
+    /// Replaces [`brokers`](Self::brokers).
+    pub fn with_brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.brokers = brokers.into();
+        self
+    }
+
+    /// Replaces [`order_topic`](Self::order_topic).
+    pub fn with_order_topic(mut self, topic: impl Into<String>) -> Self {
+        self.order_topic = topic.into();
+        self
+    }
+
+    /// Replaces [`dlq_topic`](Self::dlq_topic).
+    pub fn with_dlq_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dlq_topic = topic.into();
+        self
+    }
+
+    /// Replaces [`events_topic`](Self::events_topic).
+    pub fn with_events_topic(mut self, topic: impl Into<String>) -> Self {
+        self.events_topic = topic.into();
+        self
+    }
+
+    /// Replaces [`partitions`](Self::partitions).
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// Replaces [`topic_replication`](Self::topic_replication).
+    pub fn with_topic_replication(mut self, replication: i32) -> Self {
+        self.topic_replication = replication;
+        self
+    }
+
+    /// Replaces [`group`](Self::group).
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Replaces [`max_batch`](Self::max_batch).
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Replaces [`batch_wait`](Self::batch_wait).
+    pub fn with_batch_wait(mut self, wait: Duration) -> Self {
+        self.batch_wait = wait;
+        self
+    }
+
+    /// Replaces [`rewind_on_gap`](Self::rewind_on_gap).
+    pub fn with_rewind_on_gap(mut self, rewind: bool) -> Self {
+        self.rewind_on_gap = rewind;
+        self
+    }
+
+    /// Replaces [`session_timeout`](Self::session_timeout).
+    pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
+        self.session_timeout = timeout;
+        self
+    }
+
+    /// Replaces [`max_poll_interval`](Self::max_poll_interval).
+    pub fn with_max_poll_interval(mut self, interval: Duration) -> Self {
+        self.max_poll_interval = interval;
+        self
+    }
+
+    /// Replaces [`stall_timeout`](Self::stall_timeout).
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
+    /// Sets a librdkafka property of every client (see
+    /// [`properties`](Self::properties)).
+    pub fn with_property(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets librdkafka properties of every client (see
+    /// [`properties`](Self::properties)).
+    pub fn with_properties<K, V>(mut self, properties: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.properties
+            .extend(properties.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Sets a librdkafka property of the producer (see
+    /// [`producer_properties`](Self::producer_properties)).
+    pub fn with_producer_property(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.producer_properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// Sets a librdkafka property of the consumers (see
+    /// [`consumer_properties`](Self::consumer_properties)).
+    pub fn with_consumer_property(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        self.consumer_properties.insert(name.into(), value.into());
+        self
+    }
+
+    /// Checks the passed-through properties: none of
+    /// [`RESERVED_PROPERTIES`] is named. (librdkafka checks names and values
+    /// when a client is made.)
+    pub fn check_properties(&self) -> OmsResult<()> {
+        let named = [
+            ("properties", &self.properties),
+            ("producer_properties", &self.producer_properties),
+            ("consumer_properties", &self.consumer_properties),
+        ];
+        for (map, properties) in named {
+            for name in properties.keys() {
+                let wanted = name.trim().to_ascii_lowercase();
+                if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(r, _)| *r == wanted) {
+                    return Err(OmsError::Invalid(format!(
+                        "kafka property `{name}` (in {map}) cannot be set: {why}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka configuration of a `role` client: `defaults` (oms's
+    /// own settings), then [`properties`](Self::properties), then the
+    /// role's map.
+    pub(crate) fn client_config(
+        &self,
+        role: Role,
+        defaults: &[(&str, String)],
+    ) -> OmsResult<ClientConfig> {
+        self.check_properties()?;
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", &self.brokers);
+        for (name, value) in defaults {
+            client.set(*name, value);
+        }
+        let own = match role {
+            Role::Producer => Some(&self.producer_properties),
+            Role::Consumer => Some(&self.consumer_properties),
+            Role::Admin => None,
+        };
+        for (name, value) in self.properties.iter().chain(own.into_iter().flatten()) {
+            client.set(name.trim(), value);
+        }
+        Ok(client)
+    }
+}
+
+/// The error of a client that could not be made: a property librdkafka
+/// refuses, or a configuration it cannot make a client of (a CA file that
+/// is not there, properties at odds), is the caller's [`OmsError::Invalid`];
+/// anything else [`OmsError::Unavailable`].
+pub(crate) fn creation_failed(e: KafkaError) -> OmsError {
+    match e {
+        KafkaError::ClientConfig(_, description, name, _) => {
+            OmsError::Invalid(format!("kafka property `{name}`: {description}"))
+        }
+        KafkaError::ClientCreation(why) => {
+            OmsError::Invalid(format!("kafka client cannot be made: {why}"))
+        }
+        other => unavailable(other),
     }
 }
 
@@ -150,10 +521,10 @@ where
 /// that already exists is left as it is, whatever its partition count or
 /// replication factor.
 pub async fn ensure_topics(config: &KafkaConfig) -> OmsResult<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
+    let admin: AdminClient<DefaultClientContext> = config
+        .client_config(Role::Admin, &[])?
         .create()
-        .map_err(unavailable)?;
+        .map_err(creation_failed)?;
     let admin = Arc::new(admin);
     let wanted = [
         config.order_topic.clone(),
@@ -234,4 +605,113 @@ async fn missing_topics(
             .collect())
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_setters_build_what_the_fields_hold() {
+        let config = KafkaConfig::default()
+            .with_brokers("a:9092,b:9092")
+            .with_order_topic("o")
+            .with_dlq_topic("d")
+            .with_events_topic("e")
+            .with_partitions(3)
+            .with_topic_replication(2)
+            .with_group("g")
+            .with_max_batch(7)
+            .with_batch_wait(Duration::from_millis(9))
+            .with_rewind_on_gap(true)
+            .with_session_timeout(Duration::from_secs(11))
+            .with_max_poll_interval(Duration::from_secs(60))
+            .with_stall_timeout(Duration::from_secs(12))
+            .with_properties([("client.id", "oms-1"), ("security.protocol", "SSL")])
+            .with_producer_property("linger.ms", "5")
+            .with_consumer_property("fetch.max.bytes", "1048576");
+        let mut expected = KafkaConfig::new("a:9092,b:9092");
+        expected.order_topic = "o".into();
+        expected.dlq_topic = "d".into();
+        expected.events_topic = "e".into();
+        expected.partitions = 3;
+        expected.topic_replication = 2;
+        expected.group = "g".into();
+        expected.max_batch = 7;
+        expected.batch_wait = Duration::from_millis(9);
+        expected.rewind_on_gap = true;
+        expected.session_timeout = Duration::from_secs(11);
+        expected.max_poll_interval = Duration::from_secs(60);
+        expected.stall_timeout = Duration::from_secs(12);
+        expected
+            .properties
+            .insert("client.id".into(), "oms-1".into());
+        expected
+            .properties
+            .insert("security.protocol".into(), "SSL".into());
+        expected
+            .producer_properties
+            .insert("linger.ms".into(), "5".into());
+        expected
+            .consumer_properties
+            .insert("fetch.max.bytes".into(), "1048576".into());
+        assert_eq!(config, expected);
+        assert_eq!(KafkaConfig::default().brokers, "localhost:9092");
+    }
+
+    #[test]
+    fn properties_apply_over_the_defaults_the_role_map_last() {
+        let config = KafkaConfig::new("b:1")
+            .with_property("linger.ms", "5")
+            .with_property("client.id", "all")
+            .with_producer_property("client.id", "producer")
+            .with_consumer_property("client.id", "consumer");
+        let defaults = [("linger.ms", "1".to_owned())];
+        let producer = config.client_config(Role::Producer, &defaults).unwrap();
+        assert_eq!(producer.get("bootstrap.servers"), Some("b:1"));
+        assert_eq!(producer.get("linger.ms"), Some("5"));
+        assert_eq!(producer.get("client.id"), Some("producer"));
+        let consumer = config.client_config(Role::Consumer, &[]).unwrap();
+        assert_eq!(consumer.get("client.id"), Some("consumer"));
+        let admin = config.client_config(Role::Admin, &[]).unwrap();
+        assert_eq!(admin.get("client.id"), Some("all"));
+    }
+
+    #[test]
+    fn reserved_properties_are_refused_in_every_map_naming_them() {
+        for (name, _) in RESERVED_PROPERTIES {
+            for config in [
+                KafkaConfig::default().with_property(*name, "x"),
+                KafkaConfig::default().with_producer_property(*name, "x"),
+                KafkaConfig::default().with_consumer_property(format!(" {name} "), "x"),
+            ] {
+                match config.check_properties() {
+                    Err(OmsError::Invalid(why)) => assert!(why.contains(name), "{why}"),
+                    other => panic!("{name}: {other:?}"),
+                }
+                assert!(config.client_config(Role::Admin, &[]).is_err());
+            }
+        }
+        assert!(KafkaConfig::default()
+            .with_property("client.id", "x")
+            .check_properties()
+            .is_ok());
+    }
+
+    #[test]
+    fn debug_hides_the_values_of_secrets() {
+        let config = KafkaConfig::default()
+            .with_property("sasl.password", "hunter2")
+            .with_property("ssl.key.pem", "-----BEGIN")
+            .with_consumer_property("sasl.oauthbearer.client.secret", "s3cr3t")
+            .with_property("sasl.username", "oms");
+        let shown = format!("{config:?}");
+        for secret in ["hunter2", "-----BEGIN", "s3cr3t"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("sasl.password"), "{shown}");
+        assert!(shown.contains("\"sasl.username\": \"oms\""), "{shown}");
+    }
 }

@@ -13,8 +13,8 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
 use crate::{
-    unavailable, KafkaConfig, HEADER_EVENT_ID, HEADER_EVENT_TYPE, HEADER_FAILED_AT, HEADER_REASON,
-    HEADER_TRACEPARENT, HEADER_TRACE_ID,
+    creation_failed, unavailable, KafkaConfig, Role, HEADER_EVENT_ID, HEADER_EVENT_TYPE,
+    HEADER_FAILED_AT, HEADER_REASON, HEADER_TRACEPARENT, HEADER_TRACE_ID,
 };
 
 /// How long librdkafka may try to deliver a record (`message.timeout.ms`).
@@ -58,18 +58,20 @@ impl std::fmt::Debug for KafkaOrderPublisher {
 impl KafkaOrderPublisher {
     /// A producer for `config`.
     pub fn new(config: &KafkaConfig) -> OmsResult<Self> {
-        let mut client = ClientConfig::new();
-        client
-            .set("bootstrap.servers", &config.brokers)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .set(
-                "message.timeout.ms",
-                DELIVERY_TIMEOUT.as_millis().to_string(),
-            )
-            .set("request.timeout.ms", "2500")
-            .set("linger.ms", "1");
-        let producer: FutureProducer = client.create().map_err(unavailable)?;
+        let client = config.client_config(
+            Role::Producer,
+            &[
+                ("acks", "all".into()),
+                ("enable.idempotence", "true".into()),
+                (
+                    "message.timeout.ms",
+                    DELIVERY_TIMEOUT.as_millis().to_string(),
+                ),
+                ("request.timeout.ms", "2500".into()),
+                ("linger.ms", "1".into()),
+            ],
+        )?;
+        let producer: FutureProducer = client.create().map_err(creation_failed)?;
         Ok(Self {
             producer: Arc::new(RwLock::new(producer)),
             config: client,

@@ -856,3 +856,106 @@ async fn a_stalled_consumer_reports_it_and_rejoins() {
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// Properties of [`KafkaConfig`] reach librdkafka, each map the clients it
+/// is meant for, the role's map over the common one: a record over the
+/// common `message.max.bytes` is refused by the producer and goes once the
+/// producer's own map raises it; with `topic.blacklist` the backlog probe
+/// (a consumer) no longer sees the order topic. A property librdkafka
+/// refuses (the common map reaches the admin client of `ensure_topics`
+/// too), or one oms reserves, fails the construction of every client with
+/// an error naming it.
+#[tokio::test]
+async fn passed_through_properties_reach_the_clients_and_bad_ones_are_refused() {
+    let config = config().await;
+
+    // The producer: librdkafka's least `message.max.bytes`, for every client.
+    let limited = config.clone().with_property("message.max.bytes", "1000");
+    let small = KafkaOrderPublisher::new(&limited).unwrap();
+    let lines: Vec<(ProductId, u32)> = (1..=80).map(|p| (ProductId(p), 1)).collect();
+    let big = command(random_member_id(), &lines);
+    assert!(encode_command(&big).unwrap().len() > 1000);
+    let refused = small.send(&big).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("MessageSizeTooLarge"),
+        "the producer's own limit refused it: {refused}"
+    );
+    small
+        .send(&command(random_member_id(), &[(ProductId(1), 1)]))
+        .await
+        .unwrap();
+    // The producer's map wins over the common one.
+    KafkaOrderPublisher::new(
+        &limited
+            .clone()
+            .with_producer_property("message.max.bytes", "100000"),
+    )
+    .unwrap()
+    .send(&big)
+    .await
+    .unwrap();
+
+    // The consumers' map reaches the backlog probe: it no longer sees a
+    // topic librdkafka is told to ignore.
+    let hidden = format!("^{}$", config.order_topic);
+    KafkaBacklog::new(&config).unwrap().pending().await.unwrap();
+    let blind = KafkaBacklog::new(
+        &config
+            .clone()
+            .with_consumer_property("topic.blacklist", &hidden),
+    )
+    .unwrap();
+    // Its metadata request waits for a topic it is told to ignore.
+    assert!(matches!(
+        blind.pending().await,
+        Err(OmsError::Unavailable { .. })
+    ));
+
+    // Refused when a client is made, naming the property.
+    let invalid = |e: OmsError, property: &str| match e {
+        OmsError::Invalid(why) => assert!(why.contains(property), "{why}"),
+        other => panic!("{property}: {other:?}"),
+    };
+    invalid(
+        KafkaOrderPublisher::new(
+            &config
+                .clone()
+                .with_producer_property("compression.type", "bogus"),
+        )
+        .unwrap_err(),
+        "compression.type",
+    );
+    invalid(
+        KafkaOrderConsumer::new(
+            &config
+                .clone()
+                .with_consumer_property("fetch.wait.max.ms", "soon"),
+        )
+        .unwrap_err(),
+        "fetch.wait.max.ms",
+    );
+    invalid(
+        KafkaBacklog::new(&config.clone().with_property("no.such.property", "1")).unwrap_err(),
+        "no.such.property",
+    );
+    invalid(
+        ensure_topics(&config.clone().with_property("no.such.property", "1"))
+            .await
+            .unwrap_err(),
+        "no.such.property",
+    );
+    // What oms's guarantees rest on cannot be changed.
+    invalid(
+        KafkaOrderPublisher::new(&config.clone().with_producer_property("acks", "1")).unwrap_err(),
+        "acks",
+    );
+    invalid(
+        KafkaOrderConsumer::new(
+            &config
+                .clone()
+                .with_property("enable.auto.offset.store", "true"),
+        )
+        .unwrap_err(),
+        "enable.auto.offset.store",
+    );
+}
