@@ -21,7 +21,7 @@ use oms::embedded::{EmbeddedOptions, EmbeddedPipeline};
 use oms::http::{router, serve, ClientIpSource, JwtAuth, ServerLimits};
 use oms::observe::{Metrics, GAUGE_EVERY};
 use oms::runtime::{shutdown_signal, Services};
-use oms::tasks::{Supervisor, SHUTDOWN_DEADLINE};
+use oms::tasks::{Stage, Supervisor, SHUTDOWN_DEADLINE};
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
@@ -121,6 +121,16 @@ async fn main() -> ExitCode {
     if !settings.revocation_check {
         warn!("OMS_REVOCATION_CHECK=off: logged-out and revoked access tokens stay valid until they expire; for benchmarks only");
     }
+
+    // The first wave of a sale must not pay for connections, metadata and
+    // scripts: they are made ready now, and `/readyz` says 503 until then.
+    let warm_up = state.warm_up();
+    supervisor.spawn(Stage::Intake, "warm-up", |stop| async move {
+        tokio::select! {
+            () = warm_up => {}
+            () = stop => {}
+        }
+    });
 
     let listener = match tokio::net::TcpListener::bind(settings.http_addr).await {
         Ok(l) => l,

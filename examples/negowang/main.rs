@@ -150,6 +150,11 @@ struct Args {
     /// intake, against a run without the room).
     #[arg(long, requires = "waiting_room")]
     admit_first: bool,
+    /// Reports the first wave — the first `--concurrency` POSTs, what a
+    /// freshly started API meets at the opening of a sale — apart from the
+    /// rest. The tool warms nothing first: start the API just before.
+    #[arg(long)]
+    cold: bool,
 }
 
 /// What one POST did.
@@ -1336,6 +1341,9 @@ fn print_orders(
         t.accepted.len() as f64 / intake_secs.max(1e-9)
     );
     println!("| POST latency (ms) | {} |", percentiles(&post_latency));
+    if args.cold {
+        print_first_wave(args, posts)?;
+    }
     if let Some(a) = auth_report {
         println!(
             "| sign-ups (Argon2id hash) | {} in {:.3} s → **{:.0} /s**; latency (ms) {} |",
@@ -1367,6 +1375,34 @@ fn print_orders(
     Ok(())
 }
 
+/// The POST latencies of the first wave (the first `--concurrency` POSTs
+/// sent) against those of the rest, and their p99 ratio.
+fn print_first_wave(args: &Args, posts: &[Post]) -> Result<(), Failure> {
+    let mut by_send: Vec<&Post> = posts.iter().collect();
+    by_send.sort_by_key(|p| p.sent_at);
+    let wave = args.concurrency.min(by_send.len());
+    let (first, rest) = by_send.split_at(wave);
+    let first = histogram(first.iter().map(|p| p.latency))?;
+    println!(
+        "| first wave: first {wave} POSTs (ms) | {} |",
+        percentiles(&first)
+    );
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let rest = histogram(rest.iter().map(|p| p.latency))?;
+    println!(
+        "| after the first wave: {} POSTs (ms) | {} |",
+        posts.len() - wave,
+        percentiles(&rest)
+    );
+    println!(
+        "| first-wave p99 / later p99 | **{:.2}** |",
+        first.value_at_quantile(0.99) as f64 / rest.value_at_quantile(0.99).max(1) as f64
+    );
+    Ok(())
+}
+
 /// The options beyond the 네고왕 shape, for the scenario line.
 fn scenario_options(args: &Args) -> String {
     let mut options = String::new();
@@ -1381,6 +1417,9 @@ fn scenario_options(args: &Args) -> String {
     }
     if args.urls.len() > 1 {
         options.push_str(&format!(", {} API replicas", args.urls.len()));
+    }
+    if args.cold {
+        options.push_str(", cold start");
     }
     options
 }

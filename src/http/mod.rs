@@ -47,6 +47,7 @@ pub use observe::{metrics_page, REQUEST_ID};
 pub use openapi::{openapi, openapi_json, ApiDoc};
 pub use payments::{ConfirmBody, PaidBody};
 pub use problem::Problem;
+pub use ready::Warmth;
 pub use serve::{serve, with_limits, ServerLimits};
 
 /// Largest request body, in bytes.
@@ -84,6 +85,9 @@ pub struct AppState {
     /// The recorder `/metrics` renders, which also times every request;
     /// none unless set with [`with_metrics`](Self::with_metrics).
     pub metrics: Option<crate::observe::Metrics>,
+    /// Whether [`warm_up`](Self::warm_up) has finished; `/readyz` answers
+    /// 503 until it has.
+    pub warmth: Warmth,
 }
 
 impl AppState {
@@ -109,7 +113,17 @@ impl AppState {
             payments: Arc::new(payments::PaymentsOff),
             admin: Arc::new(admin::AdminOff),
             metrics: None,
+            warmth: Warmth::default(),
         }
+    }
+
+    /// Warms up every dependency of [`checks`](Self::checks) — what the
+    /// first orders of a sale would otherwise pay for: connections,
+    /// metadata, scripts ([`HealthCheck::warm`]) — and until that is done
+    /// `/readyz` answers 503. The state is marked cold at once, when this
+    /// is called; spawn (or await) the future it returns.
+    pub fn warm_up(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.warmth.warm_up(self.checks.clone())
     }
 
     /// Serves `metrics` at `/metrics` and times every request into it.
@@ -166,6 +180,7 @@ impl FromRef<AppState> for Arc<dyn Authenticator> {
 pub fn router(state: AppState) -> Router {
     let readiness = Arc::new(ready::Readiness::new(
         state.checks.clone(),
+        state.warmth.clone(),
         ready::READY_CACHE,
     ));
     let measured = state.metrics.is_some();

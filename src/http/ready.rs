@@ -1,7 +1,10 @@
 //! `/readyz`: checks every configured dependency, at most one round of
 //! checks at a time, and answers from the last round for a short while, so
-//! that a flood of `/readyz` costs the dependencies almost nothing.
+//! that a flood of `/readyz` costs the dependencies almost nothing. While
+//! the dependencies warm up ([`AppState::warm_up`](super::AppState::warm_up))
+//! it answers 503 without checking.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,61 @@ pub(crate) const READY_CACHE: Duration = Duration::from_secs(1);
 /// How long one dependency may take to answer its check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long one dependency may take to warm up.
+pub(crate) const WARM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the dependencies of an [`AppState`](super::AppState) have warmed
+/// up: warm unless a warm-up ([`AppState::warm_up`](super::AppState::warm_up))
+/// is under way. Clones share the flag.
+#[derive(Debug, Clone)]
+pub struct Warmth(Arc<AtomicBool>);
+
+impl Default for Warmth {
+    fn default() -> Self {
+        Self(Arc::new(AtomicBool::new(true)))
+    }
+}
+
+impl Warmth {
+    /// Whether no warm-up is under way.
+    pub fn is_warm(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    fn set(&self, warm: bool) {
+        self.0.store(warm, Ordering::Release);
+    }
+
+    /// Marks the dependencies cold now and returns what warms them: each
+    /// [`HealthCheck::warm`] at once, within [`WARM_TIMEOUT`]; failures
+    /// are logged (readiness then rests on the checks).
+    pub(crate) fn warm_up(
+        &self,
+        checks: Vec<Arc<dyn HealthCheck>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        self.set(false);
+        let warmth = self.clone();
+        async move {
+            let started = Instant::now();
+            futures::future::join_all(checks.iter().map(|check| async move {
+                let name = check.name();
+                match tokio::time::timeout(WARM_TIMEOUT, check.warm()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(dependency = name, error = %e, "warm-up failed");
+                    }
+                    Err(_) => {
+                        tracing::warn!(dependency = name, timeout = ?WARM_TIMEOUT, "warm-up did not finish");
+                    }
+                }
+            }))
+            .await;
+            tracing::info!(took = ?started.elapsed(), "dependencies warmed up");
+            warmth.set(true);
+        }
+    }
+}
+
 /// The outcome of one round of checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Round {
@@ -31,6 +89,7 @@ enum Round {
 /// [`READY_CACHE`].
 pub(crate) struct Readiness {
     checks: Vec<Arc<dyn HealthCheck>>,
+    warmth: Warmth,
     ttl: Duration,
     last: Mutex<Option<(Instant, Round)>>,
     turn: tokio::sync::Mutex<()>,
@@ -38,9 +97,10 @@ pub(crate) struct Readiness {
 
 impl Readiness {
     /// Readiness of `checks`, a round of checks answering for `ttl`.
-    pub(crate) fn new(checks: Vec<Arc<dyn HealthCheck>>, ttl: Duration) -> Self {
+    pub(crate) fn new(checks: Vec<Arc<dyn HealthCheck>>, warmth: Warmth, ttl: Duration) -> Self {
         Self {
             checks,
+            warmth,
             ttl,
             last: Mutex::new(None),
             turn: tokio::sync::Mutex::new(()),
@@ -51,6 +111,14 @@ impl Readiness {
     /// the dependencies that did not answer (their errors are logged, never
     /// sent).
     pub(crate) async fn respond(&self) -> Response {
+        if !self.warmth.is_warm() {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "NOT_READY",
+                "not ready: warming up (connections, metadata, scripts)",
+            )
+            .into_response();
+        }
         match self.round().await {
             Round::Ready(names) => {
                 Json(serde_json::json!({"status": "ready", "checked": names})).into_response()

@@ -459,6 +459,14 @@ pub trait HealthCheck: Send + Sync {
 
     /// Answers `Ok` when the dependency answers.
     async fn check(&self) -> OmsResult<()>;
+
+    /// Does at start what the first requests would otherwise pay for:
+    /// connections opened, metadata fetched, scripts loaded. `/readyz`
+    /// answers 200 only once every dependency has warmed (or failed to;
+    /// readiness then rests on [`check`](Self::check)). Nothing by default.
+    async fn warm(&self) -> OmsResult<()> {
+        Ok(())
+    }
 }
 
 /// The members: buyers and operators, with their password hashes.
