@@ -1,4 +1,30 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # A pool of the host's
+//!
+//! [`MySqlStore::new`] takes any [`sqlx::MySqlPool`], e.g. one the host
+//! service shares with its own queries, or one that connects on first use:
+//!
+//! ```
+//! use std::time::Duration;
+//! use oms_adapters_mysql::MySqlStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sqlx::Error> {
+//! // Nothing connects until the store is first used.
+//! let pool = sqlx::MySqlPool::connect_lazy("mysql://oms:oms@127.0.0.1:13306/oms")?;
+//! let store = MySqlStore::new(pool).with_payment_timeout(Duration::from_secs(15 * 60));
+//! # let _ = store;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! This crate has no feature flags.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89, as for every oms crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -19,6 +45,11 @@ use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
 
 use error::db_error;
 
+/// The sqlx this adapter is built on. A host that hands its own pool to
+/// [`MySqlStore::new`] builds it with this version (or depends on the same
+/// `sqlx` minor version itself).
+pub use sqlx;
+
 /// How long after placement an order is due for payment, unless
 /// [`MySqlStore::with_payment_timeout`] says otherwise.
 pub const DEFAULT_PAYMENT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
@@ -36,10 +67,10 @@ pub struct MySqlStore {
 }
 
 impl MySqlStore {
-    /// Opens a pool of up to 16 connections to `url` (3 s acquire timeout).
-    ///
-    /// Every connection bounds what one statement may hold it for, so that
-    /// a runaway query or a pile-up on a locked row cannot take the pool:
+    /// The pool settings [`connect`](Self::connect) uses: up to 16
+    /// connections, 3 s acquire timeout, and on every connection a bound on
+    /// what one statement may hold it for, so that a runaway query or a
+    /// pile-up on a locked row cannot take the pool:
     ///
     /// - statements: 10 s, with MariaDB's `max_statement_time` (seconds,
     ///   every statement), or on MySQL, which lacks it, with
@@ -49,8 +80,24 @@ impl MySqlStore {
     /// A statement stopped by either fails like any database error: the
     /// store reports the database unavailable (retryable), the consumer
     /// retries its batch, and the connection returns to the pool.
-    pub async fn connect(url: &str) -> OmsResult<Self> {
-        let pool = MySqlPoolOptions::new()
+    ///
+    /// A host service that builds its own pool for [`new`](Self::new) may
+    /// start from these and change what it needs (`max_connections`, …):
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), sqlx::Error> {
+    /// use oms_adapters_mysql::MySqlStore;
+    /// let pool = MySqlStore::pool_options()
+    ///     .max_connections(32)
+    ///     .connect("mysql://shop:shop@127.0.0.1:3306/shop")
+    ///     .await?;
+    /// let store = MySqlStore::new(pool.clone()); // the host keeps `pool` for its own queries
+    /// # let _ = store;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn pool_options() -> MySqlPoolOptions {
+        MySqlPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
             .after_connect(|conn, _| {
@@ -67,14 +114,20 @@ impl MySqlStore {
                     Ok(())
                 })
             })
-            .connect(url)
-            .await
-            .map_err(db_error)?;
+    }
+
+    /// Opens a pool of [`pool_options`](Self::pool_options) to `url`.
+    pub async fn connect(url: &str) -> OmsResult<Self> {
+        let pool = Self::pool_options().connect(url).await.map_err(db_error)?;
         Ok(Self::new(pool))
     }
 
-    /// A store on a caller-owned pool; orders are due for payment
-    /// [`DEFAULT_PAYMENT_TIMEOUT`] (10 minutes) after placement.
+    /// A store on a caller-owned pool (a host service's own, shared with
+    /// its other queries); orders are due for payment
+    /// [`DEFAULT_PAYMENT_TIMEOUT`] (10 minutes) after placement. Run
+    /// [`migrate`](Self::migrate) once before use. The statement and
+    /// lock-wait bounds of [`pool_options`](Self::pool_options) hold only
+    /// if the pool was built from them (or sets its own).
     pub fn new(pool: MySqlPool) -> Self {
         Self {
             pool,
@@ -146,6 +199,24 @@ impl HealthCheck for MySqlStore {
             .execute(&self.pool)
             .await
             .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// Opens the pool's every connection (each answering a `SELECT 1`),
+    /// so that a burst at the opening of a sale finds them open.
+    async fn warm(&self) -> OmsResult<()> {
+        let size = self.pool.options().get_max_connections();
+        // Each held until all are open, so that each is a connection of
+        // its own; all go back to the pool at the end.
+        let mut open = Vec::with_capacity(size as usize);
+        for _ in 0..size {
+            let mut conn = self.pool.acquire().await.map_err(db_error)?;
+            sqlx::query("SELECT 1")
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            open.push(conn);
+        }
         Ok(())
     }
 }

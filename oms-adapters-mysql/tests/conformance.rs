@@ -191,3 +191,26 @@ async fn locked_placements_never_pass_a_limit() {
     assert_eq!(bought.len(), 1);
     assert_eq!((bought[0].member_id, bought[0].units), (member, 3));
 }
+
+#[tokio::test]
+async fn warming_opens_every_connection_of_the_pool() {
+    if !testkit::services::services_set(&["OMS_DATABASE_URL"]) {
+        return;
+    }
+    let store = store().await;
+    let max = store.pool().options().get_max_connections();
+    assert!(store.pool().size() < max, "a fresh pool is not full yet");
+    store.warm().await.unwrap();
+    assert_eq!(store.pool().size(), max);
+    // Connections go back to the pool on a task of their own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.pool().num_idle() < max as usize {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {max} back in the pool",
+            store.pool().num_idle()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.check().await.unwrap();
+}
