@@ -5,6 +5,12 @@
 pub use oms_core as core;
 pub use oms_core::{application, domain, memory, password, port};
 
+/// The mockall the `MockXxx` of the ports are generated with (feature
+/// `mock`): `oms::mockall::predicate::eq`, `oms::mockall::Sequence`, …,
+/// the same version as the mocks.
+#[cfg(feature = "mock")]
+pub use oms_core::mockall;
+
 #[cfg(feature = "kafka")]
 pub use oms_adapters_kafka as kafka;
 #[cfg(feature = "mysql")]

@@ -11,3 +11,9 @@ pub mod password;
 pub mod port;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+
+/// The mockall the `MockXxx` of the ports are generated with (feature
+/// `mock`): use its `predicate`, `Sequence` and the rest from here, so
+/// that they are the same version as the mocks.
+#[cfg(feature = "mock")]
+pub use mockall;

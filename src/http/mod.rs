@@ -18,11 +18,11 @@ mod serve;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, NestedPath, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use oms_core::application::WaitingRoomService;
 use oms_core::domain::{
@@ -716,6 +716,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 async fn place_order(
     State(state): State<AppState>,
     Auth(caller): Auth,
+    nested: Option<Extension<NestedPath>>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<OrderRequest>,
 ) -> Result<Response, Problem> {
@@ -723,7 +724,12 @@ async fn place_order(
     let trace = state.intake.request_order(caller, request, key).await?;
     let trace_id = trace.trace_id;
     let mut response = (StatusCode::ACCEPTED, Json(TraceBody::from(trace))).into_response();
-    if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/orders/by-trace/{trace_id}")) {
+    // Under the prefix the router is mounted at (`Router::nest`), if any.
+    let prefix = nested.as_ref().map_or("", |Extension(p)| p.as_str());
+    let prefix = prefix.trim_end_matches('/');
+    if let Ok(location) =
+        HeaderValue::from_str(&format!("{prefix}/api/v1/orders/by-trace/{trace_id}"))
+    {
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
