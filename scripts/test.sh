@@ -24,6 +24,10 @@ echo "== cargo build --examples"
 cargo build --workspace --examples --all-features
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== examples: embed --check (a host service with oms under /shop/oms, on its own MySQL pool)"
+cargo run --quiet --example embed --all-features -- --check
+echo "== examples: custom_adapter (a trace store of the user's own against the conformance suite)"
+cargo run --quiet --example custom_adapter --all-features
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 
