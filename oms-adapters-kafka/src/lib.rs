@@ -1,4 +1,29 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Settings
+//!
+//! [`KafkaConfig::new`] holds the defaults of the API contract for a
+//! bootstrap list; change what you need (see [`KafkaConfig`]):
+//!
+//! ```
+//! use std::time::Duration;
+//! use oms_adapters_kafka::KafkaConfig;
+//!
+//! let mut config = KafkaConfig::new("kafka-1:9092,kafka-2:9092");
+//! config.group = "shop-orders".into();
+//! config.max_batch = 1000;
+//! assert_eq!(config.order_topic, "order-request-v1");
+//! assert_eq!(config.dlq_topic, "order-request-dlq-v1");
+//! assert_eq!(config.session_timeout, Duration::from_secs(10));
+//! ```
+//!
+//! This crate has no feature flags. rdkafka builds librdkafka from source,
+//! which needs a C compiler.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89, as for every oms crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

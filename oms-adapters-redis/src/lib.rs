@@ -1,4 +1,30 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Settings
+//!
+//! The key prefix and the TTLs are a [`RedisTraceOptions`], handed to
+//! [`RedisTraceStore::with_options`]; every store made from that one (gate,
+//! sessions, waiting room, rate limiter) shares them:
+//!
+//! ```
+//! use std::time::Duration;
+//! use oms_adapters_redis::RedisTraceOptions;
+//!
+//! let options = RedisTraceOptions {
+//!     prefix: "shop".into(),
+//!     final_ttl: Duration::from_secs(3600),
+//!     ..RedisTraceOptions::default()
+//! };
+//! assert_eq!(options.processing_ttl, Duration::from_secs(24 * 3600));
+//! assert_eq!(options.key_ttl, Duration::from_secs(24 * 3600));
+//! ```
+//!
+//! This crate has no feature flags.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89, as for every oms crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

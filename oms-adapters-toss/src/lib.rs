@@ -1,4 +1,36 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Checked before any request
+//!
+//! What the gateway cannot send never leaves the process: here the gateway
+//! points at a port where nothing listens, and the cancel is refused as
+//! `Invalid` before any connection is tried.
+//!
+//! ```
+//! use std::time::Duration;
+//! use oms_adapters_toss::{TossConfig, TossPaymentGateway, DEFAULT_BASE_URL};
+//! use oms_core::domain::OmsError;
+//! use oms_core::port::outbound::PaymentGateway;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), OmsError> {
+//! let config = TossConfig::new("test_sk_0123456789").with_timeout(Duration::from_secs(3));
+//! assert_eq!(config.base_url(), DEFAULT_BASE_URL);
+//! assert!(!format!("{config:?}").contains("test_sk_0123456789"));
+//!
+//! let gateway = TossPaymentGateway::new(config.with_base_url("http://127.0.0.1:9"))?;
+//! let refused = gateway.cancel("tgen_20240101abcd", "", "cancel-1").await;
+//! assert!(matches!(refused, Err(OmsError::Invalid(_)))); // an empty reason
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! This crate has no feature flags.
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89, as for every oms crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

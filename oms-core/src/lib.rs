@@ -1,4 +1,13 @@
 #![doc = include_str!("../README.md")]
+//!
+//! # Feature flags
+//!
+#![doc = document_features::document_features!()]
+//!
+//! # Minimum supported Rust version
+//!
+//! Rust 1.89, as for every oms crate.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
