@@ -305,4 +305,26 @@ impl HealthCheck for KafkaOrderPublisher {
         .await
         .map_err(|e| OmsError::unavailable("kafka", e))?
     }
+
+    /// Connects the producer and caches the metadata (partitions, leaders)
+    /// of the order, DLQ and events topics, which the first send of each
+    /// would otherwise wait for.
+    async fn warm(&self) -> OmsResult<()> {
+        let producer = self.producer();
+        let topics = [
+            self.order_topic.clone(),
+            self.dlq_topic.clone(),
+            self.events_topic.clone(),
+        ];
+        crate::blocking(move || {
+            for topic in &topics {
+                producer
+                    .client()
+                    .fetch_metadata(Some(topic), Duration::from_secs(5))
+                    .map_err(unavailable)?;
+            }
+            Ok(())
+        })
+        .await
+    }
 }

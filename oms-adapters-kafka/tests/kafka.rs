@@ -147,6 +147,7 @@ async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     publisher.check().await.unwrap();
+    publisher.warm().await.unwrap();
     let sent: Vec<_> = (0..50)
         .map(|i| command(random_member_id(), &[(ProductId(1 + i % 4), 1)]))
         .collect();
@@ -326,6 +327,7 @@ async fn an_unreachable_broker_fails_the_send_within_five_seconds() {
         started.elapsed()
     );
     assert!(publisher.check().await.is_err());
+    assert!(publisher.warm().await.is_err(), "nothing to warm up against");
 
     config.events_topic = "nowhere-events".into();
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
