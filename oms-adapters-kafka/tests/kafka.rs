@@ -144,6 +144,9 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     publisher.check().await.unwrap();
@@ -239,6 +242,9 @@ async fn consumes_in_batches_dead_letters_poison_and_commits_offsets() {
 
 #[tokio::test]
 async fn dead_letters_keep_key_value_and_reason() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     let c = command(random_member_id(), &[(ProductId(9), 1), (ProductId(3), 2)]);
@@ -266,6 +272,9 @@ async fn dead_letters_keep_key_value_and_reason() {
 
 #[tokio::test]
 async fn orders_of_the_same_product_share_a_partition() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     for i in 0..30 {
@@ -285,6 +294,9 @@ async fn orders_of_the_same_product_share_a_partition() {
 /// from it, so the consumer's spans join the api's.
 #[tokio::test]
 async fn order_records_carry_their_trace_context() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     let sent: Vec<_> = (0..5)
@@ -327,7 +339,10 @@ async fn an_unreachable_broker_fails_the_send_within_five_seconds() {
         started.elapsed()
     );
     assert!(publisher.check().await.is_err());
-    assert!(publisher.warm().await.is_err(), "nothing to warm up against");
+    assert!(
+        publisher.warm().await.is_err(),
+        "nothing to warm up against"
+    );
 
     config.events_topic = "nowhere-events".into();
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
@@ -364,6 +379,9 @@ fn event(event_id: u64, order_id: OrderId, from: OrderStatus, to: OrderStatus) -
 /// partition.
 #[tokio::test]
 async fn order_events_are_keyed_by_order_and_keep_their_order() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     let publisher = KafkaOrderPublisher::new(&config).unwrap();
     let (a, b) = (OrderId(random_id()), OrderId(random_id()));
@@ -444,6 +462,9 @@ async fn order_events_are_keyed_by_order_and_keep_their_order() {
 /// rebalance) still gets every record from that offset on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_inside_a_producer_batch_skips_nothing() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     use rdkafka::consumer::{BaseConsumer, CommitMode};
     use rdkafka::{Offset, TopicPartitionList};
 
@@ -613,6 +634,9 @@ fn commit(config: &KafkaConfig, partition: i32, offset: i64) {
 /// partition past 5 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_committed_offset_below_the_log_start_is_passed_counted_and_logged() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     use rdkafka::message::OwnedHeaders;
     use rdkafka::mocking::MockCluster;
 
@@ -712,6 +736,9 @@ async fn a_committed_offset_below_the_log_start_is_passed_counted_and_logged() {
 /// without the rewind, records waiting count; a group that is done reads 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backlog_is_never_zero_while_records_wait() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let mut config = config().await;
     let batching: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
@@ -753,6 +780,9 @@ async fn the_backlog_is_never_zero_while_records_wait() {
 /// the topics have the partitions asked for.
 #[tokio::test]
 async fn topics_are_created_with_the_broker_default_replication() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
     assert_eq!(config.topic_replication, -1);
     let reader: StreamConsumer = ClientConfig::new()
@@ -778,6 +808,9 @@ async fn topics_are_created_with_the_broker_default_replication() {
 /// topics that exist are enough, and missing ones are a clear error.
 #[tokio::test]
 async fn ensure_topics_needs_no_create_topics_for_existing_topics() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     use rdkafka::mocking::MockCluster;
 
     let mock = MockCluster::new(1).unwrap();
@@ -804,6 +837,9 @@ async fn ensure_topics_needs_no_create_topics_for_existing_topics() {
 /// and is no longer stalled. (The mock broker fails every fetch for a while.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_consumer_reports_it_and_rejoins() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
@@ -869,6 +905,9 @@ async fn a_stalled_consumer_reports_it_and_rejoins() {
 /// an error naming it.
 #[tokio::test]
 async fn passed_through_properties_reach_the_clients_and_bad_ones_are_refused() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
     let config = config().await;
 
     // The producer: librdkafka's least `message.max.bytes`, for every client.
