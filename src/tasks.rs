@@ -224,7 +224,7 @@ mod tests {
         supervisor.spawn(Stage::Consume, "stubborn", |_stop| {
             std::future::pending::<()>()
         });
-        supervisor.spawn(Stage::Consume, "polite", |stop| async move { stop.await });
+        supervisor.spawn(Stage::Consume, "polite", |stop| stop);
         let flag = later_stage_stopped.clone();
         supervisor.spawn(Stage::Observe, "gauges", move |stop| async move {
             stop.await;
