@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use common::{auth, token};
-use oms::domain::Role;
+use oms::domain::{FieldErrorCode, Role};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::router;
 use serde_json::Value;
@@ -201,12 +201,49 @@ fn contract_codes() -> BTreeSet<String> {
             codes.insert(token.to_owned());
         }
     }
-    let example = CONTRACT
+    codes.extend(
+        example_codes()
+            .into_iter()
+            .filter(|c| c.chars().all(|c| c.is_ascii_uppercase() || c == '_')),
+    );
+    codes
+}
+
+/// Every `"code": "..."` of the example bodies of docs/API.md: problem
+/// codes (`VALIDATION_FAILED`) and the codes of field errors
+/// (`out_of_range`).
+fn example_codes() -> Vec<String> {
+    CONTRACT
         .split("\"code\": \"")
         .skip(1)
-        .filter_map(|rest| rest.split('"').next());
-    codes.extend(example.map(str::to_owned));
-    codes
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_field_error_codes_of_the_contract_are_those_of_the_code() {
+    let field_codes: Vec<String> = example_codes()
+        .into_iter()
+        .filter(|c| c.chars().any(|c| c.is_ascii_lowercase()))
+        .collect();
+    assert!(
+        field_codes.len() >= 2,
+        "no field error codes in docs/API.md"
+    );
+    for code in &field_codes {
+        assert!(
+            code.parse::<FieldErrorCode>().is_ok(),
+            "{code} of docs/API.md is no field error code"
+        );
+    }
+    // Every code is named in docs/API.md.
+    for code in FieldErrorCode::NAMES {
+        assert!(
+            CONTRACT.contains(&format!("`{code}`")),
+            "{code} is not in docs/API.md"
+        );
+    }
 }
 
 /// Every problem response of the document: `(status, code)` of each
@@ -282,6 +319,11 @@ fn status_fields_are_enums() {
         ["PROCESSING", "COMPLETED", "FAILED"]
     );
     assert_eq!(names(&schemas["Role"]), ["USER", "ADMIN"]);
+    assert_eq!(names(&schemas["FieldErrorCode"]), FieldErrorCode::NAMES);
+    assert_eq!(
+        schemas["Problem"]["properties"]["errors"]["items"]["$ref"],
+        "#/components/schemas/FieldError"
+    );
     assert!(names(&schemas["FailureReason"]).contains(&"OUT_OF_STOCK".to_owned()));
     for (schema, field, of) in [
         ("OrderBody", "status", "OrderStatus"),

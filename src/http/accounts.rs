@@ -9,7 +9,6 @@ use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use oms_core::domain::{Login, Member, Role, Signup, TokenPair};
 use serde::{Deserialize, Serialize};
 
@@ -149,7 +148,7 @@ pub(super) struct TokenAnswer(TokenBody);
 
 /// Token answers are not to be cached by anyone (RFC 6749, 5.1).
 fn no_store(body: TokenBody) -> Response {
-    let mut response = Json(body).into_response();
+    let mut response = ApiJson(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -170,7 +169,7 @@ fn no_store(body: TokenBody) -> Response {
 pub(super) async fn signup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignupBody>,
-) -> Result<(StatusCode, Json<MemberBody>), Problem> {
+) -> Result<(StatusCode, ApiJson<MemberBody>), Problem> {
     let member = state
         .accounts
         .signup(Signup {
@@ -179,7 +178,7 @@ pub(super) async fn signup(
             name: body.name,
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(member.into())))
+    Ok((StatusCode::CREATED, ApiJson(member.into())))
 }
 
 #[utoipa::path(
@@ -302,6 +301,6 @@ pub(super) async fn logout(
 pub(super) async fn me(
     State(state): State<AppState>,
     Auth(caller): Auth,
-) -> Result<Json<MemberBody>, Problem> {
-    Ok(Json(state.accounts.me(caller).await?.into()))
+) -> Result<ApiJson<MemberBody>, Problem> {
+    Ok(ApiJson(state.accounts.me(caller).await?.into()))
 }

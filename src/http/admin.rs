@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
-use axum::Json;
 use oms_core::domain::{
     Caller, OmsError, OmsResult, OrderFilter, OrderId, OrderPage, OrderStatus, Orders, ProductId,
     StockReport,
@@ -13,7 +12,7 @@ use oms_core::domain::{
 use oms_core::port::inbound::AdminQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_product_id, AppState, Auth, Problem};
+use super::{parse_product_id, ApiJson, AppState, Auth, Problem};
 
 /// The query of `GET /api/v1/admin/orders`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -147,10 +146,10 @@ pub(super) async fn stock(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
-) -> Result<Json<StockBody>, Problem> {
+) -> Result<ApiJson<StockBody>, Problem> {
     caller.require_admin()?;
     let product_id = parse_product_id(&raw)?;
-    Ok(Json(state.admin.stock(caller, product_id).await?.into()))
+    Ok(ApiJson(state.admin.stock(caller, product_id).await?.into()))
 }
 
 /// The views of a service that did not set them up: every call is 503.

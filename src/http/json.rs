@@ -1,16 +1,38 @@
-//! A JSON body extractor whose rejections are problem+json.
+//! A JSON body extractor whose rejections are problem+json, and a JSON
+//! answer whose encoding failure is one.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::Problem;
 
 /// Like [`axum::Json`], but a bad body is a problem: 415 when it is not
-/// JSON, 413 when it is over the body limit, 400 for everything else.
+/// JSON, 413 when it is over the body limit, 400 for everything else. As
+/// an answer, a value that cannot be encoded is 500 `INTERNAL_ERROR`
+/// (problem+json, the cause logged), never a text body with the encoder's
+/// message.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => {
+                let mut response = body.into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            Err(e) => Problem::internal(format!("cannot encode the answer: {e}")).into_response(),
+        }
+    }
+}
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
@@ -46,5 +68,30 @@ fn problem_of(rejection: JsonRejection) -> Problem {
             )
         }
         other => Problem::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", other.body_text()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_that_cannot_be_encoded_is_an_internal_problem() {
+        // JSON object keys must be strings.
+        let unencodable = BTreeMap::from([((1, 2), "pair keys")]);
+        let response = ApiJson(unencodable).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/problem+json"
+        );
+        let fine = ApiJson(BTreeMap::from([("a", 1)])).into_response();
+        assert_eq!(fine.status(), StatusCode::OK);
+        assert_eq!(
+            fine.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
     }
 }

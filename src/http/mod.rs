@@ -26,9 +26,9 @@ use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
 use oms_core::application::WaitingRoomService;
 use oms_core::domain::{
-    Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus, OrderTrace, Orders, Product,
-    ProductDraft, ProductId, ProductUpdate, ReceiverInfo, RoomStatus, RulesChange, SaleRules,
-    StockChange, TraceId, TraceState,
+    FieldError, FieldErrorCode, Order, OrderId, OrderItem, OrderPage, OrderRequest, OrderStatus,
+    OrderTrace, Orders, Product, ProductDraft, ProductId, ProductUpdate, ReceiverInfo, RoomStatus,
+    RulesChange, SaleRules, StockChange, TraceId, TraceState,
 };
 use oms_core::port::inbound::{
     AdminQuery, AuthUseCase, OrderQuery, PaymentUseCase, ProductUseCase, RequestOrderUseCase,
@@ -327,7 +327,7 @@ async fn create_product(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiJson(body): ApiJson<ProductBody>,
-) -> Result<(StatusCode, Json<ProductBody>), Problem> {
+) -> Result<(StatusCode, ApiJson<ProductBody>), Problem> {
     let draft = ProductDraft {
         name: body.name,
         price: body.price,
@@ -338,7 +338,7 @@ async fn create_product(
         .products
         .create(caller, ProductId(body.product_id), draft)
         .await?;
-    Ok((StatusCode::CREATED, Json(product.into())))
+    Ok((StatusCode::CREATED, ApiJson(product.into())))
 }
 
 /// The body of `PUT /api/v1/products/{id}`: name and price are replaced;
@@ -432,17 +432,29 @@ async fn update_product(
     let id = parse_product_id(&raw)?;
     let expected_version = match (if_match(&headers)?, body.version) {
         (Some(a), Some(b)) if a != b => {
-            return Err(Problem::validation(
-                "If-Match and version name different versions",
-            ))
+            return Err(
+                Problem::validation("If-Match and version name different versions").with_errors(&[
+                    FieldError::new(
+                        "version",
+                        FieldErrorCode::Conflicting,
+                        format!("is {b}, If-Match is {a}"),
+                    ),
+                ]),
+            )
         }
         (a, b) => a.or(b),
     };
     let stock = match (body.stock, body.stock_delta) {
         (Some(_), Some(_)) => {
-            return Err(Problem::validation(
-                "send either stock or stockDelta, not both",
-            ))
+            return Err(
+                Problem::validation("send either stock or stockDelta, not both").with_errors(&[
+                    FieldError::new(
+                        "stockDelta",
+                        FieldErrorCode::Conflicting,
+                        "must not be sent with stock",
+                    ),
+                ]),
+            )
         }
         (Some(stock), None) => StockChange::Set {
             stock,
@@ -463,7 +475,7 @@ async fn update_product(
     };
     let product = state.products.update(caller, id, update).await?;
     let tag = etag(product.version);
-    let mut response = Json(ProductBody::from(product)).into_response();
+    let mut response = ApiJson(ProductBody::from(product)).into_response();
     if let Some(tag) = tag {
         response.headers_mut().insert(header::ETAG, tag);
     }
@@ -485,9 +497,9 @@ async fn get_product(
     State(state): State<AppState>,
     Auth(_): Auth,
     Path(raw): Path<String>,
-) -> Result<Json<ProductBody>, Problem> {
+) -> Result<ApiJson<ProductBody>, Problem> {
     let id = parse_product_id(&raw)?;
-    Ok(Json(state.products.get(id).await?.into()))
+    Ok(ApiJson(state.products.get(id).await?.into()))
 }
 
 #[utoipa::path(
@@ -503,9 +515,9 @@ async fn get_product(
 async fn list_products(
     State(state): State<AppState>,
     Auth(_): Auth,
-) -> Result<Json<Vec<ProductBody>>, Problem> {
+) -> Result<ApiJson<Vec<ProductBody>>, Problem> {
     let products = state.products.list().await?;
-    Ok(Json(products.into_iter().map(Into::into).collect()))
+    Ok(ApiJson(products.into_iter().map(Into::into).collect()))
 }
 
 // ---- waiting room ----
@@ -560,8 +572,8 @@ impl From<RoomStatus> for RoomBody {
 async fn enter_room(
     State(state): State<AppState>,
     Auth(caller): Auth,
-) -> Result<Json<RoomBody>, Problem> {
-    Ok(Json(state.waiting_room.enter(caller).await?.into()))
+) -> Result<ApiJson<RoomBody>, Problem> {
+    Ok(ApiJson(state.waiting_room.enter(caller).await?.into()))
 }
 
 #[utoipa::path(
@@ -577,8 +589,8 @@ async fn enter_room(
 async fn room_status(
     State(state): State<AppState>,
     Auth(caller): Auth,
-) -> Result<Json<RoomBody>, Problem> {
-    Ok(Json(state.waiting_room.status(caller).await?.into()))
+) -> Result<ApiJson<RoomBody>, Problem> {
+    Ok(ApiJson(state.waiting_room.status(caller).await?.into()))
 }
 
 // ---- orders ----
@@ -723,7 +735,7 @@ async fn place_order(
     let key = idempotency_key(&headers)?;
     let trace = state.intake.request_order(caller, request, key).await?;
     let trace_id = trace.trace_id;
-    let mut response = (StatusCode::ACCEPTED, Json(TraceBody::from(trace))).into_response();
+    let mut response = (StatusCode::ACCEPTED, ApiJson(TraceBody::from(trace))).into_response();
     // Under the prefix the router is mounted at (`Router::nest`), if any.
     let prefix = nested.as_ref().map_or("", |Extension(p)| p.as_str());
     let prefix = prefix.trim_end_matches('/');
@@ -751,9 +763,9 @@ async fn get_trace(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
-) -> Result<Json<TraceBody>, Problem> {
+) -> Result<ApiJson<TraceBody>, Problem> {
     let trace_id: TraceId = raw.parse()?;
-    Ok(Json(state.orders.trace(caller, trace_id).await?.into()))
+    Ok(ApiJson(state.orders.trace(caller, trace_id).await?.into()))
 }
 
 #[utoipa::path(
@@ -772,9 +784,9 @@ async fn get_order(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
-) -> Result<Json<OrderBody>, Problem> {
+) -> Result<ApiJson<OrderBody>, Problem> {
     let order_id = parse_order_id(&raw)?;
-    Ok(Json(state.orders.order(caller, order_id).await?.into()))
+    Ok(ApiJson(state.orders.order(caller, order_id).await?.into()))
 }
 
 /// The query of `GET /api/v1/orders`.
@@ -826,7 +838,7 @@ async fn my_orders(
 /// and `X-Next-Cursor`.
 fn orders_page(page: Orders, next_uri: impl FnOnce(OrderId) -> String) -> Response {
     let body: Vec<OrderBody> = page.orders.into_iter().map(Into::into).collect();
-    let mut response = Json(body).into_response();
+    let mut response = ApiJson(body).into_response();
     if let Some(next) = page.next {
         let link = format!("<{}>; rel=\"next\"", next_uri(next));
         if let Ok(v) = HeaderValue::from_str(&link) {

@@ -13,10 +13,12 @@ use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Response as ApiResponse};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+use oms_core::domain::{FieldError, FieldErrorCode};
 
 use super::Problem;
 
@@ -35,7 +37,13 @@ pub(super) enum Shared {
     Admin,
     /// Reads a JSON body.
     Json,
+    /// Checks the fields of its body: `VALIDATION_FAILED` lists those that
+    /// break rules in `errors` (these in its example).
+    Fields(&'static [FieldExample]),
 }
+
+/// An example of a field error: path, code, message.
+pub(super) type FieldExample = (&'static str, FieldErrorCode, &'static str);
 
 /// The problem responses of an operation: its own `(status, codes)`, those
 /// of its kinds (`shared`), and those every operation may give (the
@@ -45,6 +53,7 @@ pub(super) fn problem_responses(
     own: &[(u16, &[&'static str])],
 ) -> BTreeMap<String, RefOr<ApiResponse>> {
     let mut codes: BTreeMap<u16, Vec<&'static str>> = BTreeMap::new();
+    let mut fields: &[FieldExample] = &[];
     let mut add = |status: u16, list: &[&'static str]| {
         let entry = codes.entry(status).or_default();
         for code in list {
@@ -65,6 +74,10 @@ pub(super) fn problem_responses(
                 add(413, &["PAYLOAD_TOO_LARGE"]);
                 add(415, &["UNSUPPORTED_MEDIA_TYPE"]);
             }
+            Shared::Fields(examples) => {
+                add(400, &["VALIDATION_FAILED"]);
+                fields = examples;
+            }
         }
     }
     for (status, list) in own {
@@ -74,22 +87,43 @@ pub(super) fn problem_responses(
     add(503, &["OVERLOADED", "TIMEOUT"]);
     codes
         .into_iter()
-        .map(|(status, list)| (status.to_string(), problem_response(status, &list).into()))
+        .map(|(status, list)| {
+            let response = problem_response(status, &list, fields);
+            (status.to_string(), response.into())
+        })
         .collect()
 }
 
 /// One problem response: a description naming each code, an example of
-/// each as the API sends it, and the headers that come with them.
-fn problem_response(status: u16, codes: &[&str]) -> ApiResponse {
+/// each as the API sends it (`VALIDATION_FAILED` with `fields` as its
+/// `errors`, if any), and the headers that come with them.
+fn problem_response(status: u16, codes: &[&str], fields: &[FieldExample]) -> ApiResponse {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let reason = code.canonical_reason().unwrap_or("Error");
     let mut description = format!("{reason}, `application/problem+json`:");
     let mut examples = Vec::new();
     for c in codes {
         let explanation = explain(c);
+        let mut example = with_extensions(Problem::new(code, c, explanation));
         description.push_str(&format!("\n- `{c}`: {explanation}"));
-        let example =
-            serde_json::to_value(with_extensions(Problem::new(code, c, explanation))).ok();
+        if *c == "VALIDATION_FAILED" && !fields.is_empty() {
+            description.push_str(
+                "; when fields of the body break rules, `errors` lists every one of them \
+                 (`field`, `code`, `message`)",
+            );
+            let errors: Vec<FieldError> = fields
+                .iter()
+                .map(|(field, rule, message)| FieldError::new(*field, *rule, *message))
+                .collect();
+            example = example.with_errors(&errors);
+            example.detail = fields
+                .iter()
+                .map(|(field, _, message)| format!("{field} {message}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            example.detail.insert_str(0, "invalid input: ");
+        }
+        let example = serde_json::to_value(example).ok();
         examples.push((c.to_string(), ExampleBuilder::new().value(example).build()));
     }
     let content = ContentBuilder::new()
@@ -189,19 +223,74 @@ fn explain(code: &str) -> &'static str {
 /// Declares marker types whose [`IntoResponses`] are the problem responses
 /// of one operation (see [`problem_responses`]).
 macro_rules! problems {
-    ($($(#[$meta:meta])* $name:ident = [$($shared:ident),*], $own:expr;)*) => {
+    ($($(#[$meta:meta])* $name:ident = [$($shared:ident $(($arg:expr))?),*], $own:expr;)*) => {
         $(
             $(#[$meta])*
             pub(super) struct $name;
 
             impl utoipa::IntoResponses for $name {
                 fn responses() -> BTreeMap<String, RefOr<ApiResponse>> {
-                    problem_responses(&[$(Shared::$shared),*], $own)
+                    problem_responses(&[$(Shared::$shared $(($arg))?),*], $own)
                 }
             }
         )*
     };
 }
+
+/// The example field errors of `POST /api/v1/auth/signup`.
+const SIGNUP_FIELDS: &[FieldExample] = &[
+    (
+        "email",
+        FieldErrorCode::Malformed,
+        "is malformed: it has no `@`",
+    ),
+    (
+        "password",
+        FieldErrorCode::TooShort,
+        "must be at least 10 characters",
+    ),
+];
+
+/// The example field errors of `POST /api/v1/products`.
+const PRODUCT_FIELDS: &[FieldExample] = &[
+    (
+        "price",
+        FieldErrorCode::OutOfRange,
+        "must be greater than 0",
+    ),
+    ("stock", FieldErrorCode::OutOfRange, "must not be negative"),
+];
+
+/// The example field errors of `PUT /api/v1/products/{productId}`.
+const PRODUCT_UPDATE_FIELDS: &[FieldExample] = &[
+    ("name", FieldErrorCode::Required, "must not be empty"),
+    (
+        "stockDelta",
+        FieldErrorCode::Conflicting,
+        "must not be sent with stock",
+    ),
+];
+
+/// The example field errors of `POST /api/v1/orders`.
+const ORDER_FIELDS: &[FieldExample] = &[
+    (
+        "items[0].quantity",
+        FieldErrorCode::OutOfRange,
+        "must be between 1 and 1000",
+    ),
+    (
+        "receiverInfo.phone",
+        FieldErrorCode::Required,
+        "must not be empty",
+    ),
+];
+
+/// The example field errors of `POST /api/v1/payments/confirm`.
+const CONFIRM_FIELDS: &[FieldExample] = &[(
+    "amount",
+    FieldErrorCode::OutOfRange,
+    "must be greater than 0",
+)];
 
 problems! {
     /// `GET /healthz`, `GET /openapi.json`.
@@ -211,7 +300,10 @@ problems! {
     /// `GET /metrics`.
     MetricsProblems = [], &[(404, &["NOT_FOUND"])];
     /// `POST /api/v1/auth/signup`.
-    SignupProblems = [Json], &[(409, &["EMAIL_TAKEN"]), (503, &["SERVICE_UNAVAILABLE"])];
+    SignupProblems = [Json, Fields(SIGNUP_FIELDS)], &[
+        (409, &["EMAIL_TAKEN"]),
+        (503, &["SERVICE_UNAVAILABLE"]),
+    ];
     /// `POST /api/v1/auth/login`.
     LoginProblems = [Json], &[
         (401, &["BAD_CREDENTIALS"]),
@@ -227,11 +319,11 @@ problems! {
     /// `GET /api/v1/products`, `GET /api/v1/waiting-room` (room on).
     BearerOnly = [Bearer], &[];
     /// `POST /api/v1/products`.
-    CreateProductProblems = [Bearer, Admin, Json], &[(409, &["PRODUCT_EXISTS"])];
+    CreateProductProblems = [Bearer, Admin, Json, Fields(PRODUCT_FIELDS)], &[(409, &["PRODUCT_EXISTS"])];
     /// `GET /api/v1/products/{productId}`.
     GetProductProblems = [Bearer], &[(400, &["VALIDATION_FAILED"]), (404, &["PRODUCT_NOT_FOUND"])];
     /// `PUT /api/v1/products/{productId}`.
-    UpdateProductProblems = [Bearer, Admin, Json], &[
+    UpdateProductProblems = [Bearer, Admin, Json, Fields(PRODUCT_UPDATE_FIELDS)], &[
         (404, &["PRODUCT_NOT_FOUND"]),
         (409, &["OUT_OF_STOCK", "CONFLICT"]),
         (412, &["PRECONDITION_FAILED"]),
@@ -244,7 +336,7 @@ problems! {
     /// `GET /api/v1/orders`.
     MyOrdersProblems = [Bearer], &[(400, &["VALIDATION_FAILED"])];
     /// `POST /api/v1/orders`.
-    PlaceOrderProblems = [Bearer, Json], &[
+    PlaceOrderProblems = [Bearer, Json, Fields(ORDER_FIELDS)], &[
         (404, &["PRODUCT_NOT_FOUND"]),
         (409, &["LIMIT_EXCEEDED", "SALE_NOT_STARTED", "SALE_ENDED"]),
         (429, &["RATE_LIMITED", "NOT_ADMITTED"]),
@@ -261,7 +353,7 @@ problems! {
         (504, &["PAYMENT_UNKNOWN"]),
     ];
     /// `POST /api/v1/payments/confirm`.
-    ConfirmProblems = [Bearer, Json], &[
+    ConfirmProblems = [Bearer, Json, Fields(CONFIRM_FIELDS)], &[
         (400, &["AMOUNT_MISMATCH"]),
         (402, &["PAYMENT_DECLINED"]),
         (404, &["ORDER_NOT_FOUND"]),
@@ -375,6 +467,28 @@ pub(super) async fn serve_openapi() -> Response {
     response
 }
 
+/// Adds the extension member `errors` to the schema of [`Problem`] (kept
+/// with the other extension members, out of its Rust fields).
+struct ProblemErrors;
+
+impl Modify for ProblemErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let Some(RefOr::T(Schema::Object(problem))) = components.schemas.get_mut("Problem") else {
+            return;
+        };
+        let errors = ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("FieldError"))
+            .description(Some(
+                "`VALIDATION_FAILED` of a body whose fields break rules: every such field, in the order of the body, with its path (`items[0].quantity`), a code (`out_of_range`) and a message. Absent otherwise.",
+            ))
+            .build();
+        problem
+            .properties
+            .insert("errors".to_owned(), errors.into());
+    }
+}
+
 /// Adds the bearer security scheme.
 struct BearerScheme;
 
@@ -434,8 +548,11 @@ METHOD_NOT_ALLOWED`.";
         super::admin::orders,
         super::admin::stock,
     ),
-    components(schemas(Problem, TraceStatus), responses(super::accounts::TokenAnswer)),
-    modifiers(&BearerScheme),
+    components(
+        schemas(Problem, FieldError, FieldErrorCode, TraceStatus),
+        responses(super::accounts::TokenAnswer)
+    ),
+    modifiers(&BearerScheme, &ProblemErrors),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "members", description = "Sign-up, login, token refresh, logout"),

@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use axum::extract::{Path, State};
-use axum::Json;
 use chrono::{DateTime, Utc};
 use oms_core::domain::{Caller, OmsError, OmsResult, Order, OrderId};
 use oms_core::port::inbound::PaymentUseCase;
@@ -57,7 +56,7 @@ pub(super) async fn confirm(
     State(state): State<AppState>,
     Auth(caller): Auth,
     ApiJson(body): ApiJson<ConfirmBody>,
-) -> Result<Json<PaidBody>, Problem> {
+) -> Result<ApiJson<PaidBody>, Problem> {
     let order = state
         .payments
         .confirm(
@@ -73,7 +72,7 @@ pub(super) async fn confirm(
             order.order_id
         )))
     })?;
-    Ok(Json(PaidBody {
+    Ok(ApiJson(PaidBody {
         order_id: order.order_id.0,
         status: order.status.as_str().to_owned(),
         payment_key: payment.payment_key,
@@ -98,9 +97,11 @@ pub(super) async fn cancel(
     State(state): State<AppState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
-) -> Result<Json<OrderBody>, Problem> {
+) -> Result<ApiJson<OrderBody>, Problem> {
     let order_id = super::parse_order_id(&raw)?;
-    Ok(Json(state.payments.cancel(caller, order_id).await?.into()))
+    Ok(ApiJson(
+        state.payments.cancel(caller, order_id).await?.into(),
+    ))
 }
 
 /// The payment use cases of a service without a payment gateway: every

@@ -2,13 +2,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oms_core::domain::OmsError;
+use oms_core::domain::{FieldError, FieldErrors, OmsError};
 use serde::Serialize;
 
 /// An API error, rendered as `application/problem+json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[schema(
-    description = "An RFC 9457 problem: every 4xx/5xx answer. Some codes add extension members (`position` for NOT_ADMITTED, `gatewayCode` and `gatewayMessage` for PAYMENT_DECLINED)."
+    description = "An RFC 9457 problem: every 4xx/5xx answer. Some codes add extension members (`errors` for VALIDATION_FAILED when fields of the body break rules, `position` for NOT_ADMITTED, `gatewayCode` and `gatewayMessage` for PAYMENT_DECLINED)."
 )]
 pub struct Problem {
     /// A URI naming the kind of problem.
@@ -26,6 +26,7 @@ pub struct Problem {
     #[serde(skip)]
     pub retry_after: Option<u32>,
     /// Extension members of the problem (RFC 9457, section 3.2), e.g.
+    /// `errors` (the fields that break rules) for `VALIDATION_FAILED`, or
     /// `position` in the waiting room's line for `NOT_ADMITTED`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     #[schema(ignore)]
@@ -57,6 +58,40 @@ impl Problem {
         self
     }
 
+    /// The same problem with the extension member `errors`: the fields that
+    /// break rules, each as `{"field", "code", "message"}` (none: the
+    /// problem as it is).
+    pub fn with_errors<'a>(self, errors: impl IntoIterator<Item = &'a FieldError>) -> Self {
+        let list: Vec<serde_json::Value> = errors
+            .into_iter()
+            .map(|e| {
+                serde_json::json!({
+                    "field": e.field,
+                    "code": e.code.as_str(),
+                    "message": e.message,
+                })
+            })
+            .collect();
+        if list.is_empty() {
+            self
+        } else {
+            self.with_extension("errors", list)
+        }
+    }
+
+    /// 400 `VALIDATION_FAILED` for these fields: the detail names each
+    /// (`invalid input: items[0].quantity must be between 1 and 1000; …`),
+    /// `errors` lists them.
+    pub fn invalid_fields(errors: FieldErrors) -> Self {
+        Self::from(OmsError::Validation(errors))
+    }
+
+    /// 500 `INTERNAL_ERROR`: a broken invariant or a value that cannot be
+    /// encoded. `what` is logged at error level, never sent.
+    pub fn internal(what: impl std::fmt::Display) -> Self {
+        Self::from(OmsError::Internal(what.to_string()))
+    }
+
     /// The same problem, asking the client to wait `secs` (`Retry-After`).
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
@@ -66,6 +101,16 @@ impl Problem {
     /// 400 `VALIDATION_FAILED`.
     pub fn validation(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "VALIDATION_FAILED", detail)
+    }
+
+    /// 500 `INTERNAL_ERROR`, saying nothing of the cause (logged by the
+    /// caller).
+    fn internal_error() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "the request could not be handled; the error was logged",
+        )
     }
 
     /// 401 `UNAUTHORIZED`.
@@ -79,13 +124,17 @@ impl Problem {
     }
 }
 
-/// Client errors keep their message (it is about the request); server-side
-/// errors are logged here and answered with what a client can act on: the
-/// dependency that failed, never the text of its error.
+/// Client errors keep their message (it is about the request), and
+/// `Validation` lists its fields in `errors`; server-side errors are logged
+/// here and answered with what a client can act on: the dependency that
+/// failed, never the text of its error. `Internal` (a bug, a corrupted
+/// record, a value that does not encode) is 500 `INTERNAL_ERROR`, logged at
+/// error level, with a detail that says nothing of it.
 impl From<OmsError> for Problem {
     fn from(e: OmsError) -> Self {
         match &e {
             OmsError::Invalid(_) => Self::validation(e.to_string()),
+            OmsError::Validation(errors) => Self::validation(e.to_string()).with_errors(errors),
             OmsError::Forbidden(_) => Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", e.to_string()),
             OmsError::ProductNotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "PRODUCT_NOT_FOUND", e.to_string())
@@ -223,23 +272,34 @@ impl From<OmsError> for Problem {
                     format!("{what} is unavailable; try again later"),
                 )
             }
-            // A bug or a corrupted record (`Internal`), or anything new.
+            OmsError::Internal(_) => {
+                tracing::error!(error = %e, "internal error");
+                Self::internal_error()
+            }
+            // An error this version does not know yet.
             _ => {
                 tracing::error!(error = %e, "unexpected error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL_ERROR",
-                    "the request could not be handled; the error was logged",
-                )
+                Self::internal_error()
             }
         }
     }
 }
 
+/// The body answered when a problem cannot be encoded itself.
+const UNENCODABLE_PROBLEM: &str = r#"{"type":"https://oms.dev/problems/internal-error","title":"Internal Server Error","status":500,"detail":"the request could not be handled; the error was logged","code":"INTERNAL_ERROR"}"#;
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let status = self.status_code();
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let (status, body) = match serde_json::to_vec(&self) {
+            Ok(body) => (self.status_code(), body),
+            Err(e) => {
+                tracing::error!(error = %e, code = %self.code, "a problem could not be encoded");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    UNENCODABLE_PROBLEM.as_bytes().to_vec(),
+                )
+            }
+        };
         let mut response = (status, body).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -256,5 +316,62 @@ impl IntoResponse for Problem {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oms_core::domain::{FieldErrorCode, FieldErrors};
+
+    use super::*;
+
+    #[test]
+    fn field_errors_are_listed_in_an_errors_member() {
+        let mut errors = FieldErrors::new();
+        errors.push(
+            "items[0].quantity",
+            FieldErrorCode::OutOfRange,
+            "must be between 1 and 1000",
+        );
+        errors.push(
+            "receiverInfo.name",
+            FieldErrorCode::Required,
+            "must not be empty",
+        );
+        let problem = Problem::from(OmsError::Validation(errors));
+        assert_eq!(problem.status, 400);
+        let body = serde_json::to_value(&problem).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "https://oms.dev/problems/validation-failed",
+                "title": "Bad Request",
+                "status": 400,
+                "detail": "invalid input: items[0].quantity must be between 1 and 1000; receiverInfo.name must not be empty",
+                "code": "VALIDATION_FAILED",
+                "errors": [
+                    {"field": "items[0].quantity", "code": "out_of_range", "message": "must be between 1 and 1000"},
+                    {"field": "receiverInfo.name", "code": "required", "message": "must not be empty"},
+                ],
+            })
+        );
+        let plain = serde_json::to_value(Problem::validation("bad query")).unwrap();
+        assert!(plain.get("errors").is_none(), "{plain}");
+    }
+
+    #[test]
+    fn internal_errors_are_500_and_say_nothing_of_their_cause() {
+        let problem = Problem::from(OmsError::Internal(
+            "cannot encode order: secret column `pw_hash` at 10.1.2.3".into(),
+        ));
+        assert_eq!(
+            (problem.status, problem.code.as_str()),
+            (500, "INTERNAL_ERROR")
+        );
+        let text = serde_json::to_string(&problem).unwrap();
+        for leak in ["encode", "pw_hash", "10.1.2.3"] {
+            assert!(!text.contains(leak), "{leak:?} leaked: {text}");
+        }
+        assert_eq!(UNENCODABLE_PROBLEM, text);
     }
 }

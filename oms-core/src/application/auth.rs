@@ -544,7 +544,7 @@ mod tests {
         short.password = "123456789".into();
         assert!(matches!(
             auth.signup(short).await,
-            Err(OmsError::Invalid(_))
+            Err(OmsError::Validation(e)) if e.fields() == ["password"]
         ));
         assert_eq!(f.members.len(), 1);
     }
@@ -1014,7 +1014,7 @@ mod tests {
         assert_eq!(decode(&pair.access_token).role, Role::Admin);
         assert!(matches!(
             auth.ensure_admin("ops@example.com", "short").await,
-            Err(OmsError::Invalid(_))
+            Err(OmsError::Validation(e)) if e.fields() == ["password"]
         ));
     }
 }

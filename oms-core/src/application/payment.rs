@@ -5,8 +5,8 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::domain::{
-    validate_payment_key, Caller, LifecycleEvent, MemberId, OmsError, OmsResult, Order, OrderId,
-    OrderLine, OrderStatus,
+    payment_key_error, Caller, FieldErrorCode, FieldErrors, LifecycleEvent, MemberId, OmsError,
+    OmsResult, Order, OrderId, OrderLine, OrderStatus,
 };
 use crate::port::inbound::PaymentUseCase;
 use crate::port::outbound::{
@@ -133,10 +133,15 @@ impl PaymentUseCase for PaymentService {
         payment_key: String,
         amount: i64,
     ) -> OmsResult<Order> {
-        validate_payment_key(&payment_key)?;
+        let mut errors = FieldErrors::from_iter(payment_key_error(&payment_key));
         if amount <= 0 {
-            return Err(OmsError::Invalid("amount must be greater than 0".into()));
+            errors.push(
+                "amount",
+                FieldErrorCode::OutOfRange,
+                "must be greater than 0",
+            );
         }
+        errors.into_result()?;
         let order = self.order_of(caller, order_id, true).await?;
         if order.status != OrderStatus::PendingPayment {
             return Self::already(order, &payment_key);
@@ -311,13 +316,20 @@ mod tests {
                 .await,
             Err(OmsError::OrderNotFound { .. })
         ));
-        for (key, amount) in [("", 200), ("bad key!", 200), ("pay-1", 0), ("pay-1", -5)] {
-            assert!(matches!(
-                payments
-                    .confirm(Caller::user(7), id, key.into(), amount)
-                    .await,
-                Err(OmsError::Invalid(_))
-            ));
+        for (key, amount, fields) in [
+            ("", 200, &["paymentKey"][..]),
+            ("bad key!", 200, &["paymentKey"]),
+            ("pay-1", 0, &["amount"]),
+            ("pay-1", -5, &["amount"]),
+            ("bad key!", -5, &["paymentKey", "amount"]),
+        ] {
+            let r = payments
+                .confirm(Caller::user(7), id, key.into(), amount)
+                .await;
+            assert!(
+                matches!(&r, Err(OmsError::Validation(e)) if e.fields() == fields),
+                "{key:?} {amount}: {r:?}"
+            );
         }
     }
 

@@ -3,7 +3,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::ProductCatalog;
-use crate::domain::{Caller, OmsError, OmsResult, Product, ProductDraft, ProductId, ProductUpdate};
+use crate::domain::{
+    Caller, FieldError, FieldErrorCode, FieldErrors, OmsError, OmsResult, Product, ProductDraft,
+    ProductId, ProductUpdate,
+};
 use crate::port::inbound::ProductUseCase;
 use crate::port::outbound::{GateLevel, ProductStore, StockGate};
 
@@ -64,13 +67,16 @@ impl ProductService {
     }
 }
 
-fn check_id(product_id: ProductId) -> OmsResult<()> {
-    if product_id.0 == 0 || product_id.0 > i64::MAX as u64 {
-        return Err(OmsError::Invalid(
-            "productId must be a positive integer".into(),
-        ));
-    }
-    Ok(())
+/// The error of a `productId` that is not a positive integer a store can
+/// keep, if it is not.
+fn id_error(product_id: ProductId) -> Option<FieldError> {
+    (product_id.0 == 0 || product_id.0 > i64::MAX as u64).then(|| {
+        FieldError::new(
+            "productId",
+            FieldErrorCode::OutOfRange,
+            "must be a positive integer",
+        )
+    })
 }
 
 #[async_trait]
@@ -82,8 +88,9 @@ impl ProductUseCase for ProductService {
         draft: ProductDraft,
     ) -> OmsResult<Product> {
         caller.require_admin()?;
-        check_id(product_id)?;
-        draft.validate()?;
+        let mut errors = FieldErrors::from_iter(id_error(product_id));
+        errors.extend(draft.field_errors());
+        errors.into_result()?;
         let product = draft.into_product(product_id);
         self.products.create(&product).await?;
         self.open_gate(&product, None).await;
@@ -164,8 +171,37 @@ mod tests {
             },
         ] {
             let r = service.create(Caller::admin(1), ProductId(1), bad).await;
-            assert!(matches!(r, Err(OmsError::Invalid(_))));
+            assert!(matches!(r, Err(OmsError::Validation(_))), "{r:?}");
         }
+        // Every field at once, the id first.
+        let all_bad = ProductDraft {
+            name: " ".into(),
+            price: -1,
+            stock: -1,
+            rules: crate::domain::SaleRules {
+                max_per_member: Some(0),
+                ..Default::default()
+            },
+        };
+        let r = service
+            .create(Caller::admin(1), ProductId(0), all_bad)
+            .await;
+        let fields = r.as_ref().err().map(|e| e.field_errors().to_vec());
+        assert_eq!(
+            fields
+                .iter()
+                .flatten()
+                .map(|e| (e.field.as_str(), e.code))
+                .collect::<Vec<_>>(),
+            [
+                ("productId", FieldErrorCode::OutOfRange),
+                ("name", FieldErrorCode::Required),
+                ("price", FieldErrorCode::OutOfRange),
+                ("stock", FieldErrorCode::OutOfRange),
+                ("maxPerMember", FieldErrorCode::OutOfRange),
+            ],
+            "{r:?}"
+        );
     }
 
     #[tokio::test]

@@ -551,7 +551,7 @@ mod tests {
         empty.items.clear();
         assert!(matches!(
             service.request_order(Caller::user(1), empty, None).await,
-            Err(OmsError::Invalid(_))
+            Err(OmsError::Validation(e)) if e.fields() == ["items"]
         ));
         for key in ["", "has space", &"x".repeat(65)] {
             assert!(matches!(

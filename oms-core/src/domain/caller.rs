@@ -15,6 +15,11 @@ pub enum Role {
     Admin,
 }
 
+super::wire::wire_names!(Role, "role", {
+    User => "USER",
+    Admin => "ADMIN",
+});
+
 /// The authenticated caller of a use case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {

@@ -2,7 +2,9 @@
 
 use std::error::Error as StdError;
 
-use super::{LifecycleEvent, MemberId, OrderId, OrderStatus, ProductId, TraceId};
+use super::{
+    FieldError, FieldErrors, LifecycleEvent, MemberId, OrderId, OrderStatus, ProductId, TraceId,
+};
 
 /// A boxed source error from an adapter.
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
@@ -132,9 +134,16 @@ pub enum OmsError {
     /// A concurrent writer changed the data first (optimistic lock lost); retry.
     #[error("concurrent update conflict: {0}")]
     Conflict(String),
-    /// The input breaks a rule of the domain.
+    /// The input breaks a rule of the domain (one that belongs to no
+    /// single field of a request body: a header, a query value, a path
+    /// segment).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Fields of a request body break rules of the domain: every one of
+    /// them, with its path, a code and a message. Answered like
+    /// [`Invalid`](Self::Invalid) (`VALIDATION_FAILED`), with the list.
+    #[error("invalid input: {0}")]
+    Validation(FieldErrors),
     /// The caller may not do this.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -174,8 +183,10 @@ pub enum OmsError {
         /// How long to wait.
         retry_after: std::time::Duration,
     },
-    /// A broken invariant or data the service cannot read: a bug or a
+    /// A broken invariant, data the service cannot read or write (a value
+    /// that does not encode, a record that does not decode): a bug or a
     /// corrupted record, never the caller's fault, never retryable.
+    /// Answered 500 `INTERNAL_ERROR` without the message, which is logged.
     #[error("internal error: {0}")]
     Internal(String),
     /// A dependency (broker, cache, database) did not answer.
@@ -196,6 +207,27 @@ impl OmsError {
             what,
             source: source.into(),
         }
+    }
+
+    /// A broken invariant or an encoding failure (see
+    /// [`Internal`](Self::Internal)).
+    pub fn internal(what: impl Into<String>) -> Self {
+        Self::Internal(what.into())
+    }
+
+    /// The fields that break rules, for [`Validation`](Self::Validation);
+    /// none for every other error.
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            Self::Validation(errors) => errors.as_slice(),
+            _ => &[],
+        }
+    }
+
+    /// Whether the input was refused by a rule of the domain
+    /// ([`Invalid`](Self::Invalid) or [`Validation`](Self::Validation)).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::Invalid(_) | Self::Validation(_))
     }
 
     /// Whether trying the same operation again may succeed.
@@ -227,7 +259,7 @@ impl OmsError {
             Self::OrderNotFound { .. } => "ORDER_NOT_FOUND",
             Self::TraceNotFound { .. } => "TRACE_NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
-            Self::Invalid(_) => "VALIDATION_FAILED",
+            Self::Invalid(_) | Self::Validation(_) => "VALIDATION_FAILED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::PreconditionFailed { .. } => "PRECONDITION_FAILED",
             Self::PreconditionRequired(_) => "PRECONDITION_REQUIRED",
@@ -244,3 +276,19 @@ impl OmsError {
 
 /// Result with [`OmsError`].
 pub type OmsResult<T> = Result<T, OmsError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_are_neither_retryable_nor_the_callers_fault() {
+        let e = OmsError::internal("cannot encode order: key must be a string");
+        assert_eq!(e.kind(), "INTERNAL_ERROR");
+        assert!(!e.is_retryable());
+        assert!(!e.is_invalid_input());
+        assert!(e.field_errors().is_empty());
+        assert!(OmsError::Invalid("x".into()).is_invalid_input());
+        assert!(OmsError::Validation(FieldErrors::new()).is_invalid_input());
+    }
+}

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{MemberId, OmsError, OmsResult, Role};
+use super::{FieldError, FieldErrorCode, FieldErrors, MemberId, OmsError, OmsResult, Role};
 
 /// Longest email address, in bytes (RFC 5321's path limit less the angle
 /// brackets).
@@ -29,26 +29,38 @@ pub const MAX_NAME_CHARS: usize = 100;
 pub struct Email(String);
 
 impl Email {
-    /// Checks and normalizes `raw`.
+    /// Checks and normalizes `raw`; [`OmsError::Validation`] of the field
+    /// `email` when it is not an address.
     pub fn parse(raw: &str) -> OmsResult<Self> {
-        let invalid = |why: &str| OmsError::Invalid(format!("email is malformed: {why}"));
+        Self::parse_field(raw).map_err(OmsError::from)
+    }
+
+    /// [`parse`](Self::parse), with the error of the field `email`.
+    fn parse_field(raw: &str) -> Result<Self, FieldError> {
+        let invalid = |code: FieldErrorCode, why: &str| {
+            FieldError::new("email", code, format!("is malformed: {why}"))
+        };
+        let malformed = |why: &str| invalid(FieldErrorCode::Malformed, why);
         let email = raw.trim();
         if email.is_empty() {
-            return Err(invalid("it is empty"));
+            return Err(invalid(FieldErrorCode::Required, "it is empty"));
         }
         if email.len() > MAX_EMAIL_LEN {
-            return Err(invalid("it is longer than 254 characters"));
+            return Err(invalid(
+                FieldErrorCode::TooLong,
+                "it is longer than 254 characters",
+            ));
         }
         if !email.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid(
+            return Err(malformed(
                 "it must be visible ASCII characters without spaces",
             ));
         }
         let Some((local, domain)) = email.split_once('@') else {
-            return Err(invalid("it has no `@`"));
+            return Err(malformed("it has no `@`"));
         };
         if local.is_empty() || local.len() > MAX_EMAIL_LOCAL_LEN {
-            return Err(invalid("the part before `@` must be 1 to 64 characters"));
+            return Err(malformed("the part before `@` must be 1 to 64 characters"));
         }
         const LOCAL_SPECIALS: &[u8] = b".!#$%&'*+/=?^_`{|}~-";
         if !local
@@ -58,7 +70,7 @@ impl Email {
             || local.ends_with('.')
             || local.contains("..")
         {
-            return Err(invalid(
+            return Err(malformed(
                 "the part before `@` has characters it may not have",
             ));
         }
@@ -71,7 +83,7 @@ impl Email {
                 && !l.ends_with('-')
         };
         if labels.len() < 2 || !labels.iter().all(label_ok) {
-            return Err(invalid(
+            return Err(malformed(
                 "the domain must be dot-separated labels of letters, digits and hyphens",
             ));
         }
@@ -124,36 +136,61 @@ impl fmt::Debug for PasswordHash {
 /// Checks a password's length: [`MIN_PASSWORD_CHARS`] to
 /// [`MAX_PASSWORD_CHARS`] characters (Unicode scalar values). Any
 /// character is allowed; passwords are compared byte for byte.
+/// [`OmsError::Validation`] of the field `password` otherwise.
 pub fn validate_password(password: &str) -> OmsResult<()> {
+    match password_error(password) {
+        None => Ok(()),
+        Some(e) => Err(e.into()),
+    }
+}
+
+fn password_error(password: &str) -> Option<FieldError> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
-        return Err(OmsError::Invalid(format!(
-            "password must be at least {MIN_PASSWORD_CHARS} characters"
-        )));
+        return Some(FieldError::new(
+            "password",
+            FieldErrorCode::TooShort,
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
     }
     if chars > MAX_PASSWORD_CHARS {
-        return Err(OmsError::Invalid(format!(
-            "password must be at most {MAX_PASSWORD_CHARS} characters"
-        )));
+        return Some(FieldError::new(
+            "password",
+            FieldErrorCode::TooLong,
+            format!("must be at most {MAX_PASSWORD_CHARS} characters"),
+        ));
     }
-    Ok(())
+    None
 }
 
 /// Checks and trims a display name: not empty, at most
 /// [`MAX_NAME_CHARS`] characters, no control characters.
+/// [`OmsError::Validation`] of the field `name` otherwise.
 pub fn normalize_name(raw: &str) -> OmsResult<String> {
+    name_field(raw).map_err(OmsError::from)
+}
+
+fn name_field(raw: &str) -> Result<String, FieldError> {
     let name = raw.trim();
     if name.is_empty() {
-        return Err(OmsError::Invalid("name must not be empty".into()));
+        return Err(FieldError::new(
+            "name",
+            FieldErrorCode::Required,
+            "must not be empty",
+        ));
     }
     if name.chars().count() > MAX_NAME_CHARS {
-        return Err(OmsError::Invalid(format!(
-            "name must be at most {MAX_NAME_CHARS} characters"
-        )));
+        return Err(FieldError::new(
+            "name",
+            FieldErrorCode::TooLong,
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(OmsError::Invalid(
-            "name must not contain control characters".into(),
+        return Err(FieldError::new(
+            "name",
+            FieldErrorCode::Malformed,
+            "must not contain control characters",
         ));
     }
     Ok(name.to_owned())
@@ -182,12 +219,17 @@ impl fmt::Debug for Signup {
 
 impl Signup {
     /// The normalized email and name, once every rule holds: a well-formed
-    /// email, a password of 10 to 128 characters, a name.
+    /// email, a password of 10 to 128 characters, a name. Every field that
+    /// breaks a rule is reported ([`OmsError::Validation`]).
     pub fn validate(&self) -> OmsResult<(Email, String)> {
-        let email = Email::parse(&self.email)?;
-        validate_password(&self.password)?;
-        let name = normalize_name(&self.name)?;
-        Ok((email, name))
+        let mut errors = FieldErrors::new();
+        let email = errors.record(Email::parse_field(&self.email));
+        errors.extend(password_error(&self.password));
+        let name = errors.record(name_field(&self.name));
+        match (email, name) {
+            (Some(email), Some(name)) if errors.is_empty() => Ok((email, name)),
+            _ => Err(OmsError::Validation(errors)),
+        }
     }
 }
 
@@ -307,6 +349,69 @@ mod tests {
         }
         assert!(normalize_name(&"가".repeat(100)).is_ok());
         assert!(normalize_name(&"가".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn a_signup_lists_every_failing_field() {
+        let signup = |email: &str, password: &str, name: &str| Signup {
+            email: email.into(),
+            password: password.into(),
+            name: name.into(),
+        };
+        let all_bad = signup("kim@", "short", " ");
+        let Err(e) = all_bad.validate() else {
+            panic!("a bad signup validates");
+        };
+        assert_eq!(
+            e.field_errors()
+                .iter()
+                .map(|e| (e.field.as_str(), e.code))
+                .collect::<Vec<_>>(),
+            [
+                ("email", FieldErrorCode::Malformed),
+                ("password", FieldErrorCode::TooShort),
+                ("name", FieldErrorCode::Required),
+            ]
+        );
+        assert_eq!(
+            e.to_string(),
+            "invalid input: email is malformed: the domain must be dot-separated labels \
+             of letters, digits and hyphens; password must be at least 10 characters; \
+             name must not be empty"
+        );
+        let Err(e) = signup("", &"x".repeat(129), "Kim").validate() else {
+            panic!("a bad signup validates");
+        };
+        assert_eq!(
+            e.field_errors()
+                .iter()
+                .map(|e| (e.field.as_str(), e.code))
+                .collect::<Vec<_>>(),
+            [
+                ("email", FieldErrorCode::Required),
+                ("password", FieldErrorCode::TooLong)
+            ]
+        );
+        let (email, name) = signup(" Kim@Example.com", "1234567890", " Kim ")
+            .validate()
+            .unwrap();
+        assert_eq!((email.as_str(), name.as_str()), ("kim@example.com", "Kim"));
+    }
+
+    #[test]
+    fn single_rules_keep_their_messages() {
+        assert_eq!(
+            validate_password("short").map_err(|e| e.to_string()),
+            Err("invalid input: password must be at least 10 characters".to_owned())
+        );
+        assert_eq!(
+            Email::parse("kim").map_err(|e| e.to_string()),
+            Err("invalid input: email is malformed: it has no `@`".to_owned())
+        );
+        assert_eq!(
+            normalize_name("a\u{7}b").map_err(|e| e.to_string()),
+            Err("invalid input: name must not contain control characters".to_owned())
+        );
     }
 
     #[test]

@@ -14,6 +14,8 @@ mod report;
 pub mod throttle;
 pub mod token;
 mod trace;
+mod validation;
+mod wire;
 
 pub use admission::{gcra, Purchase, PurchaseLimit, Rate, RateDecision, RoomPolicy, RoomStatus};
 pub use caller::{Caller, Role};
@@ -24,9 +26,10 @@ pub use member::{
     MAX_EMAIL_LEN, MAX_NAME_CHARS, MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS,
 };
 pub use order::{
-    units_by_product, validate_idempotency_key, validate_payment_key, LifecycleEvent, Order,
-    OrderCommand, OrderEvent, OrderItem, OrderLine, OrderPage, OrderRequest, OrderStatus, Orders,
-    Payment, ReceiverInfo, MAX_LINES, MAX_PAYMENT_KEY, MAX_QUANTITY, MAX_RECEIVER_FIELD,
+    payment_key_error, units_by_product, validate_idempotency_key, validate_payment_key,
+    LifecycleEvent, Order, OrderCommand, OrderEvent, OrderItem, OrderLine, OrderPage, OrderRequest,
+    OrderStatus, Orders, Payment, ReceiverInfo, MAX_LINES, MAX_PAYMENT_KEY, MAX_QUANTITY,
+    MAX_RECEIVER_FIELD,
 };
 pub use placement::{
     limited_pairs, BatchPlan, Bought, KeyBindings, KnownOutcome, Placement, StockDecrement,
@@ -42,3 +45,5 @@ pub use token::{
     TokenRejection, TokenType,
 };
 pub use trace::{FailureReason, OrderTrace, TraceState};
+pub use validation::{FieldError, FieldErrorCode, FieldErrors};
+pub use wire::ParseEnumError;

@@ -1,11 +1,12 @@
 //! Orders, order lines and the command that carries an accepted request.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{MemberId, OmsError, OmsResult, OrderId, ProductId, TraceId};
+use super::{
+    FieldError, FieldErrorCode, FieldErrors, MemberId, OmsError, OmsResult, OrderId, ProductId,
+    TraceId,
+};
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -41,24 +42,29 @@ pub struct ReceiverInfo {
 }
 
 impl ReceiverInfo {
-    fn validate(&self) -> OmsResult<()> {
+    /// Adds the errors of every field to `errors`, under `prefix` (e.g.
+    /// `receiverInfo.`): each must be non-blank and at most
+    /// [`MAX_RECEIVER_FIELD`] characters.
+    fn check(&self, prefix: &str, errors: &mut FieldErrors) {
         for (field, value) in [
             ("name", &self.name),
             ("phone", &self.phone),
             ("address", &self.address),
         ] {
             if value.trim().is_empty() {
-                return Err(OmsError::Invalid(format!(
-                    "receiverInfo.{field} must not be empty"
-                )));
-            }
-            if value.chars().count() > MAX_RECEIVER_FIELD {
-                return Err(OmsError::Invalid(format!(
-                    "receiverInfo.{field} must be at most {MAX_RECEIVER_FIELD} characters"
-                )));
+                errors.push(
+                    format!("{prefix}{field}"),
+                    FieldErrorCode::Required,
+                    "must not be empty",
+                );
+            } else if value.chars().count() > MAX_RECEIVER_FIELD {
+                errors.push(
+                    format!("{prefix}{field}"),
+                    FieldErrorCode::TooLong,
+                    format!("must be at most {MAX_RECEIVER_FIELD} characters"),
+                );
             }
         }
-        Ok(())
     }
 }
 
@@ -76,38 +82,71 @@ pub struct OrderRequest {
 
 impl OrderRequest {
     /// Checks the request against the rules of API.md: 1–100 lines, quantities
-    /// 1–1000, every receiver field present.
+    /// 1–1000, product ids above 0, every receiver field present and at most
+    /// [`MAX_RECEIVER_FIELD`] characters. Every field that breaks a rule is
+    /// reported ([`OmsError::Validation`]).
     pub fn validate(&self) -> OmsResult<()> {
-        if self.items.is_empty() {
-            return Err(OmsError::Invalid("items must not be empty".into()));
-        }
-        if self.items.len() > MAX_LINES {
-            return Err(OmsError::Invalid(format!(
-                "items must have at most {MAX_LINES} lines"
-            )));
-        }
-        for (i, line) in self.items.iter().enumerate() {
-            if line.quantity < 1 || line.quantity > MAX_QUANTITY {
-                return Err(OmsError::Invalid(format!(
-                    "items[{i}].quantity must be between 1 and {MAX_QUANTITY}"
-                )));
-            }
-            if line.product_id.0 == 0 {
-                return Err(OmsError::Invalid(format!(
-                    "items[{i}].productId must be a positive integer"
-                )));
-            }
-        }
-        self.receiver_info.validate()
+        self.field_errors().into_result()
+    }
+
+    /// The fields that break the rules of [`validate`](Self::validate), in
+    /// the order of the request, by their paths (`items[0].quantity`,
+    /// `receiverInfo.phone`).
+    pub fn field_errors(&self) -> FieldErrors {
+        let mut errors = FieldErrors::new();
+        check_lines(&self.items, &mut errors);
+        self.receiver_info.check("receiverInfo.", &mut errors);
+        errors
     }
 }
 
-/// Checks an `Idempotency-Key`: 1–64 visible ASCII characters.
+/// Adds the errors of `items` to `errors`. When there are too many lines,
+/// that is the one error of the list: its lines are not looked at.
+fn check_lines(items: &[OrderLine], errors: &mut FieldErrors) {
+    if items.is_empty() {
+        errors.push("items", FieldErrorCode::Required, "must not be empty");
+        return;
+    }
+    if items.len() > MAX_LINES {
+        errors.push(
+            "items",
+            FieldErrorCode::TooLong,
+            format!("must have at most {MAX_LINES} lines"),
+        );
+        return;
+    }
+    for (i, line) in items.iter().enumerate() {
+        if line.quantity < 1 || line.quantity > MAX_QUANTITY {
+            errors.push(
+                format!("items[{i}].quantity"),
+                FieldErrorCode::OutOfRange,
+                format!("must be between 1 and {MAX_QUANTITY}"),
+            );
+        }
+        if line.product_id.0 == 0 {
+            errors.push(
+                format!("items[{i}].productId"),
+                FieldErrorCode::OutOfRange,
+                "must be a positive integer",
+            );
+        }
+    }
+}
+
+/// The rule of an `Idempotency-Key`, about the key.
+const IDEMPOTENCY_KEY_RULE: &str = "must be 1 to 64 visible ASCII characters";
+
+fn idempotency_key_ok(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 64 && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks an `Idempotency-Key` (a header, not a field of the body): 1–64
+/// visible ASCII characters; [`OmsError::Invalid`] otherwise.
 pub fn validate_idempotency_key(key: &str) -> OmsResult<()> {
-    if key.is_empty() || key.len() > 64 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(OmsError::Invalid(
-            "Idempotency-Key must be 1 to 64 visible ASCII characters".into(),
-        ));
+    if !idempotency_key_ok(key) {
+        return Err(OmsError::Invalid(format!(
+            "Idempotency-Key {IDEMPOTENCY_KEY_RULE}"
+        )));
     }
     Ok(())
 }
@@ -160,19 +199,28 @@ impl OrderCommand {
             .map(|k| (self.member_id, k.clone()))
     }
 
-    /// Checks the command as the consumer receives it (the same rules as intake).
+    /// Checks the command as the consumer receives it (the same rules as
+    /// intake, and a member); every field that breaks a rule is reported
+    /// ([`OmsError::Validation`]).
     pub fn validate(&self) -> OmsResult<()> {
+        let mut errors = FieldErrors::new();
         if self.member_id.0 == 0 {
-            return Err(OmsError::Invalid("memberId must be positive".into()));
+            errors.push("memberId", FieldErrorCode::OutOfRange, "must be positive");
         }
-        if let Some(key) = &self.idempotency_key {
-            validate_idempotency_key(key)?;
+        if self
+            .idempotency_key
+            .as_deref()
+            .is_some_and(|key| !idempotency_key_ok(key))
+        {
+            errors.push(
+                "idempotencyKey",
+                FieldErrorCode::Malformed,
+                IDEMPOTENCY_KEY_RULE,
+            );
         }
-        OrderRequest {
-            items: self.items.clone(),
-            receiver_info: self.receiver_info.clone(),
-        }
-        .validate()
+        check_lines(&self.items, &mut errors);
+        self.receiver_info.check("receiverInfo.", &mut errors);
+        errors.into_result()
     }
 
     /// Units per product, summed over the lines, by product id.
@@ -213,30 +261,26 @@ pub enum OrderStatus {
     Expired,
 }
 
-impl OrderStatus {
-    /// The wire name (`PENDING_PAYMENT`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PendingPayment => "PENDING_PAYMENT",
-            Self::Paid => "PAID",
-            Self::Refunded => "REFUNDED",
-            Self::Cancelled => "CANCELLED",
-            Self::Expired => "EXPIRED",
-        }
-    }
+super::wire::wire_names!(OrderStatus, "order status", {
+    PendingPayment => "PENDING_PAYMENT",
+    Paid => "PAID",
+    Refunded => "REFUNDED",
+    Cancelled => "CANCELLED",
+    Expired => "EXPIRED",
+});
 
-    /// Parses a wire name (`ORDERED`, the name before payments existed,
-    /// reads as `PENDING_PAYMENT`).
+impl OrderStatus {
+    /// Reads a stored name: a wire name, or `ORDERED` (the name before
+    /// payments existed), which reads as `PENDING_PAYMENT`. Any other name
+    /// is a record the service cannot read: [`OmsError::Internal`]. (A
+    /// client's name is read with [`FromStr`](std::str::FromStr), which
+    /// takes the wire names only.)
     pub fn parse(s: &str) -> OmsResult<Self> {
         match s {
-            "PENDING_PAYMENT" | "ORDERED" => Ok(Self::PendingPayment),
-            "PAID" => Ok(Self::Paid),
-            "REFUNDED" => Ok(Self::Refunded),
-            "CANCELLED" => Ok(Self::Cancelled),
-            "EXPIRED" => Ok(Self::Expired),
-            other => Err(OmsError::Internal(format!(
-                "unknown order status `{other}`"
-            ))),
+            "ORDERED" => Ok(Self::PendingPayment),
+            other => other
+                .parse()
+                .map_err(|e: super::ParseEnumError| OmsError::Internal(e.to_string())),
         }
     }
 
@@ -264,12 +308,6 @@ impl OrderStatus {
     }
 }
 
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// What happens to an order after it is placed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -284,16 +322,12 @@ pub enum LifecycleEvent {
     Refund,
 }
 
-impl fmt::Display for LifecycleEvent {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Pay => "PAY",
-            Self::Cancel => "CANCEL",
-            Self::Expire => "EXPIRE",
-            Self::Refund => "REFUND",
-        })
-    }
-}
+super::wire::wire_names!(LifecycleEvent, "lifecycle event", {
+    Pay => "PAY",
+    Cancel => "CANCEL",
+    Expire => "EXPIRE",
+    Refund => "REFUND",
+});
 
 /// An approved payment of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -312,19 +346,37 @@ pub struct Payment {
 pub const MAX_PAYMENT_KEY: usize = 200;
 
 /// Checks a `paymentKey`: 1 to 200 characters of `A-Z a-z 0-9 - _ ~ .`.
+/// [`OmsError::Invalid`] otherwise (a check for the ports that take a
+/// key; a request body's key is checked with [`payment_key_error`]).
 pub fn validate_payment_key(key: &str) -> OmsResult<()> {
+    match payment_key_error(key) {
+        None => Ok(()),
+        Some(e) => Err(OmsError::Invalid(e.to_string())),
+    }
+}
+
+/// The error of a `paymentKey` field that is not 1 to 200 characters of
+/// `A-Z a-z 0-9 - _ ~ .`, if it is not.
+pub fn payment_key_error(key: &str) -> Option<FieldError> {
     let valid = !key.is_empty()
         && key.len() <= MAX_PAYMENT_KEY
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~' | b'.'));
-    if valid {
-        Ok(())
+    let code = if key.is_empty() {
+        FieldErrorCode::Required
+    } else if key.len() > MAX_PAYMENT_KEY {
+        FieldErrorCode::TooLong
     } else {
-        Err(OmsError::Invalid(format!(
-            "paymentKey must be 1 to {MAX_PAYMENT_KEY} characters of A-Z a-z 0-9 - _ ~ ."
-        )))
-    }
+        FieldErrorCode::Malformed
+    };
+    (!valid).then(|| {
+        FieldError::new(
+            "paymentKey",
+            code,
+            format!("must be 1 to {MAX_PAYMENT_KEY} characters of A-Z a-z 0-9 - _ ~ ."),
+        )
+    })
 }
 
 /// A change of an order's status, as published on the events topic
@@ -559,6 +611,168 @@ mod lifecycle_tests {
         assert!(validate_payment_key("tgen_20240213121814abcd").is_ok());
         for bad in ["", "has space", "semi;colon", &"k".repeat(201)] {
             assert!(validate_payment_key(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod validation_tests {
+    use super::*;
+
+    fn line(product_id: u64, quantity: u32) -> OrderLine {
+        OrderLine {
+            product_id: ProductId(product_id),
+            quantity,
+        }
+    }
+
+    fn receiver(name: &str, phone: &str, address: &str) -> ReceiverInfo {
+        ReceiverInfo {
+            name: name.into(),
+            phone: phone.into(),
+            address: address.into(),
+        }
+    }
+
+    fn listed(errors: &FieldErrors) -> Vec<(&str, FieldErrorCode)> {
+        errors.iter().map(|e| (e.field.as_str(), e.code)).collect()
+    }
+
+    #[test]
+    fn a_valid_request_has_no_field_errors() {
+        let request = OrderRequest {
+            items: vec![line(1, 1), line(2, MAX_QUANTITY)],
+            receiver_info: receiver("Kim", "010-0000-0000", "Seoul"),
+        };
+        assert!(request.field_errors().is_empty());
+        assert!(request.validate().is_ok());
+    }
+
+    #[test]
+    fn every_failing_field_is_listed_by_its_path_in_request_order() {
+        let request = OrderRequest {
+            items: vec![line(1, 1), line(2, 0), line(0, 1001), line(3, 5)],
+            receiver_info: receiver("Kim", "  ", &"a".repeat(MAX_RECEIVER_FIELD + 1)),
+        };
+        let errors = request.field_errors();
+        assert_eq!(
+            listed(&errors),
+            [
+                ("items[1].quantity", FieldErrorCode::OutOfRange),
+                ("items[2].quantity", FieldErrorCode::OutOfRange),
+                ("items[2].productId", FieldErrorCode::OutOfRange),
+                ("receiverInfo.phone", FieldErrorCode::Required),
+                ("receiverInfo.address", FieldErrorCode::TooLong),
+            ]
+        );
+        assert_eq!(errors.as_slice()[0].message, "must be between 1 and 1000");
+        let Err(OmsError::Validation(reported)) = request.validate() else {
+            panic!("an invalid request validates");
+        };
+        assert_eq!(reported, errors);
+        assert_eq!(
+            OmsError::Validation(reported).to_string(),
+            "invalid input: items[1].quantity must be between 1 and 1000; \
+             items[2].quantity must be between 1 and 1000; \
+             items[2].productId must be a positive integer; \
+             receiverInfo.phone must not be empty; \
+             receiverInfo.address must be at most 255 characters"
+        );
+    }
+
+    #[test]
+    fn a_single_failure_reads_as_it_always_did() {
+        let request = OrderRequest {
+            items: vec![line(1, 0)],
+            receiver_info: receiver("Kim", "010", "Seoul"),
+        };
+        assert_eq!(
+            request.validate().map_err(|e| e.to_string()),
+            Err("invalid input: items[0].quantity must be between 1 and 1000".to_owned())
+        );
+    }
+
+    #[test]
+    fn empty_and_oversized_item_lists_are_one_error_each() {
+        let blank = receiver("", "", "");
+        let empty = OrderRequest {
+            items: vec![],
+            receiver_info: blank.clone(),
+        };
+        assert_eq!(
+            listed(&empty.field_errors()),
+            [
+                ("items", FieldErrorCode::Required),
+                ("receiverInfo.name", FieldErrorCode::Required),
+                ("receiverInfo.phone", FieldErrorCode::Required),
+                ("receiverInfo.address", FieldErrorCode::Required),
+            ]
+        );
+        let oversized = OrderRequest {
+            items: vec![line(0, 0); MAX_LINES + 1],
+            receiver_info: receiver("Kim", "010", "Seoul"),
+        };
+        assert_eq!(
+            listed(&oversized.field_errors()),
+            [("items", FieldErrorCode::TooLong)]
+        );
+    }
+
+    #[test]
+    fn a_command_lists_its_member_and_key_with_the_request_fields() {
+        let mut command = OrderCommand::new(
+            TraceId::new(),
+            MemberId(0),
+            OrderRequest {
+                items: vec![line(1, 2000)],
+                receiver_info: receiver("Kim", "010", " "),
+            },
+        )
+        .with_idempotency_key(Some("has space".into()));
+        let Err(e) = command.validate() else {
+            panic!("an invalid command validates");
+        };
+        assert_eq!(
+            e.field_errors()
+                .iter()
+                .map(|e| e.field.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "memberId",
+                "idempotencyKey",
+                "items[0].quantity",
+                "receiverInfo.address"
+            ]
+        );
+        assert_eq!(
+            crate::domain::FailureReason::of(&e),
+            Some(crate::domain::FailureReason::Invalid)
+        );
+        command.member_id = MemberId(7);
+        command.idempotency_key = Some("k-1".into());
+        command.items = vec![line(1, 2)];
+        command.receiver_info.address = "Seoul".into();
+        assert!(command.validate().is_ok());
+    }
+
+    #[test]
+    fn payment_keys_have_a_field_error_and_ports_an_invalid_one() {
+        assert_eq!(payment_key_error("pay-1"), None);
+        for (key, code) in [
+            ("", FieldErrorCode::Required),
+            ("has space", FieldErrorCode::Malformed),
+            (&"k".repeat(MAX_PAYMENT_KEY + 1), FieldErrorCode::TooLong),
+        ] {
+            let e = payment_key_error(key);
+            assert_eq!(
+                e.as_ref().map(|e| (e.field.as_str(), e.code)),
+                Some(("paymentKey", code)),
+                "{key:?}"
+            );
+            assert!(matches!(
+                validate_payment_key(key),
+                Err(OmsError::Invalid(m)) if Some(m.as_str()) == e.as_ref().map(ToString::to_string).as_deref()
+            ));
         }
     }
 }

@@ -3,7 +3,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{FailureReason, OmsError, OmsResult, ProductId};
+use super::{
+    FailureReason, FieldError, FieldErrorCode, FieldErrors, OmsError, OmsResult, ProductId,
+};
 
 /// The rules of a sale: how much one member may buy and when the product
 /// is on sale. Every field is optional; an empty set of rules sells to
@@ -27,23 +29,33 @@ pub struct SaleRules {
 impl SaleRules {
     /// Checks the rules as an operator sets them at `now`: a positive
     /// limit, a window that ends after it starts and has not ended yet.
+    /// Every field that breaks a rule is reported ([`OmsError::Validation`]).
     pub fn validate(&self, now: DateTime<Utc>) -> OmsResult<()> {
+        let mut errors = FieldErrors::new();
+        self.check(now, &mut errors);
+        errors.into_result()
+    }
+
+    /// Adds the errors of [`validate`](Self::validate) to `errors`.
+    fn check(&self, now: DateTime<Utc>, errors: &mut FieldErrors) {
         if self.max_per_member.is_some_and(|m| m <= 0) {
-            return Err(OmsError::Invalid(
-                "maxPerMember must be greater than 0".into(),
-            ));
+            errors.push(
+                "maxPerMember",
+                FieldErrorCode::OutOfRange,
+                "must be greater than 0",
+            );
         }
-        if let (Some(start), Some(end)) = (self.sale_starts_at, self.sale_ends_at) {
-            if end <= start {
-                return Err(OmsError::Invalid(
-                    "saleEndsAt must be after saleStartsAt".into(),
-                ));
+        match (self.sale_starts_at, self.sale_ends_at) {
+            (Some(start), Some(end)) if end <= start => errors.push(
+                "saleEndsAt",
+                FieldErrorCode::OutOfRange,
+                "must be after saleStartsAt",
+            ),
+            (_, Some(end)) if end <= now => {
+                errors.push("saleEndsAt", FieldErrorCode::OutOfRange, "is in the past")
             }
+            _ => {}
         }
-        if self.sale_ends_at.is_some_and(|end| end <= now) {
-            return Err(OmsError::Invalid("saleEndsAt is in the past".into()));
-        }
-        Ok(())
     }
 
     /// Whether an order accepted at `at` falls in the sale window; the
@@ -129,28 +141,42 @@ pub struct ProductDraft {
 
 impl ProductDraft {
     /// Checks the rules of a product: a name, a positive price, no negative
-    /// stock, and [`SaleRules::validate`] at the present time.
+    /// stock, and [`SaleRules::validate`] at the present time. Every field
+    /// that breaks a rule is reported ([`OmsError::Validation`]).
     pub fn validate(&self) -> OmsResult<()> {
-        self.validate_fields()?;
-        self.rules.validate(Utc::now())
+        self.field_errors().into_result()
     }
 
-    fn validate_fields(&self) -> OmsResult<()> {
+    /// The fields that break the rules of [`validate`](Self::validate), by
+    /// their names in the request (`name`, `price`, `stock`,
+    /// `maxPerMember`, `saleEndsAt`).
+    pub fn field_errors(&self) -> FieldErrors {
+        let mut errors = FieldErrors::new();
+        self.check_fields(&mut errors);
+        self.rules.check(Utc::now(), &mut errors);
+        errors
+    }
+
+    fn check_fields(&self, errors: &mut FieldErrors) {
         if self.name.trim().is_empty() {
-            return Err(OmsError::Invalid("name must not be empty".into()));
-        }
-        if self.name.chars().count() > 255 {
-            return Err(OmsError::Invalid(
-                "name must be at most 255 characters".into(),
-            ));
+            errors.push("name", FieldErrorCode::Required, "must not be empty");
+        } else if self.name.chars().count() > 255 {
+            errors.push(
+                "name",
+                FieldErrorCode::TooLong,
+                "must be at most 255 characters",
+            );
         }
         if self.price <= 0 {
-            return Err(OmsError::Invalid("price must be greater than 0".into()));
+            errors.push(
+                "price",
+                FieldErrorCode::OutOfRange,
+                "must be greater than 0",
+            );
         }
         if self.stock < 0 {
-            return Err(OmsError::Invalid("stock must not be negative".into()));
+            errors.push("stock", FieldErrorCode::OutOfRange, "must not be negative");
         }
-        Ok(())
     }
 
     /// The product this draft describes, at version 0.
@@ -217,8 +243,15 @@ pub struct ProductChange {
 
 impl ProductUpdate {
     /// Checks the rules of a product that do not depend on its current
-    /// state.
+    /// state. Every field that breaks one is reported
+    /// ([`OmsError::Validation`]).
     pub fn validate(&self) -> OmsResult<()> {
+        let mut errors = FieldErrors::new();
+        self.check_fields(&mut errors);
+        errors.into_result()
+    }
+
+    fn check_fields(&self, errors: &mut FieldErrors) {
         ProductDraft {
             name: self.name.clone(),
             price: self.price,
@@ -228,25 +261,27 @@ impl ProductUpdate {
             },
             rules: SaleRules::default(),
         }
-        .validate_fields()
+        .check_fields(errors);
     }
 
     /// Applies the update to `current` (read in the same transaction as the
     /// write): the new product, one version up, and the stock delta. Pure,
     /// so every store applies the same rules.
     pub fn apply_to(&self, current: &Product) -> OmsResult<ProductChange> {
-        self.validate()?;
+        let mut errors = FieldErrors::new();
+        self.check_fields(&mut errors);
         let rules = self.rules.apply_to(&current.rules);
         if self.rules.touches_window() {
-            rules.validate(Utc::now())?;
+            rules.check(Utc::now(), &mut errors);
         } else {
             SaleRules {
                 sale_starts_at: None,
                 sale_ends_at: None,
                 ..rules
             }
-            .validate(Utc::now())?;
+            .check(Utc::now(), &mut errors);
         }
+        errors.into_result()?;
         let stock_delta = match self.stock {
             StockChange::Keep => 0,
             StockChange::Set {
@@ -275,10 +310,9 @@ impl ProductUpdate {
                 0
             }
             StockChange::Adjust(delta) => {
-                let after = current
-                    .stock
-                    .checked_add(delta)
-                    .ok_or_else(|| OmsError::Invalid("stockDelta is out of range".into()))?;
+                let after = current.stock.checked_add(delta).ok_or_else(|| {
+                    FieldError::new("stockDelta", FieldErrorCode::OutOfRange, "is out of range")
+                })?;
                 if after < 0 {
                     return Err(OmsError::OutOfStock {
                         product_id: current.id,
@@ -385,7 +419,7 @@ mod tests {
         ));
         assert!(matches!(
             update(StockChange::Adjust(i64::MAX)).apply_to(&current()),
-            Err(OmsError::Invalid(_))
+            Err(OmsError::Validation(e)) if e.fields() == ["stockDelta"]
         ));
     }
 }
@@ -407,18 +441,27 @@ mod rules_tests {
             max_per_member: Some(0),
             ..SaleRules::default()
         };
-        assert!(matches!(zero.validate(now), Err(OmsError::Invalid(_))));
+        assert!(matches!(
+            zero.validate(now),
+            Err(OmsError::Validation(e)) if e.fields() == ["maxPerMember"]
+        ));
         let backwards = SaleRules {
             sale_starts_at: Some(at(100)),
             sale_ends_at: Some(at(50)),
             ..SaleRules::default()
         };
-        assert!(matches!(backwards.validate(now), Err(OmsError::Invalid(_))));
+        assert!(matches!(
+            backwards.validate(now),
+            Err(OmsError::Validation(e)) if e.fields() == ["saleEndsAt"]
+        ));
         let past = SaleRules {
             sale_ends_at: Some(at(-1)),
             ..SaleRules::default()
         };
-        assert!(matches!(past.validate(now), Err(OmsError::Invalid(_))));
+        assert!(matches!(
+            past.validate(now),
+            Err(OmsError::Validation(e)) if e.fields() == ["saleEndsAt"]
+        ));
         let fine = SaleRules {
             max_per_member: Some(2),
             sale_starts_at: Some(at(-100)),

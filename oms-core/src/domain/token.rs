@@ -24,21 +24,10 @@ pub enum TokenType {
     Refresh,
 }
 
-impl TokenType {
-    /// `access` or `refresh`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Access => "access",
-            Self::Refresh => "refresh",
-        }
-    }
-}
-
-impl fmt::Display for TokenType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+super::wire::wire_names!(TokenType, "token type", {
+    Access => "access",
+    Refresh => "refresh",
+});
 
 macro_rules! uuid_id {
     ($(#[$meta:meta])* $name:ident) => {

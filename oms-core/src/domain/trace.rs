@@ -1,7 +1,5 @@
 //! The trace a client polls: PROCESSING, then COMPLETED or FAILED.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use super::{MemberId, OmsError, OrderId, TraceId};
@@ -39,44 +37,26 @@ pub enum FailureReason {
     SaleEnded,
 }
 
-impl FailureReason {
-    /// The wire name, e.g. `OUT_OF_STOCK`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OutOfStock => "OUT_OF_STOCK",
-            Self::ProductNotFound => "PRODUCT_NOT_FOUND",
-            Self::Invalid => "INVALID",
-            Self::Poison => "POISON",
-            Self::Lost => "LOST",
-            Self::NotAccepted => "NOT_ACCEPTED",
-            Self::Duplicate => "DUPLICATE",
-            Self::Unprocessable => "UNPROCESSABLE",
-            Self::LimitExceeded => "LIMIT_EXCEEDED",
-            Self::SaleNotStarted => "SALE_NOT_STARTED",
-            Self::SaleEnded => "SALE_ENDED",
-        }
-    }
+super::wire::wire_names!(FailureReason, "failure reason", {
+    OutOfStock => "OUT_OF_STOCK",
+    ProductNotFound => "PRODUCT_NOT_FOUND",
+    Invalid => "INVALID",
+    Poison => "POISON",
+    Lost => "LOST",
+    NotAccepted => "NOT_ACCEPTED",
+    Duplicate => "DUPLICATE",
+    Unprocessable => "UNPROCESSABLE",
+    LimitExceeded => "LIMIT_EXCEEDED",
+    SaleNotStarted => "SALE_NOT_STARTED",
+    SaleEnded => "SALE_ENDED",
+});
 
-    /// Parses a wire name.
+impl FailureReason {
+    /// Reads a stored name (a wire name). Any other name is a record the
+    /// service cannot read: [`OmsError::Internal`].
     pub fn parse(s: &str) -> Result<Self, OmsError> {
-        Ok(match s {
-            "OUT_OF_STOCK" => Self::OutOfStock,
-            "PRODUCT_NOT_FOUND" => Self::ProductNotFound,
-            "INVALID" => Self::Invalid,
-            "POISON" => Self::Poison,
-            "LOST" => Self::Lost,
-            "NOT_ACCEPTED" => Self::NotAccepted,
-            "DUPLICATE" => Self::Duplicate,
-            "UNPROCESSABLE" => Self::Unprocessable,
-            "LIMIT_EXCEEDED" => Self::LimitExceeded,
-            "SALE_NOT_STARTED" => Self::SaleNotStarted,
-            "SALE_ENDED" => Self::SaleEnded,
-            other => {
-                return Err(OmsError::Internal(format!(
-                    "unknown failure reason `{other}`"
-                )))
-            }
-        })
+        s.parse()
+            .map_err(|e: super::ParseEnumError| OmsError::Internal(e.to_string()))
     }
 
     /// The reason an error of the domain stands for, if it is final.
@@ -84,18 +64,12 @@ impl FailureReason {
         match error {
             OmsError::OutOfStock { .. } => Some(Self::OutOfStock),
             OmsError::ProductNotFound { .. } => Some(Self::ProductNotFound),
-            OmsError::Invalid(_) => Some(Self::Invalid),
+            OmsError::Invalid(_) | OmsError::Validation(_) => Some(Self::Invalid),
             OmsError::LimitExceeded { .. } => Some(Self::LimitExceeded),
             OmsError::SaleNotStarted { .. } => Some(Self::SaleNotStarted),
             OmsError::SaleEnded { .. } => Some(Self::SaleEnded),
             _ => None,
         }
-    }
-}
-
-impl fmt::Display for FailureReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

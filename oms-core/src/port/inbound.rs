@@ -112,10 +112,11 @@ pub trait ProductUseCase: Send + Sync {
 #[async_trait]
 pub trait AuthUseCase: Send + Sync {
     /// Signs a buyer up (role `USER`); [`OmsError::EmailTaken`] if the
-    /// email is taken, [`OmsError::Invalid`] if a rule is broken.
+    /// email is taken, [`OmsError::Validation`] listing every field that
+    /// breaks a rule.
     ///
     /// [`OmsError::EmailTaken`]: crate::domain::OmsError::EmailTaken
-    /// [`OmsError::Invalid`]: crate::domain::OmsError::Invalid
+    /// [`OmsError::Validation`]: crate::domain::OmsError::Validation
     async fn signup(&self, signup: Signup) -> OmsResult<Member>;
 
     /// Logs in: a new login (family) and its first token pair;
