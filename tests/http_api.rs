@@ -12,11 +12,12 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use common::{auth, order_body, token};
+use oms::application::ProductService;
 use oms::domain::{OmsError, Role};
 use oms::embedded::EmbeddedPipeline;
 use oms::http::{router, AppState};
 use oms::port::inbound::MockRequestOrderUseCase;
-use oms::port::outbound::{HealthCheck, MockHealthCheck};
+use oms::port::outbound::{HealthCheck, MockHealthCheck, MockProductStore};
 use serde_json::{json, Value};
 
 struct Api {
@@ -555,6 +556,224 @@ async fn a_server_error_names_the_dependency_but_never_its_error_text() {
     assert!(b["detail"].as_str().unwrap().contains("kafka"), "{b}");
     for secret in ["Message timed out", "10.1.2.3", "9092"] {
         assert!(!text.contains(secret), "{secret:?} leaked: {b}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_order_body_lists_every_failing_field() {
+    let api = api();
+    let app = &api.app;
+    let body = json!({
+        "items": [
+            {"productId": 1, "quantity": 1},
+            {"productId": 2, "quantity": 0},
+            {"productId": 0, "quantity": 1001},
+        ],
+        "receiverInfo": {"name": "", "phone": "010-0000-0000", "address": "a".repeat(256)},
+    });
+    let (s, headers, b) = call(app, "POST", "/api/v1/orders", Some(&user(1)), Some(body)).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+    assert_eq!(b["code"], "VALIDATION_FAILED", "{b}");
+    assert_eq!(
+        b["errors"],
+        json!([
+            {"field": "items[1].quantity", "code": "out_of_range", "message": "must be between 1 and 1000"},
+            {"field": "items[2].quantity", "code": "out_of_range", "message": "must be between 1 and 1000"},
+            {"field": "items[2].productId", "code": "out_of_range", "message": "must be a positive integer"},
+            {"field": "receiverInfo.name", "code": "required", "message": "must not be empty"},
+            {"field": "receiverInfo.address", "code": "too_long", "message": "must be at most 255 characters"},
+        ]),
+        "{b}"
+    );
+    let detail = b["detail"].as_str().unwrap();
+    for field in b["errors"].as_array().unwrap() {
+        let field = field["field"].as_str().unwrap();
+        assert!(
+            detail.contains(field),
+            "{field} not in the detail: {detail}"
+        );
+    }
+
+    // One failing field: the detail reads as it always did, one error listed.
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(1)),
+        Some(order_body(&[(1, 0)])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        b["detail"],
+        "invalid input: items[0].quantity must be between 1 and 1000"
+    );
+    assert_eq!(
+        b["errors"],
+        json!([{"field": "items[0].quantity", "code": "out_of_range", "message": "must be between 1 and 1000"}])
+    );
+
+    // A body of the wrong shape, a bad header: no field list.
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(1)),
+        Some(json!({"items": [{"productId": "x", "quantity": 1}]})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_FAILED"))
+    );
+    assert!(b.get("errors").is_none(), "{b}");
+    let (s, _, b) = common::call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&user(1)),
+        &[("Idempotency-Key", "with space")],
+        Some(order_body(&[(1, 1)])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b.get("errors").is_none(), "{b}");
+    assert!(api._pipeline.traces.is_empty(), "nothing was accepted");
+}
+
+#[tokio::test]
+async fn signup_and_product_bodies_list_every_failing_field() {
+    let api = api();
+    let app = &api.app;
+    let fields = |b: &Value| -> Vec<(String, String)> {
+        b["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no errors: {b}"))
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["code"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(f, c)| ((*f).to_owned(), (*c).to_owned()))
+            .collect()
+    };
+
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/auth/signup",
+        None,
+        Some(json!({"email": "kim@", "password": "short", "name": " "})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("VALIDATION_FAILED")),
+        "{b}"
+    );
+    assert_eq!(
+        fields(&b),
+        pairs(&[
+            ("email", "malformed"),
+            ("password", "too_short"),
+            ("name", "required")
+        ])
+    );
+
+    let (s, _, b) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        Some(&admin()),
+        Some(json!({"productId": 0, "name": "", "price": 0, "stock": -1, "maxPerMember": 0})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        fields(&b),
+        pairs(&[
+            ("productId", "out_of_range"),
+            ("name", "required"),
+            ("price", "out_of_range"),
+            ("stock", "out_of_range"),
+            ("maxPerMember", "out_of_range"),
+        ])
+    );
+
+    add_product(app, 1, 10).await;
+    let (s, _, b) = call(
+        app,
+        "PUT",
+        "/api/v1/products/1",
+        Some(&admin()),
+        Some(json!({"name": " ", "price": -5})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        fields(&b),
+        pairs(&[("name", "required"), ("price", "out_of_range")])
+    );
+    let (s, _, b) = call(
+        app,
+        "PUT",
+        "/api/v1/products/1",
+        Some(&admin()),
+        Some(json!({"name": "Tteokbokki", "price": 12900, "stock": 5, "stockDelta": 1})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(fields(&b), pairs(&[("stockDelta", "conflicting")]));
+}
+
+#[tokio::test]
+async fn an_internal_failure_is_500_internal_error_and_keeps_its_cause_to_the_log() {
+    let api = api();
+    let cause = "cannot encode order: column pw_hash of 10.1.2.3";
+    let mut intake = MockRequestOrderUseCase::new();
+    intake
+        .expect_request_order()
+        .returning(move |_, _, _| Err(OmsError::Internal(cause.into())));
+    let mut store = MockProductStore::new();
+    store
+        .expect_list()
+        .returning(move || Err(OmsError::Internal(cause.into())));
+    let app = router(AppState {
+        intake: Arc::new(intake),
+        products: Arc::new(ProductService::new(Arc::new(store))),
+        ..api.state.clone()
+    });
+    let buyer = user(1);
+    let place = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&buyer),
+        Some(order_body(&[(1, 1)])),
+    )
+    .await;
+    let list = call(&app, "GET", "/api/v1/products", Some(&buyer), None).await;
+    for (s, headers, b) in [place, list] {
+        assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{b}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(b["code"], "INTERNAL_ERROR", "{b}");
+        assert_eq!(b["type"], "https://oms.dev/problems/internal-error");
+        assert_eq!(
+            b["detail"],
+            "the request could not be handled; the error was logged"
+        );
+        assert!(b.get("errors").is_none(), "{b}");
+        let text = b.to_string();
+        for secret in ["encode", "pw_hash", "10.1.2.3"] {
+            assert!(!text.contains(secret), "{secret:?} leaked: {b}");
+        }
     }
 }
 
