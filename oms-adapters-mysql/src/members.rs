@@ -14,13 +14,6 @@ type MemberRow = (i64, Vec<u8>, String, Vec<u8>, Vec<u8>, NaiveDateTime);
 
 const COLUMNS: &str = "id, email, name, role, password_hash, created_at";
 
-fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::User => "USER",
-        Role::Admin => "ADMIN",
-    }
-}
-
 fn member_of(row: MemberRow) -> OmsResult<Member> {
     let (id, email, name, role, hash, created_at) = row;
     let text = |bytes: Vec<u8>, what: &str| {
@@ -32,15 +25,9 @@ fn member_of(row: MemberRow) -> OmsResult<Member> {
         text(role, "role")?,
         text(hash, "password hash")?,
     );
-    let role = match role.as_str() {
-        "USER" => Role::User,
-        "ADMIN" => Role::Admin,
-        other => {
-            return Err(OmsError::Internal(format!(
-                "member {id} has the unknown role {other:?}"
-            )))
-        }
-    };
+    let role: Role = role
+        .parse()
+        .map_err(|e| OmsError::Internal(format!("member {id} has a role it cannot have: {e}")))?;
     let email = Email::parse(&email)
         .map_err(|e| OmsError::Internal(format!("member {id} has an unusable email: {e}")))?;
     Ok(Member {
@@ -64,7 +51,7 @@ impl MemberStore for MySqlStore {
         )
         .bind(member.email.as_str())
         .bind(&member.name)
-        .bind(role_name(member.role))
+        .bind(member.role.as_str())
         .bind(member.password_hash.as_str())
         .bind(now)
         .execute(self.pool())
@@ -110,7 +97,7 @@ impl MemberStore for MySqlStore {
         password_hash: &PasswordHash,
     ) -> OmsResult<()> {
         let done = sqlx::query("UPDATE members SET role = ?, password_hash = ? WHERE id = ?")
-            .bind(role_name(role))
+            .bind(role.as_str())
             .bind(password_hash.as_str())
             .bind(sql_id(member_id.0))
             .execute(self.pool())

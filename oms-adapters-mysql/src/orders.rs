@@ -721,7 +721,7 @@ impl OrderStore for MySqlStore {
         limit: usize,
     ) -> OmsResult<Vec<OrderTrace>> {
         let age = chrono::Duration::from_std(older_than)
-            .map_err(|e| OmsError::Invalid(format!("older_than: {e}")))?;
+            .map_err(|e| OmsError::Internal(format!("older_than is out of range: {e}")))?;
         let rows: Vec<OutcomeRow> = sqlx::query_as(
             "SELECT trace_id, member_id, status, order_id, reason FROM order_outcomes \
              WHERE status = 'FAILED' AND dead_lettered = FALSE AND created_at < ? \
