@@ -4,8 +4,13 @@
 #
 #   scripts/services.sh up     start what is not running, wait until all three
 #                              accept connections, write target/services.env
-#   scripts/services.sh down   stop what `up` started
+#   scripts/services.sh down   stop what `up` and `up-cluster` started
 #   scripts/services.sh status
+#   scripts/services.sh up-cluster     a Redis Cluster of three masters (no
+#                              replicas) on 17001-17003, created once, waited
+#                              for until `cluster_state:ok`; adds
+#                              OMS_REDIS_CLUSTER_NODES to the env file
+#   scripts/services.sh down-cluster   stop it (and drop its data)
 #   scripts/services.sh stop-mariadb   (fault tests: `up` brings it back)
 #   scripts/services.sh stop-broker    (stops the broker OMS_BROKER selects)
 #
@@ -17,7 +22,8 @@
 #                    (OMS_MOCK_CONTROL), through which tests create topics
 #
 # Ports (not the services' defaults): Redis 16379, MariaDB 13306, Kafka
-# (tansu) 19092; override with OMS_REDIS_PORT, OMS_MYSQL_PORT, OMS_KAFKA_PORT.
+# (tansu) 19092, the Redis Cluster 17001-17003; override with OMS_REDIS_PORT,
+# OMS_MYSQL_PORT, OMS_KAFKA_PORT, OMS_REDIS_CLUSTER_PORTS (space-separated).
 # The mock listens on ports of its own choosing. OMS_SERVICES_ENV names the
 # env file to write instead of target/services.env (e.g. to keep one per
 # broker).
@@ -29,6 +35,7 @@ TOOLS="$ROOT/target/tools"
 REDIS_PORT=${OMS_REDIS_PORT:-16379}
 MYSQL_PORT=${OMS_MYSQL_PORT:-13306}
 KAFKA_PORT=${OMS_KAFKA_PORT:-19092}
+CLUSTER_PORTS=${OMS_REDIS_CLUSTER_PORTS:-17001 17002 17003}
 TANSU_VERSION=0.6.0
 TANSU="$TOOLS/tansu-$TANSU_VERSION/bin/tansu"
 BROKER=${OMS_BROKER:-tansu}
@@ -87,6 +94,71 @@ start_redis() {
     --pidfile "$RUN/redis.pid" --dir "$RUN/redis" --logfile "$RUN/redis.log" \
     --save "" --appendonly no
   wait_for redis 30 port_open "$REDIS_PORT"
+}
+
+cluster_pid() { echo "$RUN/redis-cluster-$1.pid"; }
+
+cluster_nodes() { # the nodes' URLs, comma-separated
+  local port urls=()
+  for port in $CLUSTER_PORTS; do urls+=("redis://127.0.0.1:$port"); done
+  (IFS=,; echo "${urls[*]}")
+}
+
+cluster_running() { # every node of the cluster is up
+  local port
+  for port in $CLUSTER_PORTS; do
+    alive "$(cluster_pid "$port")" && port_open "$port" || return 1
+  done
+}
+
+cluster_info() { # field: a field of CLUSTER INFO on the first node
+  local first; first=${CLUSTER_PORTS%% *}
+  redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | tr -d '\r' \
+    | awk -F: -v k="$1" '$1 == k { print $2 }'
+}
+
+cluster_ok() { [ "$(cluster_info cluster_state)" = ok ]; }
+
+start_redis_cluster() {
+  local port nodes=() any=""
+  for port in $CLUSTER_PORTS; do alive "$(cluster_pid "$port")" && any=yes; done
+  # No node left: start over from empty nodes (the data is not kept anyway).
+  [ -z "$any" ] && rm -rf "$RUN/redis-cluster"
+  for port in $CLUSTER_PORTS; do
+    nodes+=("127.0.0.1:$port")
+    if alive "$(cluster_pid "$port")" && port_open "$port"; then continue; fi
+    mkdir -p "$RUN/redis-cluster/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+      --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 5000 --pidfile "$(cluster_pid "$port")" \
+      --dir "$RUN/redis-cluster/$port" --logfile "$RUN/redis-cluster-$port.log" \
+      --save "" --appendonly no
+    wait_for "redis-cluster-$port" 30 port_open "$port"
+  done
+  if [ "$(cluster_info cluster_slots_assigned)" = 0 ]; then
+    log "creating the Redis Cluster of ${nodes[*]}"
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes \
+      >"$RUN/redis-cluster.log" 2>&1
+  fi
+  wait_for redis-cluster 60 cluster_ok
+}
+
+stop_redis_cluster() {
+  local port
+  for port in $CLUSTER_PORTS; do stop "redis-cluster-$port"; done
+  rm -rf "$RUN/redis-cluster"
+}
+
+# The line of the env file naming the cluster's nodes, while it runs.
+cluster_env() {
+  if cluster_running; then echo "export OMS_REDIS_CLUSTER_NODES=$(cluster_nodes)"; fi
+}
+
+# Rewrites the cluster's line of an env file that exists.
+update_cluster_env() {
+  [ -f "$ENV_FILE" ] || return 0
+  local rest; rest=$(grep -v '^export OMS_REDIS_CLUSTER_NODES=' "$ENV_FILE" || true)
+  { echo "$rest"; cluster_env; } >"$ENV_FILE"
 }
 
 mysql_root() { mariadb --no-defaults --socket="$RUN/mariadb.sock" -uroot "$@"; }
@@ -166,6 +238,7 @@ export OMS_KAFKA_REWIND_ON_GAP=$rewind
 export OMS_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 export OMS_DATABASE_URL=mysql://oms:oms@127.0.0.1:$MYSQL_PORT/oms
 $extra
+$(cluster_env)
 ENV
 }
 
@@ -196,6 +269,19 @@ case "${1:-}" in
     stop "$BROKER"
     stop mariadb
     stop redis
+    stop_redis_cluster
+    update_cluster_env
+    ;;
+  up-cluster)
+    mkdir -p "$RUN"
+    install_packages
+    start_redis_cluster
+    if [ -f "$ENV_FILE" ]; then update_cluster_env; else write_env; fi
+    log "up: redis cluster $(cluster_nodes) ($(cluster_info cluster_known_nodes) nodes, state $(cluster_info cluster_state)); env in $ENV_FILE"
+    ;;
+  down-cluster)
+    stop_redis_cluster
+    update_cluster_env
     ;;
   stop-broker)
     stop "$BROKER"
@@ -208,9 +294,13 @@ case "${1:-}" in
     for s in redis mariadb "$BROKER"; do
       if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
     done
+    for port in $CLUSTER_PORTS; do
+      s=redis-cluster-$port
+      if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
+    done
     ;;
   *)
-    echo "usage: $0 up|down|status|stop-mariadb|stop-broker" >&2
+    echo "usage: $0 up|down|status|up-cluster|down-cluster|stop-mariadb|stop-broker" >&2
     exit 2
     ;;
 esac

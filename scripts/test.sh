@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Every check of the project on the real stack: starts Redis, MariaDB and the
-# Kafka broker (installing what is missing), then format, lints, unit,
-# adapter and end-to-end tests, docs; stops the services it started.
+# Every check of the project on the real stack: starts Redis, MariaDB, the
+# Kafka broker and a Redis Cluster (installing what is missing), then format,
+# lints, unit, adapter and end-to-end tests, docs; stops the services it
+# started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 
-if scripts/services.sh status | grep -q stopped; then
-  trap 'scripts/services.sh down' EXIT
+status=$(scripts/services.sh status)
+if grep -v '^redis-cluster' <<<"$status" | grep -q stopped; then
+  trap 'scripts/services.sh down' EXIT # the cluster too
+elif grep -q stopped <<<"$status"; then
+  trap 'scripts/services.sh down-cluster' EXIT
 fi
 scripts/services.sh up
+# The Redis adapters' suite runs on it too (oms-adapters-redis/tests/cluster.rs).
+scripts/services.sh up-cluster
 # shellcheck disable=SC1091
 source target/services.env
 # A real-stack test that finds a service unset fails here instead of

@@ -112,7 +112,7 @@ async fn processing_traces_of(stack: &Stack, member: u64) -> usize {
         .await
         .unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("e2e-{}:trace:*", stack.run))
+        .arg(format!("{{e2e-{}}}:trace:*", stack.run))
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -229,7 +229,7 @@ async fn redis_down_keeps_outcomes_and_repairs_traces() {
         .unwrap();
     for (_, trace) in &traces {
         let v: String = redis::cmd("GET")
-            .arg(format!("e2e-{}:trace:{trace}", stack.run))
+            .arg(format!("{{e2e-{}}}:trace:{trace}", stack.run))
             .query_async(&mut conn)
             .await
             .unwrap();

@@ -208,23 +208,23 @@ const GROUP: &str = "settlers";
 /// The [`StockGate`] on Redis, sharing the keyspace and connection of a
 /// [`RedisTraceStore`] (made by [`RedisTraceStore::stock_gate`]).
 ///
-/// A product's counter is `{prefix}:gate:{productId}`; a product without
+/// A product's counter is `{<prefix>}:gate:<productId>`; a product without
 /// one passes. What each member bought of a product with a purchase limit
-/// is the hash `{prefix}:gate:{productId}:bought` (field: the member id,
+/// is the hash `{<prefix>}:gate:<productId>:bought` (field: the member id,
 /// value: units). [`admit`](StockGate::admit) is one Lua script, the whole
 /// front door of an order in one atomic step and one round trip, on
 /// Redis's clock (`TIME`, read once): when asked ([`IntakeChecks`]), it
 /// checks that the member holds an admission of the
 /// [waiting room](crate::RedisWaitingRoom) of the same keyspace (a score
-/// after now in `{prefix}:wr:admitted`), then counts the order against the
-/// member's rate on `{prefix}:rate:{memberId}` with the
+/// after now in `{<prefix>}:wr:admitted`), then counts the order against the
+/// member's rate on `{<prefix>}:rate:<memberId>` with the
 /// [rate limiter](crate::RedisRateLimiter)'s GCRA step (the same Lua, so
 /// both keep one budget per member); it checks the member's purchases
 /// against the limits (over one: nothing is reserved or written), then
 /// checks and decrements the counters of all lines, counts the units
 /// against the member's purchases, and writes the trace (PROCESSING, or
 /// FAILED `OUT_OF_STOCK` plus an entry in the journal stream
-/// `{prefix}:refusals`). The first check that fails decides and changes
+/// `{<prefix>}:refusals`). The first check that fails decides and changes
 /// nothing, except that an order refused for a limit or for stock has
 /// taken its token of the rate, and one refused for stock ends the member's
 /// admission (its order is final).
@@ -236,6 +236,12 @@ const GROUP: &str = "settlers";
 /// one `MULTI`/`EXEC`. The journal is read through the consumer group
 /// `settlers`, so each refusal is handed to one settler, and one whose
 /// settler died is claimed again after the redelivery time (`XAUTOCLAIM`).
+///
+/// Every key it names (counters, versions, purchases, the journal, and the
+/// room's, rate's and traces' keys its script reads and writes) carries the
+/// hash tag `{<prefix>}`: an order may name any products, and its script
+/// must see all of them, so on a Redis Cluster the whole intake keyspace of
+/// a prefix is one slot, on one node (see the README's "Redis Cluster").
 #[derive(Clone)]
 pub struct RedisStockGate {
     store: RedisTraceStore,
@@ -283,19 +289,20 @@ impl RedisStockGate {
     }
 
     fn gate_key(&self, product_id: ProductId) -> String {
-        format!("{}:gate:{product_id}", self.store.options.prefix)
+        self.store.intake_key(format_args!("gate:{product_id}"))
     }
 
     fn bought_key(&self, product_id: ProductId) -> String {
-        format!("{}:gate:{product_id}:bought", self.store.options.prefix)
+        self.store
+            .intake_key(format_args!("gate:{product_id}:bought"))
     }
 
     fn version_key(&self, product_id: ProductId) -> String {
-        format!("{}:gate:{product_id}:v", self.store.options.prefix)
+        self.store.intake_key(format_args!("gate:{product_id}:v"))
     }
 
     fn journal_key(&self) -> String {
-        format!("{}:refusals", self.store.options.prefix)
+        self.store.intake_key("refusals")
     }
 
     async fn ensure_group(&self) -> OmsResult<()> {

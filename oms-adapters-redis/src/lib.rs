@@ -33,13 +33,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use oms_core::domain::{MemberId, OmsError, OmsResult, OrderTrace, TraceId, TraceState};
 use oms_core::port::outbound::{HealthCheck, TraceStore};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
+mod conn;
 mod gate;
 mod rate;
 mod room;
 mod sessions;
+pub use conn::RedisConnection;
 pub use gate::RedisStockGate;
 pub use rate::RedisRateLimiter;
 pub use room::RedisWaitingRoom;
@@ -48,7 +49,10 @@ pub use sessions::{RedisAttemptCounter, RedisSessionStore};
 /// Key prefix and expiry times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisTraceOptions {
-    /// Prefix of every key (default `oms`).
+    /// Prefix of every key (default `oms`). It is the hash tag of the
+    /// intake keys (`{oms}:…`), and part of the sessions' and attempt
+    /// counters' (`{oms:sessions}:…`, `{oms:attempts}:…`), so it must not be
+    /// empty on a Redis Cluster; keep braces out of it.
     pub prefix: String,
     /// TTL of a trace whose outcome is not in the database yet: PROCESSING,
     /// and FAILED `OUT_OF_STOCK` refused by the stock gate until the keeper
@@ -75,7 +79,7 @@ impl Default for RedisTraceOptions {
 /// The [`TraceStore`] on Redis.
 #[derive(Clone)]
 pub struct RedisTraceStore {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: RedisConnection,
     pub(crate) options: RedisTraceOptions,
 }
 
@@ -92,27 +96,34 @@ pub(crate) fn unavailable(e: redis::RedisError) -> OmsError {
 }
 
 impl RedisTraceStore {
-    /// Connects to `url` with bounded connect and response timeouts (2 s).
+    /// Connects to the Redis at `url` (see [`RedisConnection::connect`]).
     pub async fn connect(url: &str) -> OmsResult<Self> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(2))
-            .set_response_timeout(Duration::from_secs(2))
-            .set_number_of_retries(2)
-            .set_max_delay(500);
-        let conn = client
-            .get_connection_manager_with_config(config)
-            .await
-            .map_err(unavailable)?;
-        Ok(Self::new(conn))
+        Ok(Self::new(RedisConnection::connect(url).await?))
     }
 
-    /// A store on a caller-owned connection manager.
-    pub fn new(conn: ConnectionManager) -> Self {
+    /// Connects to the Redis Cluster of `nodes` (see
+    /// [`RedisConnection::connect_cluster`]).
+    pub async fn connect_cluster<I>(nodes: I) -> OmsResult<Self>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        Ok(Self::new(RedisConnection::connect_cluster(nodes).await?))
+    }
+
+    /// A store on a caller-owned connection: a [`RedisConnection`], or a
+    /// [`redis::aio::ConnectionManager`] or
+    /// [`redis::cluster_async::ClusterConnection`] made elsewhere.
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             options: RedisTraceOptions::default(),
         }
+    }
+
+    /// The connection this store and the adapters made from it share.
+    pub fn connection(&self) -> &RedisConnection {
+        &self.conn
     }
 
     /// Replaces the key prefix and TTLs.
@@ -121,14 +132,23 @@ impl RedisTraceStore {
         self
     }
 
-    pub(crate) fn trace_key(&self, trace_id: TraceId) -> String {
-        format!("{}:trace:{trace_id}", self.options.prefix)
+    /// A key of the intake keyspace, `{<prefix>}:<name>`: the hash tag is
+    /// the prefix, so every such key is in one slot (see the README's
+    /// "Redis Cluster").
+    pub(crate) fn intake_key(&self, name: impl std::fmt::Display) -> String {
+        format!("{{{}}}:{name}", self.options.prefix)
+    }
+
+    pub(crate) fn trace_key(&self, trace_id: impl std::fmt::Display) -> String {
+        self.intake_key(format_args!("trace:{trace_id}"))
     }
 
     pub(crate) fn processing_key(&self) -> String {
-        format!("{}:processing", self.options.prefix)
+        self.intake_key("processing")
     }
 
+    /// An idempotency key, without a hash tag: they spread over a
+    /// cluster's slots.
     fn idem_key(&self, member_id: MemberId, key: &str) -> String {
         format!("{}:idem:{member_id}:{key}", self.options.prefix)
     }
@@ -277,10 +297,7 @@ impl TraceStore for RedisTraceStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = ids
-            .iter()
-            .map(|id| format!("{}:trace:{id}", self.options.prefix))
-            .collect();
+        let keys: Vec<String> = ids.iter().map(|id| self.trace_key(id)).collect();
         let bodies: Vec<Option<String>> = redis::cmd("MGET")
             .arg(&keys)
             .query_async(&mut conn)

@@ -41,7 +41,7 @@ pub(crate) fn gcra_args(rate: Rate) -> (u64, u64, u64) {
 impl RedisTraceStore {
     /// The key holding the TAT of a rate-limited `key`.
     pub(crate) fn rate_key(&self, key: &str) -> String {
-        format!("{}:rate:{key}", self.options.prefix)
+        self.intake_key(format_args!("rate:{key}"))
     }
 }
 
@@ -50,7 +50,7 @@ impl RedisTraceStore {
 ///
 /// GCRA (the generic cell rate algorithm, the arithmetic of
 /// [`gcra`](oms_core::domain::gcra)): a key is one string,
-/// `{prefix}:rate:{key}`, holding its theoretical arrival time (unix µs of
+/// `{<prefix>}:rate:<key>`, holding its theoretical arrival time (unix µs of
 /// Redis's clock). Each request is one Lua script reading `TIME`, so every
 /// process shares one budget per key whatever their clocks. A key expires
 /// shortly after its TAT, when it would allow a full burst anyway, so idle

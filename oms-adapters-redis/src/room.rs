@@ -126,15 +126,15 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[2], after_now, '
 /// The [`WaitingRoom`] on Redis, sharing the keyspace and connection of a
 /// [`RedisTraceStore`] (made by [`RedisTraceStore::waiting_room`]).
 ///
-/// - The line is the sorted set `{prefix}:wr:line`, each member scored by
-///   its arrival number, taken from the counter `{prefix}:wr:seq` (`INCR`):
+/// - The line is the sorted set `{<prefix>}:wr:line`, each member scored by
+///   its arrival number, taken from the counter `{<prefix>}:wr:seq` (`INCR`):
 ///   first come first served across processes, without trusting their
 ///   clocks. A place is `ZRANK` + 1.
-/// - The admitted members are the sorted set `{prefix}:wr:admitted`, each
+/// - The admitted members are the sorted set `{<prefix>}:wr:admitted`, each
 ///   scored by the unix ms at which the admission ends. The
 ///   [stock gate](crate::RedisStockGate) of the same keyspace reads it to
 ///   check an order's admission in the script that reserves.
-/// - The admission rate is a token bucket, the hash `{prefix}:wr:bucket`
+/// - The admission rate is a token bucket, the hash `{<prefix>}:wr:bucket`
 ///   (`tokens`, a float; `ts`, unix µs of the last refill): it starts empty
 ///   and holds at most one second of tokens.
 ///
@@ -147,8 +147,9 @@ return {redis.call('ZCARD', KEYS[1]), redis.call('ZCOUNT', KEYS[2], after_now, '
 /// number of processes may call `admit` at any time, and together they
 /// never admit faster than the policy's rate.
 ///
-/// Commands that name several keys expect one Redis (not a cluster), as
-/// the stock gate does.
+/// Its keys are in the slot of the intake keyspace (hash tag `{<prefix>}`),
+/// with the stock gate's, whose script reads the admitted set: on a Redis
+/// Cluster every script of the room, and the gate's, runs on one node.
 #[derive(Clone)]
 pub struct RedisWaitingRoom {
     store: RedisTraceStore,
@@ -188,7 +189,7 @@ impl RedisTraceStore {
     /// The key `name` of the waiting room on this store's keyspace (the
     /// stock gate reads `admitted`).
     pub(crate) fn room_key(&self, name: &str) -> String {
-        format!("{}:wr:{name}", self.options.prefix)
+        self.intake_key(format_args!("wr:{name}"))
     }
 }
 

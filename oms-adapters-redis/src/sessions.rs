@@ -8,11 +8,10 @@ use oms_core::domain::{Attempts, OmsError, OmsResult, Rotation, SessionId, Token
 use oms_core::port::outbound::{
     AttemptCounter, Revocation, RevocationFeed, Revoked, SessionStore, REVOCATION_FEED_WINDOW,
 };
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::Script;
 
-use crate::{unavailable, RedisTraceStore};
+use crate::{unavailable, RedisConnection, RedisTraceStore};
 
 const ROTATE: &str = include_str!("lua/rotate.lua");
 const HIT: &str = include_str!("lua/hit.lua");
@@ -57,30 +56,32 @@ fn stream_id(cursor: &str) -> Option<&str> {
 
 /// The [`SessionStore`] on Redis.
 ///
-/// - A family is one key, `{prefix}:sess:{sid}`, holding the id of its
-///   live refresh token, or `revoked`; it expires with the family's TTL.
-///   [`rotate`](SessionStore::rotate) is one Lua script on that key
+/// Every key of it carries the hash tag `{<prefix>:sessions}`, so that on
+/// a Redis Cluster they are all in one slot (the rotation script and the
+/// revocation's `MULTI` name several of them).
+///
+/// - A family is one key, `{<prefix>:sessions}:sess:<sid>`, holding the id
+///   of its live refresh token, or `revoked`; it expires with the family's
+///   TTL. [`rotate`](SessionStore::rotate) is one Lua script on that key
 ///   (`lua/rotate.lua`): compare, then replace or revoke, atomically.
-/// - A revoked access token is `{prefix}:jti:{jti}`, kept as long as the
-///   token has to live.
+/// - A revoked access token is `{<prefix>:sessions}:jti:<jti>`, kept as
+///   long as the token has to live.
 /// - [`is_revoked`](SessionStore::is_revoked) is one `MGET` of the token's
 ///   key and its family's key: one round trip per authenticated request
 ///   (put a [`RevocationMirror`](oms_core::memory::RevocationMirror) in
 ///   front to answer from memory).
 /// - [`revoke`](SessionStore::revoke) writes both keys in one
 ///   `MULTI`/`EXEC`, with the feed of revocations: the sorted set
-///   `{prefix}:revoked` (`t:{jti}` / `s:{sid}`, scored by the unix ms until
-///   which they hold) and the stream `{prefix}:revocations` (the same
-///   entries in order, trimmed to [`REVOCATION_FEED_WINDOW`]). A revoked
-///   login is in the feed for the access tokens' horizon (default 15 min,
+///   `{<prefix>:sessions}:revoked` (`t:<jti>` / `s:<sid>`, scored by the
+///   unix ms until which they hold) and the stream
+///   `{<prefix>:sessions}:revocations` (the same entries in order, trimmed
+///   to [`REVOCATION_FEED_WINDOW`]). A revoked login is in the feed for the
+///   access tokens' horizon (default 15 min,
 ///   [`with_access_horizon`](Self::with_access_horizon)), its family key for
 ///   the TTL given.
-///
-/// Commands that name two keys expect one Redis (not a cluster), as the
-/// stock gate does.
 #[derive(Clone)]
 pub struct RedisSessionStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     rotate: Script,
     access_horizon: Duration,
@@ -96,11 +97,11 @@ impl std::fmt::Debug for RedisSessionStore {
 }
 
 impl RedisSessionStore {
-    /// A store on a caller-owned connection manager, its keys under
-    /// `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+    /// A store on a caller-owned connection (a [`RedisConnection`] or a
+    /// connection it is made from), its keys under `prefix`.
+    pub fn new(conn: impl Into<RedisConnection>, prefix: impl Into<String>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             prefix: prefix.into(),
             rotate: Script::new(ROTATE),
             access_horizon: Duration::from_secs(15 * 60),
@@ -114,12 +115,17 @@ impl RedisSessionStore {
         self
     }
 
+    /// A key of the sessions' slot, `{<prefix>:sessions}:<name>`.
+    fn key(&self, name: impl std::fmt::Display) -> String {
+        format!("{{{}:sessions}}:{name}", self.prefix)
+    }
+
     fn revoked_key(&self) -> String {
-        format!("{}:revoked", self.prefix)
+        self.key("revoked")
     }
 
     fn feed_key(&self) -> String {
-        format!("{}:revocations", self.prefix)
+        self.key("revocations")
     }
 
     /// The oldest stream id the feed keeps.
@@ -174,11 +180,11 @@ impl RedisSessionStore {
     }
 
     fn family_key(&self, sid: SessionId) -> String {
-        format!("{}:sess:{sid}", self.prefix)
+        self.key(format_args!("sess:{sid}"))
     }
 
     fn token_key(&self, jti: TokenId) -> String {
-        format!("{}:jti:{jti}", self.prefix)
+        self.key(format_args!("jti:{jti}"))
     }
 }
 
@@ -366,14 +372,15 @@ impl SessionStore for RedisSessionStore {
 }
 
 /// The [`AttemptCounter`] on Redis: a counter key per throttling key,
-/// `{prefix}:attempts:{key}`, whose TTL is its window. Counting is one Lua
+/// `{<prefix>:attempts}:<key>`, whose TTL is its window. Counting is one Lua
 /// script for all keys (`lua/hit.lua`: `INCR`, and `PEXPIRE` on a new
 /// counter), so concurrent attempts are each counted once, on every
 /// replica; [`peek`](AttemptCounter::peek) is a pipeline of `GET` and
-/// `PTTL`.
+/// `PTTL`. The hash tag `{<prefix>:attempts}` keeps every counter in one
+/// slot of a Redis Cluster, as one script or pipeline names several.
 #[derive(Clone)]
 pub struct RedisAttemptCounter {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: String,
     hit: Script,
 }
@@ -387,18 +394,18 @@ impl std::fmt::Debug for RedisAttemptCounter {
 }
 
 impl RedisAttemptCounter {
-    /// A counter on a caller-owned connection manager, its keys under
-    /// `prefix`.
-    pub fn new(conn: ConnectionManager, prefix: impl Into<String>) -> Self {
+    /// A counter on a caller-owned connection (a [`RedisConnection`] or a
+    /// connection it is made from), its keys under `prefix`.
+    pub fn new(conn: impl Into<RedisConnection>, prefix: impl Into<String>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             prefix: prefix.into(),
             hit: Script::new(HIT),
         }
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}:attempts:{key}", self.prefix)
+        format!("{{{}:attempts}}:{key}", self.prefix)
     }
 }
 
