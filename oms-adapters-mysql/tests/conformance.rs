@@ -214,3 +214,42 @@ async fn warming_opens_every_connection_of_the_pool() {
     }
     store.check().await.unwrap();
 }
+
+/// The URL's `ssl-mode` is honoured, TLS being built in: `required`
+/// connects over TLS to a server that offers it and is refused by one that
+/// does not (never "built without TLS support"); `disabled` connects in
+/// clear either way.
+#[tokio::test]
+async fn the_urls_ssl_mode_is_honoured() {
+    let Some(url) = testkit::services::service_env("OMS_DATABASE_URL") else {
+        return;
+    };
+    let with = |mode: &str| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}ssl-mode={mode}")
+    };
+    let plain = MySqlStore::connect(&with("disabled")).await.unwrap();
+    let have_ssl: (String, String) = sqlx::query_as("SHOW VARIABLES LIKE 'have_ssl'")
+        .fetch_one(plain.pool())
+        .await
+        .unwrap();
+    let cipher = |store: MySqlStore| async move {
+        let (_, cipher): (String, String) = sqlx::query_as("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        cipher
+    };
+    assert_eq!(cipher(plain).await, "", "ssl-mode=disabled is in clear");
+    match MySqlStore::connect(&with("required")).await {
+        Ok(tls) => {
+            assert_eq!(have_ssl.1, "YES");
+            assert_ne!(cipher(tls).await, "", "ssl-mode=required is over TLS");
+        }
+        Err(e) => {
+            assert_ne!(have_ssl.1, "YES", "{e}");
+            let why = e.to_string();
+            assert!(why.contains("server does not support TLS"), "{why}");
+        }
+    }
+}
