@@ -37,6 +37,28 @@ cargo run --quiet --example custom_adapter --all-features
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 
+# Publishing: licences, bans and sources of the dependency tree (advisories
+# need the RustSec database, out of reach here; README, "Publishing and
+# supply chain"), every feature of the facade and the core alone, and every
+# crate packaged and built from its package. cargo-deny and cargo-hack are
+# built once into target/tools.
+tool() { # crate version: puts its bin directory first on PATH, building it once
+  local bin="$PWD/target/tools/$1-$2/bin"
+  if [ ! -x "$bin/$1" ]; then
+    echo "[tools] building $1 $2 into target/tools (once)" >&2
+    cargo install "$1" --version "$2" --locked --root "target/tools/$1-$2" --quiet
+  fi
+  PATH="$bin:$PATH"
+}
+tool cargo-deny 0.20.2
+tool cargo-hack 0.6.46
+echo "== cargo deny check licenses bans sources"
+cargo deny check --hide-inclusion-graph licenses bans sources
+echo "== cargo hack: each feature of oms and oms-core"
+cargo hack check -p oms -p oms-core --each-feature --quiet
+echo "== cargo publish --workspace --dry-run"
+cargo publish --workspace --dry-run --quiet
+
 # ---------------------------------------------------------------------------
 # The second Kafka-protocol broker: librdkafka's mock cluster (the mockbroker
 # example; docs/brokers.md). The Kafka adapter suite, the consumer crash
