@@ -91,8 +91,14 @@ impl Proc {
         }
     }
 
-    /// SIGKILL: a crash.
+    /// SIGKILL: a crash. The process must still be running: a crash test
+    /// whose victim had already exited would prove nothing.
     pub fn crash(mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "{} had exited before it was killed",
+            self.name
+        );
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
