@@ -68,7 +68,7 @@ fn stream_id(cursor: &str) -> Option<&str> {
 ///   long as the token has to live.
 /// - [`is_revoked`](SessionStore::is_revoked) is one `MGET` of the token's
 ///   key and its family's key: one round trip per authenticated request
-///   (put a [`RevocationMirror`](oms_core::memory::RevocationMirror) in
+///   (put `oms_core::memory::RevocationMirror`, of the feature `memory`, in
 ///   front to answer from memory).
 /// - [`revoke`](SessionStore::revoke) writes both keys in one
 ///   `MULTI`/`EXEC`, with the feed of revocations: the sorted set
