@@ -243,6 +243,9 @@ struct Cli {
     /// Redis URL for traces, idempotency keys, the stock gate and sessions; unset → in memory.
     #[arg(long, env = "OMS_REDIS_URL", value_name = "URL", hide_env_values = true, help_heading = SERVICES)]
     redis_url: Option<String>,
+    /// `on`: OMS_REDIS_URL names nodes of a Redis Cluster, comma-separated (one or more; the others are found); `off`: one Redis.
+    #[arg(long, env = "OMS_REDIS_CLUSTER", default_value = "off", value_name = "on|off", help_heading = SERVICES)]
+    redis_cluster: String,
     /// MySQL/MariaDB URL, e.g. mysql://oms:oms@127.0.0.1:13306/oms; unset → in memory.
     #[arg(long, env = "OMS_DATABASE_URL", value_name = "URL", hide_env_values = true, help_heading = SERVICES)]
     database_url: Option<String>,
@@ -391,6 +394,9 @@ pub struct Settings {
     pub kafka_brokers: Option<String>,
     /// `OMS_REDIS_URL` (its password never prints).
     pub redis_url: Option<String>,
+    /// `OMS_REDIS_CLUSTER`: `on` makes [`redis_url`](Self::redis_url) the
+    /// nodes of a Redis Cluster, comma-separated (default `off`: one Redis).
+    pub redis_cluster: bool,
     /// `OMS_DATABASE_URL` (its password never prints).
     pub database_url: Option<String>,
     /// `OMS_ORDER_TOPIC`.
@@ -582,6 +588,7 @@ impl std::fmt::Debug for Settings {
             .field("http_addr", &self.http_addr)
             .field("kafka_brokers", &self.kafka_brokers)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_cluster", &self.redis_cluster)
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
@@ -1232,6 +1239,7 @@ impl Settings {
             http_addr,
             kafka_brokers: s.optional("OMS_KAFKA_BROKERS"),
             redis_url: s.optional("OMS_REDIS_URL"),
+            redis_cluster: s.switch("OMS_REDIS_CLUSTER")?,
             database_url: s.optional("OMS_DATABASE_URL"),
             order_topic: s.required("OMS_ORDER_TOPIC")?.to_owned(),
             dlq_topic: s.required("OMS_DLQ_TOPIC")?.to_owned(),
@@ -1556,6 +1564,7 @@ mod tests {
         ("OMS_CONSUMER_BATCH", "0", &[]),
         ("OMS_CONSUMER_BATCH", "10001", &[]),
         ("OMS_STOCK_GATE", "maybe", &[]),
+        ("OMS_REDIS_CLUSTER", "three", &[]),
         ("OMS_METRICS", "yes", &[]),
         ("OMS_BASELINE_AS_IS", "2", &[]),
         ("OMS_REDIS_PREFIX", "has space", &[]),

@@ -147,12 +147,18 @@ impl Services {
             .await?
             .with_payment_timeout(settings.payment_timeout);
         patiently("migrations", || store.migrate()).await?;
-        let traces = patiently("redis", || RedisTraceStore::connect(&redis_url))
-            .await?
-            .with_options(RedisTraceOptions {
-                prefix: settings.redis_prefix.clone(),
-                ..RedisTraceOptions::default()
-            });
+        let traces = patiently("redis", || async {
+            if settings.redis_cluster {
+                RedisTraceStore::connect_cluster(redis_url.split(',')).await
+            } else {
+                RedisTraceStore::connect(&redis_url).await
+            }
+        })
+        .await?
+        .with_options(RedisTraceOptions {
+            prefix: settings.redis_prefix.clone(),
+            ..RedisTraceOptions::default()
+        });
         patiently("kafka topics", || ensure_topics(&kafka)).await?;
         let publisher = KafkaOrderPublisher::new(&kafka)?;
         let gate = settings.stock_gate.then(|| Arc::new(traces.stock_gate()));
