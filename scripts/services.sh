@@ -111,13 +111,18 @@ cluster_running() { # every node of the cluster is up
   done
 }
 
-cluster_info() { # field: a field of CLUSTER INFO on the first node
-  local first; first=${CLUSTER_PORTS%% *}
-  redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | tr -d '\r' \
+cluster_info() { # field [port]: a field of CLUSTER INFO on a node (the first)
+  local port=${2:-${CLUSTER_PORTS%% *}}
+  redis-cli -h 127.0.0.1 -p "$port" cluster info 2>/dev/null | tr -d '\r' \
     | awk -F: -v k="$1" '$1 == k { print $2 }'
 }
 
-cluster_ok() { [ "$(cluster_info cluster_state)" = ok ]; }
+cluster_ok() { # every node sees the cluster ok
+  local port
+  for port in $CLUSTER_PORTS; do
+    [ "$(cluster_info cluster_state "$port")" = ok ] || return 1
+  done
+}
 
 start_redis_cluster() {
   local port nodes=() any=""
