@@ -30,7 +30,9 @@ async fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
     }
 }
 
-/// Item 1: re-producing processed records (same key, same bytes) changes nothing.
+/// Item 1: re-producing processed records (same key, same bytes) changes
+/// nothing. The product keeps units to spare (20 for 10 buyers), so a
+/// second decrement would show in the stock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_delivery_changes_nothing() {
     if !common::real_stack() {
@@ -38,37 +40,42 @@ async fn duplicate_delivery_changes_nothing() {
     }
     let _serial = SERIAL.lock().await;
     let stack = Stack::start(1).await;
-    let product = stack.add_product(10).await;
-    let buyers = members(15);
+    let product = stack.add_product(20).await;
+    let buyers = members(10);
     let traces = stack.order_all(&buyers, &[(product, 1)]).await;
     let finals = stack.wait_final(&traces, Duration::from_secs(60)).await;
     stack.wait_drained(Duration::from_secs(30)).await;
     let (completed, failed) = stack
-        .check_invariants(&[(product, 10)], &traces, &finals, Dlq::ExactlyOnce)
+        .check_invariants(&[(product, 20)], &traces, &finals, Dlq::ExactlyOnce)
         .await;
-    assert_eq!((completed, failed), (10, 5));
-    // (The DLQ holds exactly the 5 FAILED traces: checked above. The broker's
-    // watermark counts a batch of records as one, so only compare it.)
-    let dlq_before = stack.record_count(&stack.dlq_topic);
+    assert_eq!((completed, failed), (10, 0));
+    assert_eq!(stack.stock(product).await, 10);
 
-    // The stock gate refused the 5 orders past the stock at intake: only the
-    // 10 placed ones were queued.
-    let records = stack.order_records(completed).await;
-    stack.produce(&records).await;
+    // Every record of the order topic, produced again.
+    let records = stack.order_topic_records(completed).await;
+    assert_eq!(records.len(), completed, "one record per order");
+    let again: Vec<_> = records.into_iter().map(|r| (r.key, r.value)).collect();
+    stack.produce(&again).await;
     stack.wait_drained(Duration::from_secs(30)).await;
-
-    assert_eq!(stack.stock(product).await, 0, "no second decrement");
+    // The copies are on the topic, behind the originals, and the group
+    // committed past them (drained above).
     assert_eq!(
-        stack.record_count(&stack.dlq_topic),
-        dlq_before,
-        "no new DLQ record"
+        stack.order_topic_records(2 * completed).await.len(),
+        2 * completed
+    );
+
+    assert_eq!(stack.stock(product).await, 10, "no second decrement");
+    let none = HashSet::new();
+    assert!(
+        stack.dead_letter_records(&none).await.is_empty(),
+        "no DLQ record"
     );
     for (member, trace) in &traces {
         let now: Value = stack.trace(*member, trace).await.json().await.unwrap();
         assert_eq!(now, finals[trace], "a final status never changes");
         let orders = stack.orders_of(*member).await;
-        let expected = usize::from(finals[trace]["status"] == "COMPLETED");
-        assert_eq!(orders.len(), expected, "no second order");
+        assert_eq!(orders.len(), 1, "no second order");
+        assert_eq!(orders[0]["orderId"], finals[trace]["orderId"]);
     }
     stack.stop();
 }

@@ -204,6 +204,45 @@ pub enum Dlq {
     AtLeastOnce,
 }
 
+/// The answer to one `POST /api/v1/orders` (see
+/// [`Stack::order_answered`]).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub member: u64,
+    pub trace: String,
+    /// `status` of the body: `PROCESSING`, or `FAILED` at once.
+    pub status: String,
+    pub body: Value,
+}
+
+/// A record read back from a topic (see [`Stack::read_topic`]).
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+impl Record {
+    /// The value of the header `name`, if the record has it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// The trace id the record carries in its `oms-trace-id` header.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.header("oms-trace-id")
+    }
+}
+
+/// How long a topic must stay silent before a read of it counts as
+/// complete: longer than the gap between the sends of one round of the
+/// consumer or the gate keeper (milliseconds), so a record sent twice by
+/// the same round is read.
+pub const QUIET: Duration = Duration::from_secs(2);
+
 /// One run of the stack.
 pub struct Stack {
     pub run: String,
@@ -371,11 +410,27 @@ impl Stack {
 
     /// Every member orders `lines` at once; all must be accepted.
     pub async fn order_all(&self, members: &[u64], lines: &[(u64, u32)]) -> Vec<(u64, String)> {
+        self.order_answered(members, lines)
+            .await
+            .into_iter()
+            .map(|a| (a.member, a.trace))
+            .collect()
+    }
+
+    /// Every member orders `lines` at once; all must be accepted (202).
+    /// Keeps each answer's body: `PROCESSING` when the order was queued,
+    /// `FAILED` with its reason when the stock gate refused it at once.
+    pub async fn order_answered(&self, members: &[u64], lines: &[(u64, u32)]) -> Vec<Answer> {
         let posts = members.iter().map(|m| async move {
             let r = self.post_order(*m, lines, None).await;
             assert_eq!(r.status(), 202);
-            let v: Value = r.json().await.unwrap();
-            (*m, v["traceId"].as_str().unwrap().to_owned())
+            let body: Value = r.json().await.unwrap();
+            Answer {
+                member: *m,
+                trace: body["traceId"].as_str().unwrap().to_owned(),
+                status: body["status"].as_str().unwrap().to_owned(),
+                body,
+            }
         });
         futures::future::join_all(posts).await
     }
@@ -487,42 +542,182 @@ impl Stack {
             .sum()
     }
 
-    /// Reads DLQ records until every one of `traces` has one and no new
-    /// record came for 2 s (or panics after 30 s): the number of records per
-    /// trace id, from the `oms-trace-id` header every record carries.
-    pub async fn dead_letter_counts(
+    /// Every record of `topic`, counted by reading them, never by
+    /// watermarks: reads each partition from its start until (1) it has
+    /// read every partition up to the log end it had when the read began,
+    /// (2) `done` holds for what it read, and (3) no new record came for
+    /// [`QUIET`]; panics if (1) or (2) is not met within `within`.
+    ///
+    /// The log end is only a floor for the count, on every broker: on
+    /// Apache Kafka and the mock broker it is exact, on tansu it is the
+    /// start of the partition's last batch + 1 (docs/brokers.md), so the
+    /// rest of that batch is read in (3). Records are kept as read, so a
+    /// record sent twice is there twice.
+    pub async fn read_topic(
         &self,
-        traces: &HashSet<String>,
-    ) -> HashMap<String, (usize, String)> {
-        let reader = self.reader(&self.dlq_topic);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut counts: HashMap<String, (usize, String)> = HashMap::new();
+        topic: &str,
+        within: Duration,
+        mut done: impl FnMut(&[Record]) -> bool,
+    ) -> Vec<Record> {
+        let reader: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", env("OMS_KAFKA_BROKERS"))
+            .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        let metadata = reader
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .unwrap();
+        let mut assignment = rdkafka::TopicPartitionList::new();
+        // Partition → the offset the read must reach.
+        let mut ends: HashMap<i32, i64> = HashMap::new();
+        for p in metadata.topics()[0].partitions() {
+            let (low, high) = reader
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(5))
+                .unwrap();
+            if high > low {
+                ends.insert(p.id(), high);
+            }
+            assignment
+                .add_partition_offset(topic, p.id(), rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        assert!(
+            !assignment.elements().is_empty(),
+            "{topic} has no partition"
+        );
+        reader.assign(&assignment).unwrap();
+        let deadline = Instant::now() + within;
+        let mut out: Vec<Record> = Vec::new();
+        let mut next: HashMap<i32, i64> = HashMap::new();
         loop {
-            let complete = traces.iter().all(|t| counts.contains_key(t));
+            let reached = ends
+                .iter()
+                .all(|(p, end)| next.get(p).is_some_and(|n| n >= end));
+            let complete = reached && done(&out);
             let wait = if complete {
-                Duration::from_secs(2)
+                QUIET
             } else {
                 deadline.saturating_duration_since(Instant::now())
             };
             let m = match tokio::time::timeout(wait, reader.recv()).await {
                 Ok(m) => m.unwrap(),
-                Err(_) if complete => return counts,
+                Err(_) if complete => return out,
                 Err(_) => panic!(
-                    "only {} of {} FAILED traces have a DLQ record",
-                    traces.iter().filter(|t| counts.contains_key(*t)).count(),
-                    traces.len()
+                    "{topic}: {} records read in {within:?}, {}",
+                    out.len(),
+                    if reached {
+                        "not all that were expected"
+                    } else {
+                        "short of the log end it had at the start"
+                    }
                 ),
             };
-            let header = |name: &str| {
-                m.headers()
-                    .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
-                    .map(|v| String::from_utf8_lossy(v).into_owned())
-            };
-            let trace = header("oms-trace-id").expect("every DLQ record names its trace");
-            let reason = header("oms-failure-reason").unwrap_or_default();
-            let entry = counts.entry(trace).or_insert((0, reason));
-            entry.0 += 1;
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            let value = h.value.map(String::from_utf8_lossy).unwrap_or_default();
+                            (h.key.to_owned(), value.into_owned())
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            next.insert(m.partition(), m.offset() + 1);
+            out.push(Record {
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
         }
+    }
+
+    /// Every record of the order topic, read until quiet (see
+    /// [`read_topic`](Self::read_topic)), once at least `at_least` came.
+    pub async fn order_topic_records(&self, at_least: usize) -> Vec<Record> {
+        self.read_topic(&self.order_topic, Duration::from_secs(60), |r| {
+            r.len() >= at_least
+        })
+        .await
+    }
+
+    /// A key of the run's intake keyspace in Redis, `{<prefix>}:<name>`
+    /// (README "The stock gate"): `gate:<productId>`, `trace:<traceId>`,
+    /// `refusals`.
+    pub fn intake_key(&self, name: &str) -> String {
+        format!("{{{}}}:{name}", self.setting("OMS_REDIS_PREFIX"))
+    }
+
+    /// A connection to the run's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(env("OMS_REDIS_URL"))
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (up to `within`) until the stock gate's journal of refusals is
+    /// empty: the gate keepers have settled every refused order (outcome,
+    /// DLQ record) and removed it.
+    pub async fn wait_journal_drained(&self, within: Duration) {
+        let mut conn = self.redis().await;
+        let journal = self.intake_key("refusals");
+        let deadline = Instant::now() + within;
+        loop {
+            let left: i64 = redis::cmd("XLEN")
+                .arg(&journal)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if left == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{left} refusals still in the gate's journal after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every DLQ record, read until the DLQ is quiet (see
+    /// [`read_topic`](Self::read_topic)) once the gate's journal is empty
+    /// and every one of `traces` has a record.
+    pub async fn dead_letter_records(&self, traces: &HashSet<String>) -> Vec<Record> {
+        self.wait_journal_drained(Duration::from_secs(60)).await;
+        self.read_topic(&self.dlq_topic, Duration::from_secs(60), |read| {
+            let seen: HashSet<&str> = read.iter().filter_map(Record::trace_id).collect();
+            traces.iter().all(|t| seen.contains(t.as_str()))
+        })
+        .await
+    }
+
+    /// The DLQ records per trace id, read until the DLQ is quiet (see
+    /// [`dead_letter_records`](Self::dead_letter_records)): how many
+    /// records name the trace, and their reasons (one reason, or the
+    /// different ones joined with `", "`).
+    pub async fn dead_letter_counts(
+        &self,
+        traces: &HashSet<String>,
+    ) -> HashMap<String, (usize, String)> {
+        let mut counts: HashMap<String, (usize, String)> = HashMap::new();
+        for record in self.dead_letter_records(traces).await {
+            let trace = record
+                .trace_id()
+                .expect("every DLQ record names its trace")
+                .to_owned();
+            let reason = record.header("oms-failure-reason").unwrap_or_default();
+            let entry = counts.entry(trace).or_insert((0, reason.to_owned()));
+            entry.0 += 1;
+            if !entry.1.split(", ").any(|r| r == reason) {
+                entry.1 = format!("{}, {reason}", entry.1);
+            }
+        }
+        counts
     }
 
     /// Reads DLQ records, as (value bytes, reason), until `done` says so
@@ -554,24 +749,31 @@ impl Stack {
         out
     }
 
-    /// Reads DLQ records until `distinct` trace ids were seen: (trace id,
-    /// reason) of each record (a record may repeat after a crash: the DLQ is
-    /// at least once).
+    /// Every DLQ record as (trace id, reason), read until `distinct` trace
+    /// ids were seen and the DLQ is quiet (see
+    /// [`read_topic`](Self::read_topic)): a record sent twice is there
+    /// twice.
     pub async fn dead_letters(&self, distinct: usize) -> Vec<(String, String)> {
         let trace = |value: &[u8]| -> String {
             let value: Value = serde_json::from_slice(value).unwrap();
             value["traceId"].as_str().unwrap_or_default().to_owned()
         };
-        self.read_dead_letters(|read| {
+        self.read_topic(&self.dlq_topic, Duration::from_secs(60), |read| {
             read.iter()
-                .map(|(v, _)| trace(v))
+                .map(|r| trace(&r.value))
                 .collect::<HashSet<_>>()
                 .len()
                 >= distinct
         })
         .await
         .into_iter()
-        .map(|(v, reason)| (trace(&v), reason))
+        .map(|r| {
+            let reason = r
+                .header("oms-failure-reason")
+                .unwrap_or_default()
+                .to_owned();
+            (trace(&r.value), reason)
+        })
         .collect()
     }
 
@@ -694,11 +896,14 @@ impl Stack {
     }
 
     /// Checks the 네고왕 invariants of a finished run and returns the
-    /// (COMPLETED, FAILED) counts. The DLQ is read until quiet and counted
-    /// per trace id: every FAILED trace has a record with its reason and no
-    /// other trace has one; exactly one each with `Dlq::ExactlyOnce` (a run
-    /// without crashes), at least one with `Dlq::AtLeastOnce` (a process
-    /// killed between a send and its confirmation sends it again).
+    /// (COMPLETED, FAILED) counts. Each member (one order each in the run)
+    /// has exactly the order of its COMPLETED trace, or none when it
+    /// FAILED. The DLQ is read until quiet (after the gate's journal is
+    /// empty) and counted per trace id: every FAILED trace has a record with
+    /// its reason and no other trace has one; exactly one each with
+    /// `Dlq::ExactlyOnce` (a run without crashes), at least one with
+    /// `Dlq::AtLeastOnce` (a process killed between a send and its
+    /// confirmation sends it again).
     pub async fn check_invariants(
         &self,
         products: &[(u64, i64)],
@@ -735,16 +940,22 @@ impl Stack {
             // Every order takes one unit of every product.
             assert_eq!(left, initial - completed.len() as i64, "product {product}");
         }
+        // Every member of the run ordered once, so each member's order list
+        // is exactly the order of its COMPLETED trace, or empty.
+        let mut members = HashSet::new();
+        for (m, _) in traces {
+            assert!(members.insert(*m), "member {m} ordered twice in the run");
+        }
         let lists = traces.iter().map(|(m, t)| async move {
             let list = self.orders_of(*m).await;
             let trace = &finals[t];
+            assert!(list.iter().all(|o| o["memberId"] == *m), "member {m}");
             if trace["status"] == "COMPLETED" {
-                assert!(
-                    list.iter().any(|o| o["orderId"] == trace["orderId"]),
-                    "member {m}"
-                );
+                assert_eq!(list.len(), 1, "member {m}: one order: {list:?}");
+                assert_eq!(list[0]["orderId"], trace["orderId"], "member {m}");
+            } else {
+                assert!(list.is_empty(), "member {m} FAILED yet has {list:?}");
             }
-            assert!(list.iter().all(|o| o["memberId"] == *m));
         });
         futures::future::join_all(lists).await;
         let counts = self.dead_letter_counts(&failed).await;
