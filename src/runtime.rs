@@ -100,7 +100,9 @@ impl Settings {
     }
 }
 
-/// Retries `connect` for up to 30 s (dependencies that start together).
+/// Retries `connect` for up to 30 s (dependencies that start together);
+/// a setting the dependency refuses (`OmsError::Invalid`, e.g. a Kafka
+/// property librdkafka does not know) fails at once.
 async fn patiently<T, F, Fut>(what: &str, mut connect: F) -> Result<T, OmsError>
 where
     F: FnMut() -> Fut,
@@ -111,7 +113,9 @@ where
     loop {
         match connect().await {
             Ok(v) => return Ok(v),
-            Err(e) if tokio::time::Instant::now() < deadline => {
+            Err(e)
+                if tokio::time::Instant::now() < deadline && !matches!(e, OmsError::Invalid(_)) =>
+            {
                 tracing::warn!(error = %e, "{what} not ready; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
