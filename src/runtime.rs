@@ -240,11 +240,15 @@ impl Services {
 
     /// The dependencies `/readyz` checks.
     pub fn checks(&self) -> Vec<Arc<dyn HealthCheck>> {
-        vec![
+        let mut checks: Vec<Arc<dyn HealthCheck>> = vec![
             self.publisher.clone(),
             self.traces.clone(),
             self.store.clone(),
-        ]
+        ];
+        if let Some(gate) = &self.gate {
+            checks.push(gate.clone());
+        }
+        checks
     }
 
     fn stock_gate(&self) -> Option<Arc<dyn StockGate>> {

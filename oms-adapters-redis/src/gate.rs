@@ -8,7 +8,8 @@ use oms_core::domain::{
     OrderTrace, ProductId, Purchase, TraceState,
 };
 use oms_core::port::outbound::{
-    decode_command, encode_command, Admission, GateLevel, IntakeChecks, Refusal, StockGate,
+    decode_command, encode_command, Admission, GateLevel, HealthCheck, IntakeChecks, Refusal,
+    StockGate,
 };
 use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::Script;
@@ -278,6 +279,31 @@ impl RedisTraceStore {
             consumer: format!("settler-{}", uuid::Uuid::new_v4()),
             redeliver_after: Duration::from_secs(10),
         }
+    }
+}
+
+/// The gate answers with its store; warming loads the scripts intake runs
+/// (admit, release) so that the first orders do not each load them.
+#[async_trait]
+impl HealthCheck for RedisStockGate {
+    fn name(&self) -> &'static str {
+        "stock-gate"
+    }
+
+    async fn check(&self) -> OmsResult<()> {
+        self.store.check().await
+    }
+
+    async fn warm(&self) -> OmsResult<()> {
+        let mut conn = self.store.conn.clone();
+        for script in [&self.admit, &self.release] {
+            script
+                .prepare_invoke()
+                .load_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
     }
 }
 
@@ -610,5 +636,41 @@ impl StockGate for RedisStockGate {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    async fn scripts_known(gate: &RedisStockGate) -> Vec<bool> {
+        let mut conn = gate.store.conn.clone();
+        redis::cmd("SCRIPT")
+            .arg("EXISTS")
+            .arg(gate.admit.get_hash())
+            .arg(gate.release.get_hash())
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
+    /// On the Redis of `scripts/services.sh up`.
+    #[tokio::test]
+    async fn warming_loads_the_scripts_of_intake() {
+        let Some(url) = oms_core::testkit::services::service_env("OMS_REDIS_URL") else {
+            return;
+        };
+        let gate = RedisTraceStore::connect(&url).await.unwrap().stock_gate();
+        let mut conn = gate.store.conn.clone();
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(scripts_known(&gate).await, [false, false]);
+        gate.warm().await.unwrap();
+        assert_eq!(scripts_known(&gate).await, [true, true]);
+        gate.check().await.unwrap();
     }
 }
