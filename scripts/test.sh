@@ -57,7 +57,13 @@ cargo deny check --hide-inclusion-graph licenses bans sources
 echo "== cargo hack: each feature of oms and oms-core"
 cargo hack check -p oms -p oms-core --each-feature --quiet
 echo "== cargo publish --workspace --dry-run"
-cargo publish --workspace --dry-run --quiet
+# Each crate is built from its package against the packages of the others,
+# which cargo takes for registry crates: fixed for a version, so it would
+# reuse the unpacked sources and the build of an earlier run of the same
+# version. The check builds in target/publish (its dependencies kept from run
+# to run) after removing what an earlier run left of the oms crates.
+rm -rf target/publish/debug/.fingerprint/oms-* "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/oms-*
+CARGO_TARGET_DIR=target/publish cargo publish --workspace --dry-run --quiet
 
 # ---------------------------------------------------------------------------
 # The second Kafka-protocol broker: librdkafka's mock cluster (the mockbroker
