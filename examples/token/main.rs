@@ -1,7 +1,10 @@
 //! Mints a bearer access token for the API, for tools and scripts that do
 //! not log in (buyers and operators log in: `POST /api/v1/auth/login`).
 //!
-//! `cargo run --example token -- <member-id> [USER|ADMIN] [ttl-seconds]`
+//! `cargo run --example token -- <member-id>[-<last-id>] [USER|ADMIN] [ttl-seconds]`
+//!
+//! With a range of ids it prints one token per member, a line each (for
+//! load generators).
 //!
 //! The token is an access token like those the API issues (`typ:
 //! "access"`, a random `jti`), without a login (`sid`): it is checked,
@@ -21,12 +24,13 @@ use oms::http::JwtAuth;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: token <member-id> [USER|ADMIN] [ttl-seconds]";
-    let Some(member) = args
-        .first()
-        .and_then(|m| m.parse::<u64>().ok())
-        .filter(|m| *m > 0)
-    else {
+    let usage = "usage: token <member-id>[-<last-id>] [USER|ADMIN] [ttl-seconds]";
+    let id = |s: &str| s.parse::<u64>().ok().filter(|m| *m > 0);
+    let members = args.first().and_then(|m| match m.split_once('-') {
+        None => id(m).map(|m| m..=m),
+        Some((first, last)) => Some(id(first)?..=id(last)?).filter(|r| !r.is_empty()),
+    });
+    let Some(members) = members else {
         eprintln!("{usage}");
         return ExitCode::from(2);
     };
@@ -58,14 +62,15 @@ fn main() -> ExitCode {
             "warning: this secret only works with the embedded default on a loopback address; elsewhere the api needs OMS_JWT_SECRET of at least {MIN_JWT_SECRET_BYTES} bytes"
         );
     }
-    match JwtAuth::new(secret.as_bytes()).mint(member, role, Duration::from_secs(ttl)) {
-        Ok(token) => {
-            println!("{token}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{}", e.detail);
-            ExitCode::FAILURE
+    let auth = JwtAuth::new(secret.as_bytes());
+    for member in members {
+        match auth.mint(member, role, Duration::from_secs(ttl)) {
+            Ok(token) => println!("{token}"),
+            Err(e) => {
+                eprintln!("{}", e.detail);
+                return ExitCode::FAILURE;
+            }
         }
     }
+    ExitCode::SUCCESS
 }
