@@ -72,6 +72,12 @@ async fn sold_out_orders_are_answered_at_once_never_queued_and_outlive_redis() {
     let queued = answered(&answers, "PROCESSING");
     let refused = answered(&answers, "FAILED");
     assert_eq!((queued.len(), refused.len()), (20, 30), "answers at intake");
+    // Every answer came after its send: the order topic holds its records.
+    let records = stack.order_topic_records(20).await;
+    let recorded: Vec<&str> = records.iter().filter_map(|r| r.trace_id()).collect();
+    assert_eq!(recorded.len(), 20, "one order record per admitted order");
+    let recorded: HashSet<String> = recorded.into_iter().map(str::to_owned).collect();
+    assert_eq!(recorded, queued, "no refused order was queued");
 
     let traces = traces_of(&answers);
     let finals = stack.wait_final(&traces, Duration::from_secs(60)).await;
@@ -82,11 +88,6 @@ async fn sold_out_orders_are_answered_at_once_never_queued_and_outlive_redis() {
     for trace in &refused {
         assert_eq!(finals[trace]["status"], "FAILED", "a refusal stays FAILED");
     }
-    let records = stack.order_topic_records(20).await;
-    let recorded: Vec<&str> = records.iter().filter_map(|r| r.trace_id()).collect();
-    assert_eq!(recorded.len(), 20, "one order record per admitted order");
-    let recorded: HashSet<String> = recorded.into_iter().map(str::to_owned).collect();
-    assert_eq!(recorded, queued, "no refused order was queued");
 
     // check_invariants waited for the gate's journal to empty: every
     // refusal is settled. Redis forgets the refused traces.
