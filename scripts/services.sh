@@ -12,6 +12,7 @@
 #                              OMS_REDIS_CLUSTER_NODES to the env file
 #   scripts/services.sh down-cluster   stop it (and drop its data)
 #   scripts/services.sh stop-mariadb   (fault tests: `up` brings it back)
+#   scripts/services.sh stop-redis     (fault tests: `up` brings it back, empty)
 #   scripts/services.sh stop-broker    (stops the broker OMS_BROKER selects)
 #
 # OMS_BROKER selects the broker (docs/brokers.md):
@@ -295,6 +296,11 @@ case "${1:-}" in
     # For fault tests: stop the database only (`up` starts it again).
     stop mariadb
     ;;
+  stop-redis)
+    # For fault tests: stop Redis only (`up` starts it again, without the
+    # keys it held: it keeps no data).
+    stop redis
+    ;;
   status)
     for s in redis mariadb "$BROKER"; do
       if alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; fi
@@ -305,7 +311,7 @@ case "${1:-}" in
     done
     ;;
   *)
-    echo "usage: $0 up|down|status|up-cluster|down-cluster|stop-mariadb|stop-broker" >&2
+    echo "usage: $0 up|down|status|up-cluster|down-cluster|stop-mariadb|stop-redis|stop-broker" >&2
     exit 2
     ;;
 esac
