@@ -16,7 +16,9 @@
 # product with stock for each of hot-members, and for one sold-out product
 # (stock 0). Then `examples/drain` times the consumers alone on a full topic
 # (hot-members orders, batched against one transaction per order). Reports
-# and charts go to target/bench/.
+# and charts go to target/bench/. Last, scripts/bench-tail.sh: the first
+# wave of a fresh api, cold and warm, and wrk under load against /healthz,
+# this tree against the build before warm-up (target/bench/tail.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MEMBERS=${1:-1000}
@@ -76,3 +78,8 @@ echo
 echo "### drain"
 unset OMS_ORDER_TOPIC OMS_DLQ_TOPIC OMS_CONSUMER_GROUP OMS_CONSUMER_BATCH OMS_REDIS_PREFIX OMS_STOCK_GATE
 target/release/examples/drain --orders "$HOT_MEMBERS" --batch 500 --baseline-batch 1 --consumers 2 | tee "$OUT/drain.md"
+
+echo
+echo "### cold start and tail latency (scripts/bench-tail.sh)"
+stop_all
+scripts/bench-tail.sh
