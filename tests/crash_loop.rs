@@ -23,7 +23,11 @@ const BUYERS: u64 = 2_000;
 const STOCK: i64 = 1_500;
 const KILLS: usize = 3;
 const KILL_EVERY: Duration = Duration::from_millis(700);
-/// How long after the last restart every trace must be final.
+/// How long after the last restart every trace must be final: the
+/// recovery bound of README "When things break", about 45 s to consuming
+/// again (the stall watchdog's 30 s `OMS_CONSUMER_STALL_SECS`, two of its
+/// 5 s sampling periods and about 5 s to rejoin, see docs/brokers.md), plus
+/// a margin of 15 s to place the backlog on a busy 2-core machine.
 const RECOVERY_BOUND: Duration = Duration::from_secs(60);
 /// Requests in flight at once while the test polls the traces.
 const POLLS: usize = 256;
