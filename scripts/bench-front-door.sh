@@ -42,23 +42,10 @@ scripts/services.sh up
 source target/services.env
 export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
 
-# The baseline, built in the same target directory (the dependencies are
-# shared), its binaries set aside before this tree's are built.
-if [ ! -x "$BIN/api-$BASELINE_REV" ]; then
-  src=target/baseline-src
-  rm -rf "$src"
-  git worktree prune
-  git worktree add --detach "$src" "$BASELINE_REV"
-  cargo build --release --all-features --manifest-path "$src/Cargo.toml" --target-dir target \
-    --example api --example consumer
-  cp target/release/examples/api "$BIN/api-$BASELINE_REV"
-  cp target/release/examples/consumer "$BIN/consumer-$BASELINE_REV"
-  git worktree remove --force "$src"
-fi
-cargo build --release --all-features --example api --example consumer --example negowang
-
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+baseline_binaries
+cargo build --release --all-features --example api --example consumer --example negowang
 
 # ab SHAPE WHAT ROUND STOCK CONSUMERS
 #   WHAT: door (this tree vs the baseline) or room (room on vs off)

@@ -19,6 +19,22 @@ wait_ready() {
   return 1
 }
 
+# baseline_binaries: builds `api` and `consumer` of $BASELINE_REV into $BIN
+# once, in the same target directory (the dependencies are shared), setting
+# them aside before this tree's are built.
+baseline_binaries() {
+  [ -x "$BIN/api-$BASELINE_REV" ] && return 0
+  local src=target/baseline-src
+  rm -rf "$src"
+  git worktree prune
+  git worktree add --detach "$src" "$BASELINE_REV"
+  cargo build --release --all-features --manifest-path "$src/Cargo.toml" --target-dir target \
+    --example api --example consumer
+  cp target/release/examples/api "$BIN/api-$BASELINE_REV"
+  cp target/release/examples/consumer "$BIN/consumer-$BASELINE_REV"
+  git worktree remove --force "$src"
+}
+
 # A database of its own for each process: the two builds have different
 # migrations.
 database() {

@@ -40,21 +40,11 @@ scripts/services.sh up
 source target/services.env
 export OMS_JWT_SECRET=bench-secret-of-the-negowang-benchmark RUST_LOG=warn
 
-if [ ! -x "$BIN/api-$BASELINE_REV" ]; then
-  src=target/baseline-src
-  rm -rf "$src"
-  git worktree prune
-  git worktree add --detach "$src" "$BASELINE_REV"
-  cargo build --release --all-features --manifest-path "$src/Cargo.toml" --target-dir target \
-    --example api --example consumer
-  cp target/release/examples/api "$BIN/api-$BASELINE_REV"
-  cp target/release/examples/consumer "$BIN/consumer-$BASELINE_REV"
-  git worktree remove --force "$src"
-fi
-cargo build --release --all-features --example api --example consumer --example negowang --example token
-
 # shellcheck source=scripts/bench-lib.sh
 source scripts/bench-lib.sh
+baseline_binaries
+cargo build --release --all-features --example api --example consumer --example negowang --example token
+
 
 TOKENS=$OUT/tail-tokens.txt
 target/release/examples/token 1000001-1004000 USER 7200 >"$TOKENS"
