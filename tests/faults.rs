@@ -941,7 +941,7 @@ enum Stalled {
     After(OmsResult<u64>),
 }
 
-/// W7: a backlog the broker cannot vouch for is never zero, also when the
+/// A backlog the broker cannot vouch for is never zero, also when the
 /// broker stalls (SIGSTOP) while the probe asks it: one record waits past
 /// the committed offset, and `pending` answers an error or at least 1,
 /// never 0, whenever the stall begins. The sweeper fails a PROCESSING trace
