@@ -953,7 +953,7 @@ enum Stalled {
 /// broker's log end hides the waiting record (tansu answers the start of
 /// its last batch, docs/brokers.md) the probe must read it, and at least
 /// one stall has to land there; where the watermarks show it (the mock),
-/// they count it and the probe reads nothing.
+/// they count it, and the probe reads only the empty partitions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_broker_never_reads_as_an_empty_backlog() {
     if !common::real_stack() {
