@@ -193,18 +193,22 @@ fn record_of(m: &rdkafka::message::BorrowedMessage<'_>) -> Record {
 }
 
 /// Reads `topic` from the start until `done` says the records read are
-/// complete and no other came for [`QUIET`] (or panics at `deadline`).
+/// complete and no other came for `quiet` (or panics at `deadline`).
 pub async fn read_until_quiet(
     topic: &str,
     deadline: Instant,
+    quiet: Duration,
     mut done: impl FnMut(&[Record]) -> bool,
 ) -> Vec<Record> {
     let reader = reader_from_start(topic);
     let mut out = Vec::new();
     loop {
         let complete = done(&out);
+        if complete && quiet.is_zero() {
+            return out;
+        }
         let wait = if complete {
-            QUIET
+            quiet
         } else {
             deadline.saturating_duration_since(Instant::now())
         };
@@ -217,14 +221,14 @@ pub async fn read_until_quiet(
 }
 
 /// The order-topic record of every trace in `traces`, read back with its
-/// partition, offset and key; every record of the topic is in the second
-/// value.
+/// partition, offset and key; every record of the topic read is in the
+/// second value.
 pub async fn order_records(
     stack: &Stack,
     traces: &HashSet<String>,
 ) -> (HashMap<String, Record>, Vec<Record>) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    let all = read_until_quiet(&stack.order_topic, deadline, |read| {
+    let all = read_until_quiet(&stack.order_topic, deadline, Duration::ZERO, |read| {
         let seen: HashSet<&str> = read.iter().map(Record::trace).collect();
         traces.iter().all(|t| seen.contains(t.as_str()))
     })
@@ -250,7 +254,7 @@ pub async fn dead_letters(
     failed: &HashSet<String>,
     deadline: Instant,
 ) -> HashMap<String, Vec<String>> {
-    let records = read_until_quiet(&stack.dlq_topic, deadline, |read| {
+    let records = read_until_quiet(&stack.dlq_topic, deadline, QUIET, |read| {
         let seen: HashSet<&str> = read.iter().map(Record::trace).collect();
         failed.iter().all(|t| seen.contains(t.as_str()))
     })
@@ -329,7 +333,6 @@ pub async fn settle_group(stack: &Stack, urls: &[String], from: u64) {
                 idle += 1;
             }
         }
-        eprintln!("DIAG settle round: idle {idle}");
         if idle == 0 {
             return;
         }
