@@ -77,7 +77,7 @@ OMS_BROKER=mock OMS_SERVICES_ENV=target/services-mock.env scripts/services.sh up
   # shellcheck disable=SC1091
   source target/services-mock.env
   cargo test -p oms-adapters-kafka --test kafka
-  cargo test --all-features --test crash_loop --test negowang_real --test faults
+  cargo test --all-features --test crash_loop --test negowang_real --test faults --test oversell_real --test crash_busy
 )
 # ---------------------------------------------------------------------------
 
