@@ -24,6 +24,7 @@ use oms_core::port::outbound::{
 use oms_core::testkit::{command, random_id, random_member_id};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, OwnedMessage};
+use rdkafka::producer::future_producer::Delivery;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use tokio::sync::oneshot;
@@ -467,26 +468,16 @@ async fn order_events_are_keyed_by_order_and_keep_their_order() {
     }
 }
 
-/// A group whose committed offset falls inside a producer batch (as after a
-/// rebalance) still gets every record from that offset on.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_start_inside_a_producer_batch_skips_nothing() {
-    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
-        return;
-    }
-    use rdkafka::consumer::{BaseConsumer, CommitMode};
-    use rdkafka::{Offset, TopicPartitionList};
-
-    let config = config().await;
+/// Sends `commands` with key "1" through a producer that lingers 100 ms,
+/// so that they travel in one producer batch; returns where each landed,
+/// all on one partition.
+async fn send_in_one_batch(config: &KafkaConfig, commands: &[OrderCommand]) -> Vec<Delivery> {
     let batching: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers())
         .set("linger.ms", "100")
         .create()
         .unwrap();
-    let sent: Vec<_> = (0..50)
-        .map(|_| command(random_member_id(), &[(ProductId(1), 1)]))
-        .collect();
-    let deliveries = futures::future::join_all(sent.iter().map(|c| {
+    let deliveries = futures::future::join_all(commands.iter().map(|c| {
         let value = encode_command(c).unwrap();
         let batching = batching.clone();
         let topic = config.order_topic.clone();
@@ -501,6 +492,31 @@ async fn a_start_inside_a_producer_batch_skips_nothing() {
         }
     }))
     .await;
+    let partition = deliveries[0].partition;
+    assert!(deliveries.iter().all(|d| d.partition == partition));
+    deliveries
+}
+
+/// `n` one-unit orders of random members for product 1.
+fn orders(n: usize) -> Vec<OrderCommand> {
+    (0..n)
+        .map(|_| command(random_member_id(), &[(ProductId(1), 1)]))
+        .collect()
+}
+
+/// A group whose committed offset falls inside a producer batch (as after a
+/// rebalance) still gets every record from that offset on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_inside_a_producer_batch_skips_nothing() {
+    if !oms_core::testkit::services::services_set(&["OMS_KAFKA_BROKERS"]) {
+        return;
+    }
+    use rdkafka::consumer::{BaseConsumer, CommitMode};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let config = config().await;
+    let sent = orders(50);
+    let deliveries = send_in_one_batch(&config, &sent).await;
     let partition = deliveries[0].partition;
     let mut offsets: Vec<i64> = deliveries.iter().map(|d| d.offset).collect();
     offsets.sort_unstable();
@@ -749,28 +765,8 @@ async fn the_backlog_is_never_zero_while_records_wait() {
         return;
     }
     let mut config = config().await;
-    let batching: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", "100")
-        .create()
-        .unwrap();
-    let deliveries = futures::future::join_all((0..50).map(|_| {
-        let value = encode_command(&command(random_member_id(), &[(ProductId(1), 1)])).unwrap();
-        let batching = batching.clone();
-        let topic = config.order_topic.clone();
-        async move {
-            batching
-                .send(
-                    FutureRecord::to(&topic).key("1").payload(&value),
-                    Duration::from_secs(5),
-                )
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
+    let deliveries = send_in_one_batch(&config, &orders(50)).await;
     let partition = deliveries[0].partition;
-    assert!(deliveries.iter().all(|d| d.partition == partition));
     for rewind in [false, true] {
         config.rewind_on_gap = rewind;
         let backlog = KafkaBacklog::new(&config).unwrap();
@@ -795,28 +791,8 @@ const PROBE: Duration = Duration::from_secs(3);
 /// the watermarks then show nothing waiting, and the backlog must read the
 /// partition. Returns the partition and the committed offset.
 async fn one_record_past_the_committed_offset(config: &KafkaConfig) -> (i32, i64) {
-    let batching: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
-        .set("linger.ms", "100")
-        .create()
-        .unwrap();
-    let deliveries = futures::future::join_all((0..2).map(|_| {
-        let value = encode_command(&command(random_member_id(), &[(ProductId(1), 1)])).unwrap();
-        let batching = batching.clone();
-        let topic = config.order_topic.clone();
-        async move {
-            batching
-                .send(
-                    FutureRecord::to(&topic).key("1").payload(&value),
-                    Duration::from_secs(5),
-                )
-                .await
-                .unwrap()
-        }
-    }))
-    .await;
+    let deliveries = send_in_one_batch(config, &orders(2)).await;
     let partition = deliveries[0].partition;
-    assert!(deliveries.iter().all(|d| d.partition == partition));
     let last = deliveries.iter().map(|d| d.offset).max().unwrap();
     commit(config, partition, last);
     (partition, last)
