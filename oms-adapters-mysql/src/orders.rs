@@ -593,6 +593,46 @@ impl OrderStore for MySqlStore {
                     )),
                 })
                 .collect::<OmsResult<Vec<_>>>()?;
+            let now = Utc::now().naive_utc();
+            let insert = || {
+                let mut insert = QueryBuilder::<MySql>::new(
+                    "INSERT IGNORE INTO order_outcomes \
+                     (trace_id, member_id, status, order_id, reason, dead_lettered, created_at) ",
+                );
+                insert.push_values(chunk.iter().zip(&reasons), |mut row, (trace, reason)| {
+                    row.push_bind(trace.trace_id.to_string())
+                        .push_bind(sql_id(trace.member_id.0))
+                        .push_bind("FAILED")
+                        .push_bind(None::<i64>)
+                        .push_bind(*reason)
+                        .push_bind(false)
+                        .push_bind(now);
+                });
+                insert
+            };
+            // Usually none is known yet: in one transaction, the insert
+            // then tells, by the rows it added, that every outcome is the
+            // one given, new, its DLQ record not yet sent.
+            let mut tx = self.pool.begin().await.map_err(db_error)?;
+            let added = insert()
+                .build()
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if usize::try_from(added).ok() == Some(chunk.len()) {
+                tx.commit().await.map_err(db_error)?;
+                settled.extend(chunk.iter().map(|trace| {
+                    KnownOutcome {
+                        trace: *trace,
+                        dead_lettered: false,
+                    }
+                    .placement(false)
+                }));
+                continue;
+            }
+            // Some were: undo, and find out which.
+            tx.rollback().await.map_err(db_error)?;
             let ids: Vec<String> = chunk.iter().map(|t| t.trace_id.to_string()).collect();
             let select = |columns: &str| {
                 let mut q = QueryBuilder::<MySql>::new(format!(
@@ -612,21 +652,11 @@ impl OrderStore for MySqlStore {
                 .map_err(db_error)?
                 .into_iter()
                 .collect();
-            let now = Utc::now().naive_utc();
-            let mut insert = QueryBuilder::<MySql>::new(
-                "INSERT IGNORE INTO order_outcomes \
-                 (trace_id, member_id, status, order_id, reason, dead_lettered, created_at) ",
-            );
-            insert.push_values(chunk.iter().zip(&reasons), |mut row, (trace, reason)| {
-                row.push_bind(trace.trace_id.to_string())
-                    .push_bind(sql_id(trace.member_id.0))
-                    .push_bind("FAILED")
-                    .push_bind(None::<i64>)
-                    .push_bind(*reason)
-                    .push_bind(false)
-                    .push_bind(now);
-            });
-            insert.build().execute(&self.pool).await.map_err(db_error)?;
+            insert()
+                .build()
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
             let standing: HashMap<String, KnownRow> =
                 select("trace_id, member_id, status, order_id, reason, dead_lettered")
                     .build_query_as::<KnownRow>()

@@ -637,6 +637,15 @@ impl StockGate for RedisStockGate {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn refusals_waiting(&self) -> OmsResult<u64> {
+        let mut conn = self.store.conn.clone();
+        redis::cmd("XLEN")
+            .arg(self.journal_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
 }
 
 #[cfg(test)]

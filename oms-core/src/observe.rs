@@ -85,6 +85,9 @@ pub mod names {
     /// refusals recorded and dead-lettered; `reconciled`: gates set from
     /// the database).
     pub const GATE_KEEPER_ACTIONS: &str = "oms_gate_keeper_actions_total";
+    /// Gauge: refusals in the stock gate's journal not yet settled (read
+    /// by the gate keeper each round).
+    pub const GATE_REFUSALS_WAITING: &str = "oms_gate_refusals_waiting";
     /// Counter: the sweeper's actions, by `action` (`failed`: stuck
     /// traces failed `NOT_ACCEPTED`; `repaired`: traces restored from the
     /// database; `relayed`: DLQ records re-sent from the outbox).
@@ -120,6 +123,7 @@ pub mod names {
         CONSUMER_LAG,
         GATE_LEVEL,
         GATE_KEEPER_ACTIONS,
+        GATE_REFUSALS_WAITING,
         SWEEPER_ACTIONS,
         LIFECYCLE_ACTIONS,
         ROOM_WAITING,
@@ -193,6 +197,11 @@ pub fn describe() {
         "Available units in the stock gate, per product"
     );
     describe_counter!(GATE_KEEPER_ACTIONS, "Gate keeper actions, by action");
+    describe_gauge!(
+        GATE_REFUSALS_WAITING,
+        Unit::Count,
+        "Refusals of the stock gate not yet settled"
+    );
     describe_counter!(SWEEPER_ACTIONS, "Sweeper actions, by action");
     describe_counter!(LIFECYCLE_ACTIONS, "Life-cycle keeper actions, by action");
     describe_gauge!(ROOM_WAITING, Unit::Count, "Members waiting in line");
@@ -564,6 +573,14 @@ impl<T: StockGate + ?Sized> StockGate for Observed<T> {
 
     async fn settled(&self, ids: &[String]) -> OmsResult<()> {
         self.inner.settled(ids).await
+    }
+
+    async fn refusals_waiting(&self) -> OmsResult<u64> {
+        let waiting = self.inner.refusals_waiting().await;
+        if let Ok(n) = &waiting {
+            metrics::gauge!(names::GATE_REFUSALS_WAITING).set(*n as f64);
+        }
+        waiting
     }
 }
 

@@ -10,7 +10,18 @@ use crate::port::outbound::{
     DeadLetter, GateLevel, OrderBacklog, OrderRequestPublisher, OrderStore, ProductStore, StockGate,
 };
 
-/// How often the [`GateKeeper`] works.
+/// How often and how fast the [`GateKeeper`] works.
+///
+/// Settling a refusal costs a database write and a DLQ record, on the same
+/// cores that answer orders. A keeper therefore settles at a pace that
+/// follows the journal: at most
+/// `max(min_rate, waiting / catch_up)` refusals a second, `waiting` being
+/// what the journal holds after a round. A short journal is settled at once
+/// (a round is never held back before it starts); during a burst of
+/// refusals the journal grows and settling yields the cores to intake; a
+/// journal that keeps growing is settled faster and faster, so under a
+/// steady stream of `r` refusals a second it levels off near
+/// `r × catch_up` entries (fewer with several keepers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatePolicy {
     /// Most refusals settled in one database round trip.
@@ -19,6 +30,11 @@ pub struct GatePolicy {
     pub idle: Duration,
     /// Time between reconciliations of the gate with the database.
     pub reconcile_every: Duration,
+    /// Refusals a second a keeper may always settle.
+    pub min_rate: u32,
+    /// The time in which a keeper's pace would settle the journal as it
+    /// stands (see the type's docs).
+    pub catch_up: Duration,
 }
 
 impl Default for GatePolicy {
@@ -27,7 +43,33 @@ impl Default for GatePolicy {
             batch: 1000,
             idle: Duration::from_millis(20),
             reconcile_every: Duration::from_secs(5),
+            min_rate: 1000,
+            catch_up: Duration::from_secs(30),
         }
+    }
+}
+
+impl GatePolicy {
+    /// The pause after a round that settled `settled` refusals in `took`,
+    /// with `waiting` left in the journal (`None`: unknown, no pause), so
+    /// that the keeper keeps its pace (see the type's docs).
+    pub fn pause_after(&self, settled: usize, took: Duration, waiting: Option<u64>) -> Duration {
+        let Some(waiting) = waiting else {
+            return Duration::ZERO;
+        };
+        let catch_up = self.catch_up.as_secs_f64();
+        let following = if catch_up > 0.0 {
+            waiting as f64 / catch_up
+        } else {
+            f64::INFINITY
+        };
+        let rate = following.max(f64::from(self.min_rate));
+        if !rate.is_finite() || rate <= 0.0 {
+            return Duration::ZERO;
+        }
+        Duration::try_from_secs_f64(settled as f64 / rate)
+            .unwrap_or(Duration::ZERO)
+            .saturating_sub(took)
     }
 }
 
@@ -154,23 +196,38 @@ impl GateKeeper {
             tokio::time::interval(self.policy.reconcile_every.max(Duration::from_millis(10)));
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let started = tokio::time::Instant::now();
             let pause = match self.settle_refusals().await {
                 Ok(0) => self.policy.idle,
-                Ok(_) => Duration::ZERO,
+                Ok(settled) => {
+                    let waiting = match self.gate.refusals_waiting().await {
+                        Ok(n) => Some(n),
+                        Err(e) => {
+                            debug!(error = %e, "journal length not readable; not pacing");
+                            None
+                        }
+                    };
+                    self.policy.pause_after(settled, started.elapsed(), waiting)
+                }
                 Err(e) => {
                     warn!(error = %e, "refusals not settled; trying again later");
                     self.policy.reconcile_every
                 }
             };
-            tokio::select! {
-                biased;
-                () = &mut shutdown => return,
-                _ = reconcile.tick() => {
-                    if let Err(e) = self.reconcile().await {
-                        warn!(error = %e, "stock gate not reconciled; trying again later");
+            // Reconciliations due during the pause do not shorten it.
+            let wake = tokio::time::sleep(pause);
+            tokio::pin!(wake);
+            loop {
+                tokio::select! {
+                    biased;
+                    () = &mut shutdown => return,
+                    _ = reconcile.tick() => {
+                        if let Err(e) = self.reconcile().await {
+                            warn!(error = %e, "stock gate not reconciled; trying again later");
+                        }
                     }
+                    () = &mut wake => break,
                 }
-                () = tokio::time::sleep(pause) => {}
             }
         }
     }
@@ -249,6 +306,10 @@ mod tests {
         }
 
         fn keeper(&self, pending: u64) -> GateKeeper {
+            self.keeper_with(pending, GatePolicy::default())
+        }
+
+        fn keeper_with(&self, pending: u64, policy: GatePolicy) -> GateKeeper {
             let mut backlog = MockOrderBacklog::new();
             backlog.expect_pending().returning(move || Ok(pending));
             GateKeeper::new(
@@ -257,8 +318,40 @@ mod tests {
                 self.store.clone(),
                 Arc::new(backlog),
                 self.queue.clone(),
-                GatePolicy::default(),
+                policy,
             )
+        }
+
+        /// `n` orders of distinct members refused by the gate (the
+        /// product is sold out).
+        async fn refusals(&self, n: u64) {
+            let intake = RequestOrderService::new(self.queue.clone(), self.traces.clone())
+                .with_gate(self.gate.clone());
+            for member in 1..=n {
+                let answer = intake
+                    .request_order(Caller::user(member), request(1, 1), None)
+                    .await
+                    .unwrap();
+                assert_eq!(answer.state, out_of_stock());
+            }
+        }
+
+        /// Runs `keeper` until the journal is empty; the (tokio) time it
+        /// took.
+        async fn settle_all(&self, keeper: GateKeeper) -> Duration {
+            let started = tokio::time::Instant::now();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(keeper.run(async {
+                let _ = stopped.await;
+            }));
+            while self.gate.refusals_waiting().await.unwrap() > 0 {
+                assert!(started.elapsed() < Duration::from_secs(60), "never settled");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let took = started.elapsed();
+            let _ = stop.send(());
+            running.await.unwrap();
+            took
         }
     }
 
@@ -336,6 +429,60 @@ mod tests {
             .await
             .unwrap();
         assert!(again[0].replayed && !again[0].needs_dead_letter);
+    }
+
+    #[test]
+    fn the_pace_follows_the_journal() {
+        let policy = GatePolicy {
+            min_rate: 1000,
+            catch_up: Duration::from_secs(10),
+            ..GatePolicy::default()
+        };
+        let ms = Duration::from_millis;
+        // A short journal: 1000 a second, less the round's own time.
+        assert_eq!(policy.pause_after(500, ms(100), Some(0)), ms(400));
+        assert_eq!(policy.pause_after(500, ms(700), Some(2000)), Duration::ZERO);
+        // A long one: `waiting / catch_up` a second.
+        assert_eq!(policy.pause_after(1000, ms(0), Some(40_000)), ms(250));
+        assert_eq!(policy.pause_after(1000, ms(0), Some(1_000_000)), ms(10));
+        // Unknown, or no catch-up time: no pause.
+        assert_eq!(policy.pause_after(1000, ms(0), None), Duration::ZERO);
+        let eager = GatePolicy {
+            catch_up: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(eager.pause_after(1000, ms(0), Some(1)), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keeper_settles_a_burst_at_its_pace() {
+        let slow = GatePolicy {
+            batch: 10,
+            min_rate: 100,
+            catch_up: Duration::from_secs(3600),
+            ..GatePolicy::default()
+        };
+        let rig = Rig::new(0).await;
+        rig.refusals(50).await;
+        assert_eq!(rig.gate.refusals_waiting().await.unwrap(), 50);
+        // Five rounds of 10 at 100 a second: four pauses of 100 ms.
+        let took = rig.settle_all(rig.keeper_with(0, slow)).await;
+        assert!(
+            took >= Duration::from_millis(400) && took < Duration::from_millis(500),
+            "took {took:?}"
+        );
+        assert_eq!(rig.queue.dead_letters().len(), 50);
+
+        // The same burst with a short catch-up time is settled at once.
+        let rig = Rig::new(0).await;
+        rig.refusals(50).await;
+        let quick = GatePolicy {
+            catch_up: Duration::from_millis(1),
+            ..slow
+        };
+        let took = rig.settle_all(rig.keeper_with(0, quick)).await;
+        assert!(took < Duration::from_millis(50), "took {took:?}");
+        assert_eq!(rig.queue.dead_letters().len(), 50);
     }
 
     #[tokio::test]

@@ -280,4 +280,8 @@ impl StockGate for InMemoryStockGate {
         }
         Ok(())
     }
+
+    async fn refusals_waiting(&self) -> OmsResult<u64> {
+        Ok(lock(&self.state).journal.len() as u64)
+    }
 }

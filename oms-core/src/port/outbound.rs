@@ -397,6 +397,11 @@ pub trait StockGate: Send + Sync {
 
     /// Removes settled refusals from the journal.
     async fn settled(&self, ids: &[String]) -> OmsResult<()>;
+
+    /// How many refusals the journal holds, handed out or not: what the
+    /// keepers have yet to settle. The
+    /// [`GateKeeper`](crate::application::GateKeeper) paces itself by it.
+    async fn refusals_waiting(&self) -> OmsResult<u64>;
 }
 
 /// The waiting room in front of the order endpoint: members enter, wait in

@@ -276,6 +276,15 @@ pub async fn failures_are_settled_in_batches(orders: &dyn OrderStore, products: 
             reason: FailureReason::OutOfStock,
         },
     };
+    // None known yet: every one is new, its DLQ record due.
+    let fresh = [failed(TraceId::new()), failed(TraceId::new())];
+    let settled = orders.settle_failures(&fresh).await.unwrap();
+    assert_eq!(settled.len(), 2);
+    for (placement, trace) in settled.iter().zip(&fresh) {
+        assert_eq!(placement.trace, *trace);
+        assert!(!placement.replayed && placement.needs_dead_letter);
+        assert_eq!(orders.outcome(trace.trace_id).await.unwrap(), Some(*trace));
+    }
     // One trace already has an outcome (COMPLETED): it stands.
     let batch = vec![
         failed(TraceId::new()),

@@ -203,12 +203,14 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
         .unwrap();
     let member = random_member_id();
     let orders: Vec<_> = (0..3).map(|_| command(member, &[(product, 1)])).collect();
+    let before = gate.refusals_waiting().await.unwrap();
     for order in &orders {
         assert!(matches!(
             gate.admit(order, &IntakeChecks::default()).await.unwrap(),
             Admission::Refused { .. }
         ));
     }
+    assert_eq!(gate.refusals_waiting().await.unwrap(), before + 3);
     let first = gate.refusals(2).await.unwrap();
     assert_eq!(first.len(), 2, "the limit holds");
     let rest = gate.refusals(10).await.unwrap();
@@ -221,6 +223,11 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
     gate.settled(&[first[0].id.clone(), rest[0].id.clone()])
         .await
         .unwrap();
+    assert_eq!(
+        gate.refusals_waiting().await.unwrap(),
+        before + 1,
+        "one handed out and not settled still waits"
+    );
 
     // The one handed out and never settled comes back.
     let deadline = Instant::now() + redeliver_after * 20 + Duration::from_secs(5);
@@ -238,6 +245,7 @@ pub async fn refusals_are_journaled_until_settled(gate: &dyn StockGate, redelive
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].command, orders[1]);
     gate.settled(&[again[0].id.clone()]).await.unwrap();
+    assert_eq!(gate.refusals_waiting().await.unwrap(), before);
 
     // Settled entries never come back.
     tokio::time::sleep(redeliver_after * 2).await;
