@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use oms_core::domain::{Login, Member, Role, Signup, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::{bearer_token, ApiJson, AppState, Auth, Problem};
+use super::{bearer_token, ApiJson, Auth, Problem, Shared};
 
 /// Where the client's address for login throttling comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,10 +33,10 @@ pub enum ClientIpSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientAddress {
+impl FromRequestParts<Shared> for ClientAddress {
     type Rejection = Problem;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Problem> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -167,7 +167,7 @@ fn no_store(body: TokenBody) -> Response {
     )
 )]
 pub(super) async fn signup(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<(StatusCode, ApiJson<MemberBody>), Problem> {
     let member = state
@@ -193,7 +193,7 @@ pub(super) async fn signup(
     )
 )]
 pub(super) async fn login(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     ClientAddress(client): ClientAddress,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, Problem> {
@@ -220,7 +220,7 @@ pub(super) async fn login(
     )
 )]
 pub(super) async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Response, Problem> {
     let pair = state.accounts.refresh(&body.refresh_token).await?;
@@ -242,7 +242,7 @@ pub(super) async fn refresh(
     )
 )]
 pub(super) async fn logout(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Problem> {
@@ -299,7 +299,7 @@ pub(super) async fn logout(
     )
 )]
 pub(super) async fn me(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<MemberBody>, Problem> {
     Ok(ApiJson(state.accounts.me(caller).await?.into()))

@@ -164,6 +164,19 @@ impl AppState {
     }
 }
 
+/// The state the router's handlers share: one allocation, so that a
+/// request clones one pointer, not every port.
+#[derive(Clone)]
+pub struct Shared(Arc<AppState>);
+
+impl std::ops::Deref for Shared {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
 impl FromRef<AppState> for Option<crate::observe::Metrics> {
     fn from_ref(state: &AppState) -> Self {
         state.metrics.clone()
@@ -172,6 +185,18 @@ impl FromRef<AppState> for Option<crate::observe::Metrics> {
 
 impl FromRef<AppState> for Arc<dyn Authenticator> {
     fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl FromRef<Shared> for Option<crate::observe::Metrics> {
+    fn from_ref(state: &Shared) -> Self {
+        state.metrics.clone()
+    }
+}
+
+impl FromRef<Shared> for Arc<dyn Authenticator> {
+    fn from_ref(state: &Shared) -> Self {
         state.auth.clone()
     }
 }
@@ -220,7 +245,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic));
-    observe::layers(routes, measured).with_state(state)
+    observe::layers(routes, measured).with_state(Shared(Arc::new(state)))
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -324,7 +349,7 @@ fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
     )
 )]
 async fn create_product(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<(StatusCode, ApiJson<ProductBody>), Problem> {
@@ -423,7 +448,7 @@ fn etag(version: i64) -> Option<HeaderValue> {
     )
 )]
 async fn update_product(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
     headers: HeaderMap,
@@ -494,7 +519,7 @@ async fn update_product(
     )
 )]
 async fn get_product(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(_): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<ProductBody>, Problem> {
@@ -513,7 +538,7 @@ async fn get_product(
     )
 )]
 async fn list_products(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(_): Auth,
 ) -> Result<ApiJson<Vec<ProductBody>>, Problem> {
     let products = state.products.list().await?;
@@ -570,7 +595,7 @@ impl From<RoomStatus> for RoomBody {
     )
 )]
 async fn enter_room(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<RoomBody>, Problem> {
     Ok(ApiJson(state.waiting_room.enter(caller).await?.into()))
@@ -587,7 +612,7 @@ async fn enter_room(
     )
 )]
 async fn room_status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<RoomBody>, Problem> {
     Ok(ApiJson(state.waiting_room.status(caller).await?.into()))
@@ -726,7 +751,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     )
 )]
 async fn place_order(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     nested: Option<Extension<NestedPath>>,
     headers: HeaderMap,
@@ -760,7 +785,7 @@ async fn place_order(
     )
 )]
 async fn get_trace(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<TraceBody>, Problem> {
@@ -781,7 +806,7 @@ async fn get_trace(
     )
 )]
 async fn get_order(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<OrderBody>, Problem> {
@@ -819,7 +844,7 @@ pub struct OrdersQuery {
     )
 )]
 async fn my_orders(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Auth(caller): Auth,
     query: Result<axum::extract::Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
