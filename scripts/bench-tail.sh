@@ -17,7 +17,9 @@
 #      same server doing no work: the ceiling of this machine), each reported
 #      as requests/s, p50/p99/max, and requests/s as a share of /healthz's.
 # Buyers: 4,000 members' tokens taken in turn, so none meets its order rate
-# (10 /s). Reports: target/bench/tail-*.txt, summary target/bench/tail.md.
+# (10 /s). The services are restarted before each build (Redis and the
+# broker hold earlier runs' data in memory). Reports:
+# target/bench/tail-*.txt, summary target/bench/tail.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -82,6 +84,10 @@ SUMMARY=$OUT/tail.md
 for build in current baseline; do
   name=tail-$build
   addr=127.0.0.1:18189
+  # Each build meets services as fresh as the other's: Redis and the broker
+  # keep what earlier runs wrote in memory, and it slows them down.
+  scripts/services.sh down >/dev/null
+  scripts/services.sh up >/dev/null
   start "$name" "$addr" "$build" 2
   # Right after /readyz: the cold first wave, then a warm one.
   target/release/examples/negowang --quiet --cold --url "http://$addr" --members 1000 --products 3 \
