@@ -24,7 +24,9 @@ use crate::port::outbound::{
 /// `r × catch_up` entries (fewer with several keepers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GatePolicy {
-    /// Most refusals settled in one database round trip.
+    /// Most refusals settled in one round (one database round trip, one
+    /// DLQ batch): small enough that a round holds the database and the
+    /// broker for a moment only, so settling never stalls intake's tail.
     pub batch: usize,
     /// Pause when the journal is empty.
     pub idle: Duration,
@@ -40,7 +42,7 @@ pub struct GatePolicy {
 impl Default for GatePolicy {
     fn default() -> Self {
         Self {
-            batch: 1000,
+            batch: 250,
             idle: Duration::from_millis(20),
             reconcile_every: Duration::from_secs(5),
             min_rate: 1000,
