@@ -64,6 +64,8 @@ start() {
     export OMS_CONSUMER_GROUP="bench-$id" OMS_REDIS_PREFIX="bench-$id"
     export OMS_HTTP_ADDR=$addr OMS_DATABASE_URL=$db
     for kv in "$@"; do export "${kv?}"; done
+    export -p | grep -E '^declare -x (OMS_|RUST_LOG)' >"$OUT/$name.env"
+    echo "$api" >"$OUT/$name.api"
     "$api" >"$OUT/$name-api.log" 2>&1 &
     echo $! >"$OUT/$name.pids"
     wait_ready "$addr"
@@ -73,6 +75,23 @@ start() {
     done
   )
   while read -r pid; do PIDS+=("$pid"); done <"$OUT/$name.pids"
+}
+
+# restart_api NAME ADDR: stops the `api` of `start NAME ADDR …` and starts
+# it again with the same settings while its consumers keep running: a fresh
+# `api` in front of a pipeline that is already up.
+restart_api() {
+  local name=$1 addr=$2 old=${PIDS[0]}
+  kill "$old" 2>/dev/null || true
+  wait "$old" 2>/dev/null || true
+  (
+    # shellcheck disable=SC1090
+    source "$OUT/$name.env"
+    "$(cat "$OUT/$name.api")" >>"$OUT/$name-api.log" 2>&1 &
+    echo $! >"$OUT/$name.api.pid"
+    wait_ready "$addr"
+  )
+  PIDS[0]=$(cat "$OUT/$name.api.pid")
 }
 
 # tool NAME ADDR LABEL STOCK [extra negowang args...]: one negowang run of

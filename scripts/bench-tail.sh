@@ -5,8 +5,9 @@
 #   scripts/bench-tail.sh [seconds] [connections]     (defaults: 10 64)
 #
 # For each build (this tree, then BASELINE_REV: the intake before warm-up at
-# start), on a freshly started release `api` with two `consumer`s, on
-# topics, a consumer group, a Redis prefix and a database of their own:
+# start), on a release `api` with two `consumer`s, on topics, a consumer
+# group, a Redis prefix and a database of their own (the consumers are
+# running and have taken a few orders before the `api` is started afresh):
 #   1. cold and warm first waves: examples/negowang --cold (1,000 members ×
 #      3 products × 500 stock at 64 in flight) right after `/readyz` says
 #      200, then the same again: the first 64 POSTs against the rest;
@@ -89,6 +90,11 @@ for build in current baseline; do
   scripts/services.sh down >/dev/null
   scripts/services.sh up >/dev/null
   start "$name" "$addr" "$build" 2
+  # The consumers are up (these orders are final only once they are), as
+  # they are long before a sale opens; then the `api` starts afresh.
+  target/release/examples/negowang --quiet --url "http://$addr" --members 20 --products 1 \
+    --stock 10 --concurrency 4 >/dev/null
+  restart_api "$name" "$addr"
   # Right after /readyz: the cold first wave, then a warm one.
   target/release/examples/negowang --quiet --cold --url "http://$addr" --members 1000 --products 3 \
     --stock 500 --concurrency 64 >"$OUT/$name-cold.md"

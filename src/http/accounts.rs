@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use oms_core::domain::{Login, Member, Role, Signup, TokenPair};
 use serde::{Deserialize, Serialize};
 
-use super::{bearer_token, ApiJson, Auth, Problem, Shared};
+use super::{bearer_token, ApiJson, AppState, Auth, Problem, SharedState};
 
 /// Where the client's address for login throttling comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,15 +33,14 @@ pub enum ClientIpSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
-impl FromRequestParts<Shared> for ClientAddress {
-    type Rejection = Problem;
-
-    async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Problem> {
+impl ClientAddress {
+    /// The address of the client of `parts` by `source`.
+    fn of(parts: &Parts, source: &ClientIpSource) -> Self {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let from_header = match &state.client_ip {
+        let from_header = match source {
             ClientIpSource::Peer => None,
             ClientIpSource::Header(name) => parts
                 .headers
@@ -52,7 +51,23 @@ impl FromRequestParts<Shared> for ClientAddress {
                 .filter_map(|a| a.trim().parse::<IpAddr>().ok())
                 .next_back(),
         };
-        Ok(Self(from_header.or(peer)))
+        Self(from_header.or(peer))
+    }
+}
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        Ok(Self::of(parts, &state.client_ip))
+    }
+}
+
+impl FromRequestParts<SharedState> for ClientAddress {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> Result<Self, Problem> {
+        Ok(Self::of(parts, &state.client_ip))
     }
 }
 
@@ -167,7 +182,7 @@ fn no_store(body: TokenBody) -> Response {
     )
 )]
 pub(super) async fn signup(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     ApiJson(body): ApiJson<SignupBody>,
 ) -> Result<(StatusCode, ApiJson<MemberBody>), Problem> {
     let member = state
@@ -193,7 +208,7 @@ pub(super) async fn signup(
     )
 )]
 pub(super) async fn login(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     ClientAddress(client): ClientAddress,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Response, Problem> {
@@ -220,7 +235,7 @@ pub(super) async fn login(
     )
 )]
 pub(super) async fn refresh(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     ApiJson(body): ApiJson<RefreshBody>,
 ) -> Result<Response, Problem> {
     let pair = state.accounts.refresh(&body.refresh_token).await?;
@@ -242,7 +257,7 @@ pub(super) async fn refresh(
     )
 )]
 pub(super) async fn logout(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, Problem> {
@@ -299,7 +314,7 @@ pub(super) async fn logout(
     )
 )]
 pub(super) async fn me(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<MemberBody>, Problem> {
     Ok(ApiJson(state.accounts.me(caller).await?.into()))

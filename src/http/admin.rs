@@ -12,7 +12,7 @@ use oms_core::domain::{
 use oms_core::port::inbound::AdminQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_product_id, ApiJson, Auth, Problem, Shared};
+use super::{parse_product_id, ApiJson, Auth, Problem, SharedState};
 
 /// The query of `GET /api/v1/admin/orders`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -106,7 +106,7 @@ fn next_uri(filter: &OrderFilter, limit: usize, cursor: OrderId) -> String {
     )
 )]
 pub(super) async fn orders(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     query: Result<Query<AdminOrdersQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -143,7 +143,7 @@ pub(super) async fn orders(
     )
 )]
 pub(super) async fn stock(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<StockBody>, Problem> {

@@ -164,12 +164,12 @@ impl AppState {
     }
 }
 
-/// The state the router's handlers share: one allocation, so that a
-/// request clones one pointer, not every port.
+/// The state of the [`router`]'s handlers: its [`AppState`] behind one
+/// pointer, so that a request clones the pointer, not every port.
 #[derive(Clone)]
-pub struct Shared(Arc<AppState>);
+pub struct SharedState(Arc<AppState>);
 
-impl std::ops::Deref for Shared {
+impl std::ops::Deref for SharedState {
     type Target = AppState;
 
     fn deref(&self) -> &AppState {
@@ -189,14 +189,14 @@ impl FromRef<AppState> for Arc<dyn Authenticator> {
     }
 }
 
-impl FromRef<Shared> for Option<crate::observe::Metrics> {
-    fn from_ref(state: &Shared) -> Self {
+impl FromRef<SharedState> for Option<crate::observe::Metrics> {
+    fn from_ref(state: &SharedState) -> Self {
         state.metrics.clone()
     }
 }
 
-impl FromRef<Shared> for Arc<dyn Authenticator> {
-    fn from_ref(state: &Shared) -> Self {
+impl FromRef<SharedState> for Arc<dyn Authenticator> {
+    fn from_ref(state: &SharedState) -> Self {
         state.auth.clone()
     }
 }
@@ -245,7 +245,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(on_panic));
-    observe::layers(routes, measured).with_state(Shared(Arc::new(state)))
+    observe::layers(routes, measured).with_state(SharedState(Arc::new(state)))
 }
 
 fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -349,7 +349,7 @@ fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
     )
 )]
 async fn create_product(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<(StatusCode, ApiJson<ProductBody>), Problem> {
@@ -448,7 +448,7 @@ fn etag(version: i64) -> Option<HeaderValue> {
     )
 )]
 async fn update_product(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
     headers: HeaderMap,
@@ -519,7 +519,7 @@ async fn update_product(
     )
 )]
 async fn get_product(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(_): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<ProductBody>, Problem> {
@@ -538,7 +538,7 @@ async fn get_product(
     )
 )]
 async fn list_products(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(_): Auth,
 ) -> Result<ApiJson<Vec<ProductBody>>, Problem> {
     let products = state.products.list().await?;
@@ -595,7 +595,7 @@ impl From<RoomStatus> for RoomBody {
     )
 )]
 async fn enter_room(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<RoomBody>, Problem> {
     Ok(ApiJson(state.waiting_room.enter(caller).await?.into()))
@@ -612,7 +612,7 @@ async fn enter_room(
     )
 )]
 async fn room_status(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
 ) -> Result<ApiJson<RoomBody>, Problem> {
     Ok(ApiJson(state.waiting_room.status(caller).await?.into()))
@@ -751,7 +751,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     )
 )]
 async fn place_order(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     nested: Option<Extension<NestedPath>>,
     headers: HeaderMap,
@@ -785,7 +785,7 @@ async fn place_order(
     )
 )]
 async fn get_trace(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<TraceBody>, Problem> {
@@ -806,7 +806,7 @@ async fn get_trace(
     )
 )]
 async fn get_order(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<OrderBody>, Problem> {
@@ -844,7 +844,7 @@ pub struct OrdersQuery {
     )
 )]
 async fn my_orders(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     query: Result<axum::extract::Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {

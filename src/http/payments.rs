@@ -7,7 +7,7 @@ use oms_core::domain::{Caller, OmsError, OmsResult, Order, OrderId};
 use oms_core::port::inbound::PaymentUseCase;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, Auth, OrderBody, Problem, Shared};
+use super::{ApiJson, Auth, OrderBody, Problem, SharedState};
 
 /// The body of `POST /api/v1/payments/confirm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -53,7 +53,7 @@ pub struct PaidBody {
     )
 )]
 pub(super) async fn confirm(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<ApiJson<PaidBody>, Problem> {
@@ -94,7 +94,7 @@ pub(super) async fn confirm(
     )
 )]
 pub(super) async fn cancel(
-    State(state): State<Shared>,
+    State(state): State<SharedState>,
     Auth(caller): Auth,
     Path(raw): Path<String>,
 ) -> Result<ApiJson<OrderBody>, Problem> {
