@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
+use oms_core::application::GatePolicy;
 
 pub use secrecy::{ExposeSecret, SecretString};
 
@@ -295,6 +296,12 @@ struct Cli {
     /// Age at which a PROCESSING trace is stuck and resolved by the sweeper; 0 turns it off, otherwise at least 30 s.
     #[arg(long, env = "OMS_SWEEP_AFTER_SECS", default_value = "300", value_name = "SECS", help_heading = KAFKA)]
     sweep_after_secs: String,
+    /// Refusals a second each gate keeper may always settle (1 to 1000000); see OMS_GATE_CATCH_UP_SECS.
+    #[arg(long, env = "OMS_GATE_SETTLE_RATE", default_value = "1000", value_name = "N", help_heading = KAFKA)]
+    gate_settle_rate: String,
+    /// A gate keeper settles at least the refusals waiting ÷ this many seconds a second (0 to 3600; 0: always at full speed).
+    #[arg(long, env = "OMS_GATE_CATCH_UP_SECS", default_value = "30", value_name = "SECS", help_heading = KAFKA)]
+    gate_catch_up_secs: String,
     /// `on` reserves stock in Redis at intake and answers orders for sold-out products at once; `off` queues every order.
     #[arg(long, env = "OMS_STOCK_GATE", default_value = "on", value_name = "on|off", help_heading = KAFKA)]
     stock_gate: String,
@@ -441,6 +448,10 @@ pub struct Settings {
     /// `OMS_SWEEP_AFTER_SECS`: age at which a PROCESSING trace is stuck
     /// (default 300 s; `0` turns the sweeper off).
     pub sweep_after: Option<std::time::Duration>,
+    /// `OMS_GATE_SETTLE_RATE` and `OMS_GATE_CATCH_UP_SECS`: the pace of
+    /// the consumers' gate keepers (see [`GatePolicy`]; defaults 1,000
+    /// refusals a second and 30 s).
+    pub gate_policy: GatePolicy,
     /// `OMS_STOCK_GATE`: `on` (default) reserves stock in Redis at intake
     /// and answers orders for sold-out products at once; `off` queues every
     /// order and lets the consumer decide.
@@ -613,6 +624,7 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<hidden>"))
             .field("consumer_batch", &self.consumer_batch)
             .field("sweep_after", &self.sweep_after)
+            .field("gate_policy", &self.gate_policy)
             .field("stock_gate", &self.stock_gate)
             .field("redis_prefix", &self.redis_prefix)
             .field("http_request_timeout", &self.http_request_timeout)
@@ -1163,6 +1175,12 @@ impl Settings {
                 )),
                 _ => Ok(Some(Duration::from_secs(secs))),
             })?;
+        let gate_policy = GatePolicy {
+            min_rate: u32::try_from(s.ranged("OMS_GATE_SETTLE_RATE", 1..=1_000_000)?)
+                .unwrap_or(u32::MAX),
+            catch_up: Duration::from_secs(s.ranged("OMS_GATE_CATCH_UP_SECS", 0..=3600)?),
+            ..GatePolicy::default()
+        };
         let batch = s.required("OMS_CONSUMER_BATCH")?;
         let consumer_batch = batch
             .parse::<usize>()
@@ -1236,6 +1254,7 @@ impl Settings {
             stock_gate,
             consumer_batch,
             sweep_after,
+            gate_policy,
             http_addr,
             kafka_brokers: s.optional("OMS_KAFKA_BROKERS"),
             redis_url: s.optional("OMS_REDIS_URL"),
@@ -1380,6 +1399,23 @@ mod tests {
     }
 
     #[test]
+    fn the_gate_keepers_pace_is_set_by_two_variables() {
+        let s = settings(
+            &[],
+            &[
+                ("OMS_GATE_SETTLE_RATE", "250"),
+                ("OMS_GATE_CATCH_UP_SECS", "0"),
+            ],
+        );
+        assert_eq!(s.gate_policy.min_rate, 250);
+        assert_eq!(s.gate_policy.catch_up, Duration::ZERO);
+        assert_eq!(s.gate_policy.batch, GatePolicy::default().batch);
+        let s = settings(&["--gate-catch-up-secs", "120"], &[]);
+        assert_eq!(s.gate_policy.catch_up, Duration::from_secs(120));
+        assert_eq!(s.gate_policy.min_rate, 1000);
+    }
+
+    #[test]
     fn the_defaults_are_those_of_api_md() {
         let s = settings(&[], &[]);
         assert_eq!(s.http_addr, addr("127.0.0.1:8080"));
@@ -1396,6 +1432,7 @@ mod tests {
         assert!(s.jwt_secret.is_none());
         assert_eq!(s.consumer_batch, 500);
         assert_eq!(s.sweep_after, Some(Duration::from_secs(300)));
+        assert_eq!(s.gate_policy, GatePolicy::default());
         assert!(s.stock_gate);
         assert_eq!(s.redis_prefix, "oms");
         assert_eq!(s.http_request_timeout, DEFAULT_HTTP_REQUEST_TIMEOUT);
@@ -1561,6 +1598,8 @@ mod tests {
         ("OMS_ORDER_PARTITIONS", "six", &[]),
         ("OMS_SWEEP_AFTER_SECS", "10", &[]),
         ("OMS_SWEEP_AFTER_SECS", "5m", &[]),
+        ("OMS_GATE_SETTLE_RATE", "0", &[]),
+        ("OMS_GATE_CATCH_UP_SECS", "3601", &[]),
         ("OMS_CONSUMER_BATCH", "0", &[]),
         ("OMS_CONSUMER_BATCH", "10001", &[]),
         ("OMS_STOCK_GATE", "maybe", &[]),

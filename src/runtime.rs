@@ -77,6 +77,9 @@ pub struct Services {
     /// The payment gateway: Toss Payments with `OMS_TOSS_SECRET_KEY`, else
     /// the in-memory one (each process its own: for trials only).
     pub gateway: Arc<dyn PaymentGateway>,
+    /// The pace of the gate keeper (`OMS_GATE_SETTLE_RATE`,
+    /// `OMS_GATE_CATCH_UP_SECS`).
+    pub gate_policy: GatePolicy,
 }
 
 impl Settings {
@@ -181,6 +184,7 @@ impl Services {
         Ok(Self {
             gateway,
             gate,
+            gate_policy: settings.gate_policy,
             waiting_room: front_door
                 .waiting_room
                 .map(|policy| Arc::new(traces.waiting_room(policy))),
@@ -283,7 +287,7 @@ impl Services {
             self.store.clone(),
             Arc::new(KafkaBacklog::new(&self.kafka)?),
             self.queue(),
-            GatePolicy::default(),
+            self.gate_policy,
         )))
     }
 
