@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::stack::{env, Stack};
+use common::stack::Stack;
 use serde_json::{json, Value};
 
 fn members(n: u64) -> Vec<u64> {
@@ -114,11 +114,7 @@ async fn an_idempotency_key_outlives_the_trace_store() {
         .await;
 
     // Redis forgets every key and trace of this run.
-    let mut conn = redis::Client::open(env("OMS_REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         // The intake keys carry the hash tag `{e2e-<run>}`, the sessions'
         // `{e2e-<run>:sessions}`; the idempotency keys none.

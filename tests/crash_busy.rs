@@ -57,9 +57,6 @@ where
     }
 }
 
-/// The consumers' stall timeout in [`the_owner_of_the_busy_partition_killed_mid_batch_is_replayed`].
-const STALL: Duration = Duration::from_secs(12);
-
 /// The consumer group's session timeout (`OMS_KAFKA_SESSION_TIMEOUT_SECS`'s
 /// default).
 const SESSION: Duration = Duration::from_secs(10);
@@ -86,15 +83,7 @@ async fn the_owner_of_the_busy_partition_killed_mid_batch_is_replayed() {
     // seen failing after the pool's 3 s acquire timeout), so the victim
     // keeps its partitions until it is killed, and the survivor takes them
     // over sooner where the broker leaves them unassigned (tansu).
-    let mut stack = Stack::start_api_with(&[
-        ("OMS_STOCK_GATE", "off"),
-        ("OMS_CONSUMER_STALL_SECS", &STALL.as_secs().to_string()),
-    ])
-    .await;
-    stack.start_consumer();
-    stack.start_consumer();
-    let urls = stack.consumer_metrics();
-    exact::settle_group(&stack, &urls, oms_core::testkit::random_id()).await;
+    let (mut stack, urls) = exact::start_two_consumers(&[]).await;
     // Every batch of the warm-up is finished (and counted) before the
     // counts are taken.
     stack.wait_drained(Duration::from_secs(30)).await;
@@ -184,7 +173,7 @@ async fn the_owner_of_the_busy_partition_killed_mid_batch_is_replayed() {
     // rejoin did not help (README "When things break"): the session, two
     // stall timeouts and a join, plus a margin of 60 s for the batch and a
     // busy machine.
-    let within = SESSION + 2 * STALL + Duration::from_secs(60);
+    let within = SESSION + 2 * exact::STALL + Duration::from_secs(60);
     let finals = stack.wait_final(&exact::traces_of(&placed), within).await;
     eprintln!(
         "{} orders of the killed owner's batch final {:?} after the kill",
@@ -293,11 +282,7 @@ async fn refusals_held_by_a_killed_keeper_are_settled_by_another() {
         )
         .await;
     }
-    let mut conn = redis::Client::open(env("OMS_REDIS_URL"))
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
 
     let placed;
     let held;

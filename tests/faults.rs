@@ -116,16 +116,9 @@ async fn consumers_killed_during_a_burst_lose_and_double_nothing() {
     stack.stop();
 }
 
-fn redis_client() -> redis::Client {
-    redis::Client::open(env("OMS_REDIS_URL")).unwrap()
-}
-
 /// PROCESSING traces of `member` in Redis.
 async fn processing_traces_of(stack: &Stack, member: u64) -> usize {
-    let mut conn = redis_client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{{e2e-{}}}:trace:*", stack.run))
         .query_async(&mut conn)
@@ -229,10 +222,7 @@ async fn stock_view(stack: &Stack, product: u64) -> Value {
 /// The stock gate's counter of `product` in Redis
 /// (`{<prefix>}:gate:<productId>`, see oms-adapters-redis/src/gate.rs).
 async fn gate_counter(stack: &Stack, product: u64) -> Option<i64> {
-    let mut conn = redis_client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     redis::cmd("GET")
         .arg(format!("{{e2e-{}}}:gate:{product}", stack.run))
         .query_async(&mut conn)
@@ -476,10 +466,7 @@ async fn redis_down_keeps_outcomes_and_repairs_traces() {
 
     let buyers = members(10);
     let refused_member = members(1)[0];
-    let mut conn = redis_client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     let traces;
     let written;
     let mut cached: Vec<(String, String, i64)> = Vec::new();
@@ -523,10 +510,7 @@ async fn redis_down_keeps_outcomes_and_repairs_traces() {
     }
     // Redis is back, empty.
     stack.wait_ready().await;
-    let mut conn = redis_client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     for (key, _, _) in &cached {
         let v: Option<String> = redis::cmd("GET")
             .arg(key)
@@ -816,10 +800,7 @@ async fn a_key_whose_send_could_not_be_settled_stays_bound() {
         let r = stack.post_order(member, &[(product, 1)], Some(&key)).await;
         assert_eq!(r.status(), 503);
     }
-    let mut conn = redis_client()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut conn = stack.redis().await;
     let bound: Option<String> = redis::cmd("GET")
         .arg(format!("e2e-{}:idem:{member}:{key}", stack.run))
         .query_async(&mut conn)

@@ -66,31 +66,16 @@ fn orders(a: u64, b: u64, c: u64, members: &[u64]) -> Vec<(u64, Vec<(u64, u32)>)
         .collect()
 }
 
-/// The consumers' stall timeout: 12 s instead of 30 s, so that where the
-/// broker leaves a killed member's partitions unassigned (tansu) the
-/// watchdog notices sooner; a consumer at work never stalls that long on
-/// batches of 5.
-const STALL: Duration = Duration::from_secs(12);
-
 /// The consumer group's session timeout (`OMS_KAFKA_SESSION_TIMEOUT_SECS`'s
 /// default).
 const SESSION: Duration = Duration::from_secs(10);
 
 /// Starts the api and two consumers with the stock gate off, with small
 /// consumer batches (many transactions on `b` from both processes), and
-/// waits until both hold partitions.
+/// waits until both hold partitions (a consumer at work on batches of 5
+/// never stalls for [`exact::STALL`]).
 async fn start() -> (Stack, Vec<String>) {
-    let mut stack = Stack::start_api_with(&[
-        ("OMS_STOCK_GATE", "off"),
-        ("OMS_CONSUMER_BATCH", "5"),
-        ("OMS_CONSUMER_STALL_SECS", &STALL.as_secs().to_string()),
-    ])
-    .await;
-    stack.start_consumer();
-    stack.start_consumer();
-    let urls = stack.consumer_metrics();
-    exact::settle_group(&stack, &urls, oms_core::testkit::random_id()).await;
-    (stack, urls)
+    exact::start_two_consumers(&[("OMS_CONSUMER_BATCH", "5")]).await
 }
 
 /// The orders of each shape were queued on one partition each, keyed by
@@ -222,7 +207,7 @@ async fn orders_spanning_partitions_never_oversell_when_consumers_are_killed() {
     let finals = stack
         .wait_final(
             &exact::traces_of(&placed),
-            SESSION + 2 * STALL + Duration::from_secs(60),
+            SESSION + 2 * exact::STALL + Duration::from_secs(60),
         )
         .await;
     eprintln!(

@@ -21,6 +21,30 @@ use crate::common::{metric_sum, scrape};
 /// round of the consumer or the gate keeper, milliseconds apart.
 pub const QUIET: Duration = Duration::from_secs(2);
 
+/// The consumers' stall timeout of these tests: 12 s instead of 30 s, so
+/// that where the broker leaves a killed member's partitions unassigned
+/// (tansu) the watchdog notices sooner; a consumer at work never stalls
+/// that long.
+pub const STALL: Duration = Duration::from_secs(12);
+
+/// Starts the api with the stock gate off, the consumers' stall timeout at
+/// [`STALL`] and `settings`, and two consumers, and waits until both hold
+/// partitions; the consumers' metrics URLs.
+pub async fn start_two_consumers(settings: &[(&str, &str)]) -> (Stack, Vec<String>) {
+    let stall = STALL.as_secs().to_string();
+    let mut all = vec![
+        ("OMS_STOCK_GATE", "off"),
+        ("OMS_CONSUMER_STALL_SECS", stall.as_str()),
+    ];
+    all.extend_from_slice(settings);
+    let mut stack = Stack::start_api_with(&all).await;
+    stack.start_consumer();
+    stack.start_consumer();
+    let urls = stack.consumer_metrics();
+    settle_group(&stack, &urls, oms_core::testkit::random_id()).await;
+    (stack, urls)
+}
+
 /// CRC-32 (IEEE 802.3, as zlib computes it).
 pub fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;
