@@ -209,8 +209,9 @@ mock_field() { # name: a line of the mock's info file
 
 start_mock() {
   if alive "$RUN/mock.pid" && [ -s "$RUN/mock.info" ]; then return; fi
-  log "building the mock broker (cargo build --example mockbroker)"
-  cargo build --quiet --example mockbroker
+  # The same features as scripts/test.sh's builds, so this reuses them.
+  log "building the mock broker (cargo build --workspace --all-features --example mockbroker)"
+  cargo build --quiet --workspace --all-features --example mockbroker
   rm -f "$RUN/mock.info"
   OMS_MOCK_INFO="$RUN/mock.info" nohup "$ROOT/target/debug/examples/mockbroker" \
     >"$RUN/mock.log" 2>&1 &

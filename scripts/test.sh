@@ -7,6 +7,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 
+# target/ is kept from run to run (services, tools and builds are cached
+# there). A run whose dependencies or features changed leaves the previous
+# test and example binaries behind: the run removes those it did not build
+# (prune_stale, at its end), and a run that starts short of space starts from
+# an empty target/debug.
+mkdir -p target
+free_gb() { df -P -BG target | awk 'NR == 2 { sub("G", "", $4); print $4 }'; }
+if [ "$(free_gb)" -lt "${OMS_MIN_FREE_GB:-20}" ]; then
+  echo "[target] $(free_gb) GB free: removing target/debug and target/publish/debug"
+  rm -rf target/debug target/publish/debug
+fi
+prune_stale() { # the hashed test and example binaries no build of this run made
+  local kept
+  kept=$({
+    cargo test --workspace --all-features --no-run --message-format=json --quiet
+    cargo build --workspace --examples --all-features --message-format=json --quiet
+  } | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | xargs -r stat -c %i | sort -u)
+  find target/debug/deps target/debug/examples -maxdepth 1 -type f -perm -u+x \
+    -regex '.*-[0-9a-f]\{16\}' -printf '%i %p\n' 2>/dev/null |
+    while read -r inode path; do
+      grep -qx "$inode" <<<"$kept" || rm -f "$path"
+    done
+  echo "[target] stale binaries removed; $(du -sh target/debug | cut -f1) in target/debug, $(free_gb) GB free"
+}
+
 status=$(scripts/services.sh status)
 if grep -v '^redis-cluster' <<<"$status" | grep -q stopped; then
   trap 'scripts/services.sh down' EXIT # the cluster too
@@ -30,10 +55,12 @@ echo "== cargo build --examples"
 cargo build --workspace --examples --all-features
 echo "== cargo test"
 cargo test --workspace --all-features
+# The examples run as built above: `cargo run --example` without --workspace
+# would resolve other dependency features and build the whole tree again.
 echo "== examples: embed --check (a host service with oms under /shop/oms, on its own MySQL pool)"
-cargo run --quiet --example embed --all-features -- --check
+target/debug/examples/embed --check
 echo "== examples: custom_adapter (a trace store of the user's own against the conformance suite)"
-cargo run --quiet --example custom_adapter --all-features
+target/debug/examples/custom_adapter
 echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 
@@ -76,9 +103,11 @@ OMS_BROKER=mock OMS_SERVICES_ENV=target/services-mock.env scripts/services.sh up
   trap 'OMS_BROKER=mock scripts/services.sh stop-broker' EXIT
   # shellcheck disable=SC1091
   source target/services-mock.env
-  cargo test -p oms-adapters-kafka --test kafka
-  cargo test --all-features --test crash_loop --test negowang_real --test faults --test oversell_real --test crash_busy
+  # --workspace --all-features: the binaries of the run above, not a second build.
+  cargo test --workspace --all-features --test kafka --test crash_loop --test negowang_real \
+    --test faults --test oversell_real --test crash_busy
 )
+prune_stale
 # ---------------------------------------------------------------------------
 
 echo "== all checks passed in $(( $(date +%s) - started )) s"
