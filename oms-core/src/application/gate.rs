@@ -65,7 +65,7 @@ impl GatePolicy {
         } else {
             f64::INFINITY
         };
-        let rate = following.max(f64::from(self.min_rate));
+        let rate = following.max(f64::from(self.min_rate.max(1)));
         if !rate.is_finite() || rate <= 0.0 {
             return Duration::ZERO;
         }
@@ -197,20 +197,30 @@ impl GateKeeper {
         let mut reconcile =
             tokio::time::interval(self.policy.reconcile_every.max(Duration::from_millis(10)));
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The journal's length paces the keeper after a round that settled
+        // some, and is read at least once a second otherwise, so that its
+        // gauge follows refusals other keepers settle, or none settles.
+        let mut length_read = tokio::time::Instant::now();
         loop {
             let started = tokio::time::Instant::now();
-            let pause = match self.settle_refusals().await {
-                Ok(0) => self.policy.idle,
-                Ok(settled) => {
-                    let waiting = match self.gate.refusals_waiting().await {
-                        Ok(n) => Some(n),
-                        Err(e) => {
-                            debug!(error = %e, "journal length not readable; not pacing");
-                            None
-                        }
-                    };
-                    self.policy.pause_after(settled, started.elapsed(), waiting)
+            let settled = self.settle_refusals().await;
+            let waiting = if matches!(settled, Ok(n) if n > 0)
+                || length_read.elapsed() >= Duration::from_secs(1)
+            {
+                length_read = tokio::time::Instant::now();
+                match self.gate.refusals_waiting().await {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        debug!(error = %e, "journal length not readable; not pacing");
+                        None
+                    }
                 }
+            } else {
+                None
+            };
+            let pause = match settled {
+                Ok(0) => self.policy.idle,
+                Ok(settled) => self.policy.pause_after(settled, started.elapsed(), waiting),
                 Err(e) => {
                     warn!(error = %e, "refusals not settled; trying again later");
                     self.policy.reconcile_every
@@ -226,6 +236,14 @@ impl GateKeeper {
                     _ = reconcile.tick() => {
                         if let Err(e) = self.reconcile().await {
                             warn!(error = %e, "stock gate not reconciled; trying again later");
+                        }
+                        // A reconciliation that outlasts its period finds
+                        // the next tick due at once: the pause, if over,
+                        // still ends here, so settling never starves.
+                        // (`is_elapsed` would read false for a sleep never
+                        // polled: the biased select may not have reached it.)
+                        if tokio::time::Instant::now() >= wake.deadline() {
+                            break;
                         }
                     }
                     () = &mut wake => break,
@@ -485,6 +503,46 @@ mod tests {
         let took = rig.settle_all(rig.keeper_with(0, quick)).await;
         assert!(took < Duration::from_millis(50), "took {took:?}");
         assert_eq!(rig.queue.dead_letters().len(), 50);
+    }
+
+    /// A backlog whose every answer takes `delay` (a slow broker).
+    struct SlowBacklog {
+        delay: Duration,
+    }
+
+    #[async_trait::async_trait]
+    impl OrderBacklog for SlowBacklog {
+        async fn pending(&self) -> OmsResult<u64> {
+            tokio::time::sleep(self.delay).await;
+            Ok(0)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconciliations_that_outlast_their_period_do_not_starve_settling() {
+        let rig = Rig::new(0).await;
+        rig.refusals(30).await;
+        let policy = GatePolicy {
+            batch: 10,
+            reconcile_every: Duration::from_millis(100),
+            ..GatePolicy::default()
+        };
+        // Every reconciliation takes three periods: the next tick is always
+        // due when one ends.
+        let keeper = GateKeeper::new(
+            rig.gate.clone(),
+            rig.store.clone(),
+            rig.store.clone(),
+            Arc::new(SlowBacklog {
+                delay: Duration::from_millis(300),
+            }),
+            rig.queue.clone(),
+            policy,
+        );
+        let took = rig.settle_all(keeper).await;
+        assert_eq!(rig.queue.dead_letters().len(), 30);
+        // Three rounds, each after at most one reconciliation.
+        assert!(took < Duration::from_secs(2), "took {took:?}");
     }
 
     #[tokio::test]
