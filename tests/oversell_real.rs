@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use common::stack::Stack;
 use exact::{check_exact, Placed};
+use serde_json::Value;
 
 /// Orders of each shape.
 const EACH: u64 = 100;
@@ -120,6 +121,36 @@ async fn assert_both_consumers_placed(stack: &Stack, urls: &[String], before: &[
     conflicts
 }
 
+/// The checks of a finished run: the partitions, the exact outcome (each
+/// FAILED trace's DLQ record at most `dlq_copies` times), and, since every
+/// order takes one unit of `b` and nothing else is short, exactly
+/// `min(orders, stock of b)` orders completed, the rest failed, and `b` is
+/// sold out.
+async fn check_run(
+    stack: &Stack,
+    (a, b, c): (u64, u64, u64),
+    placed: &[Placed],
+    finals: &HashMap<String, Value>,
+    dlq_copies: usize,
+) -> exact::Tally {
+    assert_partitions(stack, placed).await;
+    let products = [(a, AMPLE), (b, B_STOCK), (c, AMPLE)];
+    let tally = check_exact(stack, &products, placed, finals, dlq_copies, dlq_by()).await;
+    let orders = i64::try_from(placed.len()).unwrap();
+    assert_eq!(
+        tally.sold[&b],
+        orders.min(B_STOCK),
+        "sold b = min(demand, stock)"
+    );
+    assert_eq!(
+        tally.completed,
+        usize::try_from(orders.min(B_STOCK)).unwrap()
+    );
+    assert_eq!(tally.failed, placed.len() - tally.completed);
+    assert_eq!(stack.stock(b).await, 0);
+    tally
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn orders_spanning_partitions_never_oversell_with_the_gate_off() {
     if !common::real_stack() {
@@ -141,22 +172,7 @@ async fn orders_spanning_partitions_never_oversell_with_the_gate_off() {
         .wait_final(&exact::traces_of(&placed), Duration::from_secs(120))
         .await;
 
-    assert_partitions(&stack, &placed).await;
-    let products = [(a, AMPLE), (b, B_STOCK), (c, AMPLE)];
-    let tally = check_exact(&stack, &products, &placed, &finals, 1, dlq_by()).await;
-    // Every order takes one unit of b and nothing else is short.
-    let orders = i64::try_from(placed.len()).unwrap();
-    assert_eq!(
-        tally.sold[&b],
-        orders.min(B_STOCK),
-        "sold b = min(demand, stock)"
-    );
-    assert_eq!(
-        tally.completed,
-        usize::try_from(orders.min(B_STOCK)).unwrap()
-    );
-    assert_eq!(tally.failed, placed.len() - tally.completed);
-    assert_eq!(stack.stock(b).await, 0);
+    let tally = check_run(&stack, (a, b, c), &placed, &finals, 1).await;
     let conflicts = assert_both_consumers_placed(&stack, &urls, &before).await;
     // The two processes raced on b's row: some batches found its version
     // moved and were planned again (about 300 orders in batches of 5 from
@@ -214,19 +230,6 @@ async fn orders_spanning_partitions_never_oversell_when_consumers_are_killed() {
         "oversell, consumers killed: every trace final {:?} after the last wave",
         started.elapsed()
     );
-    assert_partitions(&stack, &placed).await;
-    let products = [(a, AMPLE), (b, B_STOCK), (c, AMPLE)];
-    let tally = check_exact(&stack, &products, &placed, &finals, 1 + kills, dlq_by()).await;
-    let total = i64::try_from(placed.len()).unwrap();
-    assert_eq!(
-        tally.sold[&b],
-        total.min(B_STOCK),
-        "sold b = min(demand, stock)"
-    );
-    assert_eq!(
-        tally.completed,
-        usize::try_from(total.min(B_STOCK)).unwrap()
-    );
-    assert_eq!(stack.stock(b).await, 0);
+    check_run(&stack, (a, b, c), &placed, &finals, 1 + kills).await;
     stack.stop();
 }
