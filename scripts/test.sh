@@ -29,7 +29,7 @@ prune_stale() { # the hashed test and example binaries no build of this run made
     while read -r inode path; do
       grep -qx "$inode" <<<"$kept" || rm -f "$path"
     done
-  echo "[target] stale binaries removed; $(du -sh target/debug | cut -f1) in target/debug, $(free_gb) GB free"
+  echo "[target] stale binaries removed; $(du -sh target/debug/ | cut -f1) in target/debug, $(free_gb) GB free"
 }
 
 status=$(scripts/services.sh status)
