@@ -156,6 +156,21 @@ async fn products_crud_and_statuses() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = call(app, "GET", "/api/v1/products/abc", Some(&user(5)), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
+    // A segment that is not UTF-8 once decoded: a problem like any bad id
+    // (`call` checks the problem+json body).
+    for (method, path) in [
+        ("GET", "/api/v1/products/%FF"),
+        ("PUT", "/api/v1/products/%FF"),
+        ("GET", "/api/v1/orders/%C3%28"),
+        ("GET", "/api/v1/orders/by-trace/%FF"),
+        ("POST", "/api/v1/orders/%FF/cancel"),
+        ("GET", "/api/v1/admin/products/%FF/stock"),
+    ] {
+        let body = (method == "PUT").then(|| json!({"name": "x", "price": 1}));
+        let (s, _, b) = call(app, method, path, Some(&admin()), body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{method} {path}: {b}");
+        assert_eq!(b["code"], "VALIDATION_FAILED", "{method} {path}");
+    }
     let (s, _, _) = call(app, "GET", "/api/v1/products", None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
 

@@ -71,6 +71,15 @@ async fn problem(response: reqwest::Response) -> (reqwest::StatusCode, Value, Op
         "application/problem+json",
         "{status}"
     );
+    // The limits' own answers carry a request id too (docs/API.md,
+    // "Operations").
+    assert!(
+        response
+            .headers()
+            .get("x-request-id")
+            .is_some_and(|v| !v.is_empty()),
+        "{status}: no x-request-id"
+    );
     let retry_after = response
         .headers()
         .get("retry-after")
@@ -235,7 +244,18 @@ async fn a_full_server_sheds_load_at_once_with_a_problem() {
     // Both slots are held until `release`: these answers cannot have waited
     // for a slot.
     for path in ["/healthz", "/api/v1/products", "/no-such-route"] {
-        let r = fresh_client().get(server.url(path)).send().await.unwrap();
+        let id = format!("shed{}", path.replace('/', "-"));
+        let r = fresh_client()
+            .get(server.url(path))
+            .header("x-request-id", &id)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers()["x-request-id"],
+            id.as_str(),
+            "{path}: the client's id"
+        );
         let (status, body, retry_after) = problem(r).await;
         assert_eq!(status, 503, "{path}: {body}");
         assert_eq!(body["code"], "OVERLOADED", "{path}: {body}");

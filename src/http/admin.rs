@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::Response;
 use oms_core::domain::{
     Caller, OmsError, OmsResult, OrderFilter, OrderId, OrderPage, OrderStatus, Orders, ProductId,
@@ -12,7 +12,7 @@ use oms_core::domain::{
 use oms_core::port::inbound::AdminQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_product_id, ApiJson, Auth, Problem, SharedState};
+use super::{parse_product_id, ApiJson, Auth, Problem, Segment, SharedState};
 
 /// The query of `GET /api/v1/admin/orders`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -145,7 +145,7 @@ pub(super) async fn orders(
 pub(super) async fn stock(
     State(state): State<SharedState>,
     Auth(caller): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
 ) -> Result<ApiJson<StockBody>, Problem> {
     caller.require_admin()?;
     let product_id = parse_product_id(&raw)?;

@@ -4,8 +4,9 @@
 //!
 //! Tokens carry `sub` (member id), `role` (`USER` | `ADMIN`), `typ`
 //! (`access` | `refresh`), `jti`, `exp`, `iat` and, when a login issued
-//! them, `sid` (the login). Only `typ: "access"` is accepted as a bearer
-//! token; a token without `typ` is refused.
+//! them, `sid` (the login). Only access tokens are accepted as bearer
+//! tokens: `typ: "access"`, or no `typ` at all (the first contract's
+//! tokens, `sub`, `role` and `exp` signed with the secret by any issuer).
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,8 +1,10 @@
-//! A JSON body extractor whose rejections are problem+json, and a JSON
-//! answer whose encoding failure is one.
+//! A JSON body extractor whose rejections are problem+json, a JSON answer
+//! whose encoding failure is one, and a path parameter extractor whose
+//! rejections are too.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -93,5 +95,22 @@ mod tests {
             fine.headers().get(header::CONTENT_TYPE).unwrap(),
             "application/json"
         );
+    }
+}
+
+/// One path parameter as text, decoded: a segment that does not decode (not
+/// UTF-8 once percent-decoded) is 400 `VALIDATION_FAILED`, as a malformed id
+/// is, instead of [`Path`]'s plain-text rejection.
+#[derive(Debug, Clone)]
+pub(crate) struct Segment(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(raw)| Self(raw))
+            .map_err(|e| Problem::validation(format!("the path is not valid: {}", e.body_text())))
     }
 }

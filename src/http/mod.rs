@@ -18,7 +18,7 @@ mod serve;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use axum::extract::{DefaultBodyLimit, NestedPath, Path, State};
+use axum::extract::{DefaultBodyLimit, NestedPath, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +43,7 @@ pub use accounts::{
 pub use admin::{AdminOrdersQuery, HeldBody, StockBody};
 pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
 pub use json::ApiJson;
+use json::Segment;
 pub use observe::{metrics_page, REQUEST_ID};
 pub use openapi::{openapi, openapi_json, ApiDoc};
 pub use payments::{ConfirmBody, PaidBody};
@@ -450,7 +451,7 @@ fn etag(version: i64) -> Option<HeaderValue> {
 async fn update_product(
     State(state): State<SharedState>,
     Auth(caller): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ProductUpdateBody>,
 ) -> Result<Response, Problem> {
@@ -521,7 +522,7 @@ async fn update_product(
 async fn get_product(
     State(state): State<SharedState>,
     Auth(_): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
 ) -> Result<ApiJson<ProductBody>, Problem> {
     let id = parse_product_id(&raw)?;
     Ok(ApiJson(state.products.get(id).await?.into()))
@@ -787,7 +788,7 @@ async fn place_order(
 async fn get_trace(
     State(state): State<SharedState>,
     Auth(caller): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
 ) -> Result<ApiJson<TraceBody>, Problem> {
     let trace_id: TraceId = raw.parse()?;
     Ok(ApiJson(state.orders.trace(caller, trace_id).await?.into()))
@@ -808,7 +809,7 @@ async fn get_trace(
 async fn get_order(
     State(state): State<SharedState>,
     Auth(caller): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
 ) -> Result<ApiJson<OrderBody>, Problem> {
     let order_id = parse_order_id(&raw)?;
     Ok(ApiJson(state.orders.order(caller, order_id).await?.into()))

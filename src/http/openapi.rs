@@ -502,7 +502,7 @@ impl Modify for BearerScheme {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "An access token of `POST /api/v1/auth/login` (HS256; claims `sub`, `role`, `typ: \"access\"`, `jti`, `exp`)",
+                        "An access token of `POST /api/v1/auth/login` (HS256; claims `sub`, `role`, `typ: \"access\"`, `jti`, `exp`), or any HS256 token of the secret with `sub`, `role` and `exp`",
                     ))
                     .build(),
             ),

@@ -1,13 +1,13 @@
 //! `POST /api/v1/payments/confirm` and `POST /api/v1/orders/{orderId}/cancel`.
 
 use async_trait::async_trait;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use oms_core::domain::{Caller, OmsError, OmsResult, Order, OrderId};
 use oms_core::port::inbound::PaymentUseCase;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiJson, Auth, OrderBody, Problem, SharedState};
+use super::{ApiJson, Auth, OrderBody, Problem, Segment, SharedState};
 
 /// The body of `POST /api/v1/payments/confirm`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -96,7 +96,7 @@ pub(super) async fn confirm(
 pub(super) async fn cancel(
     State(state): State<SharedState>,
     Auth(caller): Auth,
-    Path(raw): Path<String>,
+    Segment(raw): Segment,
 ) -> Result<ApiJson<OrderBody>, Problem> {
     let order_id = super::parse_order_id(&raw)?;
     Ok(ApiJson(

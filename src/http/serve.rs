@@ -21,8 +21,9 @@ use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::MapRequest;
 use tower::{BoxError, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use super::Problem;
+use super::{Problem, REQUEST_ID};
 use crate::config::{self, Settings};
 
 /// The limits [`serve`] and [`with_limits`] enforce.
@@ -87,10 +88,15 @@ const RETRY_AFTER_SECS: &str = "1";
 /// `router` with the request deadline and the in-flight cap of `limits`
 /// (every route and the fallback share one cap). [`serve`] applies this
 /// itself; use it when serving the router some other way.
+///
+/// The answers of these limits carry an `x-request-id` like every other
+/// (the client's, or a new one the router's own layers then keep).
 pub fn with_limits(router: Router, limits: &ServerLimits) -> Router {
     let timeout = limits.request_timeout;
     router.layer(
         ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(HandleErrorLayer::new(move |e: BoxError| async move {
                 limit_problem(e, timeout)
             }))

@@ -217,9 +217,14 @@ impl AuthService {
         })
     }
 
+    /// Decodes a token; one without `jti` gets the id derived from it.
+    fn decode(&self, token: &str) -> OmsResult<TokenClaims> {
+        Ok(self.codec.decode(token)?.identified(token))
+    }
+
     /// Decodes a token and checks it is usable as `typ` at `now`.
     fn claims(&self, token: &str, typ: TokenType, now: u64) -> OmsResult<TokenClaims> {
-        let claims = self.codec.decode(token)?;
+        let claims = self.decode(token)?;
         claims.check(typ, now)?;
         Ok(claims)
     }
@@ -380,7 +385,7 @@ impl AuthUseCase for AuthService {
         let other = match refresh_token {
             None => None,
             Some(token) => {
-                let refresh = self.codec.decode(&token)?;
+                let refresh = self.decode(&token)?;
                 if refresh.typ != TokenType::Refresh {
                     return Err(TokenRejection::WrongType {
                         expected: TokenType::Refresh,

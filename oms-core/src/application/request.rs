@@ -226,6 +226,16 @@ impl RequestOrderService {
         Ok(OrderTrace::processing(trace_id, member_id))
     }
 
+    /// Frees `key` (if any) claimed for `trace_id`, which was refused
+    /// before it was queued, so that a retry tries again.
+    async fn release_claim(&self, member_id: MemberId, key: Option<&str>, trace_id: TraceId) {
+        if let Some(key) = key {
+            if let Err(e) = self.traces.release_key(member_id, key).await {
+                warn!(%trace_id, error = %e, "could not release an idempotency key");
+            }
+        }
+    }
+
     /// Claims `key` for `trace_id`; returns the trace that already holds
     /// it, in the trace store or (when the store forgot it, e.g. after a
     /// restart) in the database's durable binding.
@@ -319,18 +329,30 @@ impl RequestOrderUseCase for RequestOrderService {
         if let Some(key) = key {
             validate_idempotency_key(key)?;
         }
-        if self.gate.is_none() {
-            self.front_door(caller.member_id).await?;
-        }
         let trace_id = TraceId::new();
         let command = OrderCommand::new(trace_id, caller.member_id, request)
             .with_idempotency_key(idempotency_key.clone());
-        let limits = self.check_rules(&command).await?;
+        // A retry with its key answers the order it placed before any
+        // other check: neither the rate limit it spends, the admission it
+        // used up nor a sale that has ended since turns it into an error.
         if let Some(key) = key {
             if let Some(existing) = self.claim(caller.member_id, key, trace_id).await? {
                 return self.standing(existing, caller.member_id).await;
             }
         }
+        let checked = async {
+            if self.gate.is_none() {
+                self.front_door(caller.member_id).await?;
+            }
+            self.check_rules(&command).await
+        };
+        let limits = match checked.await {
+            Ok(limits) => limits,
+            Err(e) => {
+                self.release_claim(caller.member_id, key, trace_id).await;
+                return Err(e);
+            }
+        };
         let recorded = match &self.gate {
             Some(gate) => {
                 let checks = IntakeChecks {
@@ -353,11 +375,7 @@ impl RequestOrderUseCase for RequestOrderService {
                 | Admission::RateLimited { .. }
                 | Admission::NotAdmitted),
             ) => {
-                if let Some(key) = key {
-                    if let Err(e) = self.traces.release_key(caller.member_id, key).await {
-                        warn!(%trace_id, error = %e, "could not release an idempotency key");
-                    }
-                }
+                self.release_claim(caller.member_id, key, trace_id).await;
                 return Err(match refused {
                     Admission::OverLimit { product_id } => OmsError::LimitExceeded { product_id },
                     Admission::RateLimited { retry_after } => OmsError::RateLimited { retry_after },
@@ -374,11 +392,7 @@ impl RequestOrderUseCase for RequestOrderService {
                 });
             }
             Err(e) => {
-                if let Some(key) = key {
-                    if let Err(e) = self.traces.release_key(caller.member_id, key).await {
-                        warn!(%trace_id, error = %e, "could not release an idempotency key");
-                    }
-                }
+                self.release_claim(caller.member_id, key, trace_id).await;
                 return Err(e);
             }
         }
@@ -754,5 +768,38 @@ mod tests {
                 .await,
             Err(OmsError::RateLimited { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_retry_with_its_key_answers_its_order_past_the_rate_limit() {
+        let mut publisher = MockOrderRequestPublisher::new();
+        publisher.expect_send().times(1).returning(|_| Ok(()));
+        let service =
+            RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()))
+                .with_rate_limit(
+                    Rate::per_second(1),
+                    Arc::new(crate::memory::InMemoryRateLimiter::new()),
+                );
+        let first = service
+            .request_order(Caller::user(7), request(), Some("k1".into()))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let again = service
+                .request_order(Caller::user(7), request(), Some("k1".into()))
+                .await
+                .unwrap();
+            assert_eq!(again.trace_id, first.trace_id);
+        }
+        // A new key is a new order, and the limit holds for it; the key it
+        // claimed is freed, so its own retry is limited again, not queued.
+        for _ in 0..2 {
+            assert!(matches!(
+                service
+                    .request_order(Caller::user(7), request(), Some("k2".into()))
+                    .await,
+                Err(OmsError::RateLimited { .. })
+            ));
+        }
     }
 }

@@ -65,8 +65,13 @@ uuid_id!(
 ///
 /// On the wire: `sub` is the member id as a decimal string of a positive
 /// integer, `role` is `USER` or `ADMIN`, `typ` is `access` or `refresh`,
-/// `jti` and `sid` are UUIDs, `iat` and `exp` are unix seconds. A token
-/// without `typ` or `jti` does not decode.
+/// `jti` and `sid` are UUIDs, `iat` and `exp` are unix seconds.
+///
+/// `typ` and `jti` may be missing, as in the tokens of the first contract
+/// (`sub`, `role`, `exp`), which any issuer with the secret may sign: such
+/// a token is an access token (a refresh token always says `refresh`), and
+/// its id is derived from the token itself by [`TokenClaims::identified`],
+/// so that it is revocable like any other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenClaims {
     /// The member.
@@ -74,9 +79,12 @@ pub struct TokenClaims {
     pub sub: MemberId,
     /// The member's role when the token was issued.
     pub role: Role,
-    /// Access or refresh.
+    /// Access or refresh; a token without `typ` is an access token.
+    #[serde(default = "untyped")]
     pub typ: TokenType,
-    /// This token's id.
+    /// This token's id; nil until [`TokenClaims::identified`] for a token
+    /// without `jti`.
+    #[serde(default = "unnamed")]
     pub jti: TokenId,
     /// The login it belongs to; always set on refresh tokens. Tokens minted
     /// outside a login (tools, tests) have none.
@@ -88,6 +96,20 @@ pub struct TokenClaims {
     /// Expires at: the token is dead from this second on.
     pub exp: u64,
 }
+
+/// The type of a token without `typ`.
+fn untyped() -> TokenType {
+    TokenType::Access
+}
+
+/// The id of a token without `jti`, before [`TokenClaims::identified`].
+fn unnamed() -> TokenId {
+    TokenId(Uuid::nil())
+}
+
+/// The namespace of the ids derived from tokens without `jti` (a v5 UUID
+/// of the token's text in it).
+const DERIVED_JTI: Uuid = Uuid::from_u128(0x6f6d_735f_6a74_695f_8d1c_2b9e_4a70_5e31);
 
 mod sub_claim {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -175,6 +197,17 @@ impl TokenClaims {
             sid: Some(sid),
             ..Self::access(member, role, Some(sid), now, ttl)
         }
+    }
+
+    /// These claims of `token`, with an id if the token has no `jti`: a
+    /// name-based (v5) UUID of the token's text, so the same token always
+    /// has the same id and revoking it holds.
+    #[must_use]
+    pub fn identified(mut self, token: &str) -> Self {
+        if self.jti.0.is_nil() {
+            self.jti = TokenId(Uuid::new_v5(&DERIVED_JTI, token.as_bytes()));
+        }
+        self
     }
 
     /// Whether the token is past its expiry at `now` (`exp` itself is
@@ -367,6 +400,28 @@ mod tests {
     }
 
     #[test]
+    fn claims_of_the_first_contract_are_an_access_token_named_by_the_token() {
+        let bare = serde_json::json!({"sub": "7", "role": "USER", "exp": NOW + 60});
+        let claims: TokenClaims = serde_json::from_value(bare).unwrap();
+        assert_eq!(claims.typ, TokenType::Access);
+        assert_eq!(claims.check(TokenType::Access, NOW), Ok(()));
+        assert_eq!(claims.caller(), Caller::user(7));
+        let a = claims.identified("header.claims.signature-a");
+        let b = claims.identified("header.claims.signature-b");
+        assert!(!a.jti.0.is_nil());
+        assert_ne!(a.jti, b.jti, "two tokens, two ids");
+        assert_eq!(a, claims.identified("header.claims.signature-a"), "stable");
+        // A named token keeps its id; a typed one its type.
+        let p = pair();
+        assert_eq!(p.refresh.identified("any").jti, p.refresh.jti);
+        let refresh: TokenClaims = serde_json::from_value(
+            serde_json::json!({"sub": "7", "role": "USER", "exp": NOW + 60, "typ": "refresh"}),
+        )
+        .unwrap();
+        assert!(refresh.check(TokenType::Access, NOW).is_err());
+    }
+
+    #[test]
     fn a_token_is_used_only_as_its_type() {
         let p = pair();
         assert_eq!(p.access.check(TokenType::Access, NOW), Ok(()));
@@ -457,12 +512,11 @@ mod tests {
     }
 
     #[test]
-    fn claims_without_typ_or_jti_or_with_a_bad_sub_do_not_decode() {
+    fn claims_with_a_bad_type_role_sub_id_or_expiry_do_not_decode() {
         let jti = TokenId::random().to_string();
         for bad in [
-            serde_json::json!({"sub": "7", "role": "USER", "exp": NOW}),
-            serde_json::json!({"sub": "7", "role": "USER", "typ": "access", "exp": NOW}),
-            serde_json::json!({"sub": "7", "role": "USER", "jti": jti, "exp": NOW}),
+            serde_json::json!({"sub": "7", "typ": "access", "jti": jti, "exp": NOW}),
+            serde_json::json!({"sub": "7", "role": "USER", "typ": "access", "jti": jti}),
             serde_json::json!({"sub": "7", "role": "USER", "typ": "id", "jti": jti, "exp": NOW}),
             serde_json::json!({"sub": "7", "role": "ROOT", "typ": "access", "jti": jti, "exp": NOW}),
             serde_json::json!({"sub": "0", "role": "USER", "typ": "access", "jti": jti, "exp": NOW}),
