@@ -316,7 +316,8 @@ async fn the_waiting_room_admits_in_order_and_guards_the_order_endpoint() {
         ttl: Duration::from_secs(60),
     }));
     product(&api.app, 1, 100, json!({})).await;
-    // Never entered: 404 on status, 429 without a position on orders.
+    // Never entered: 404 on status; 429 on orders, with the place entering
+    // would give (the line is empty: 1) and where to enter.
     let (s, _, b) = call(&api.app, "GET", "/api/v1/waiting-room", &user(7), None).await;
     assert_eq!(
         (s, b["code"].as_str()),
@@ -328,7 +329,14 @@ async fn the_waiting_room_admits_in_order_and_guards_the_order_endpoint() {
         (StatusCode::TOO_MANY_REQUESTS, Some("NOT_ADMITTED"))
     );
     assert!(headers.contains_key(header::RETRY_AFTER));
-    assert!(b.get("position").is_none());
+    assert_eq!(b["position"], 1, "{b}");
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("POST /api/v1/waiting-room"),
+        "{b}"
+    );
 
     for (member, place) in [(7, 1), (8, 2), (9, 3)] {
         let (s, _, b) = call(

@@ -200,7 +200,7 @@ fn explain(code: &str) -> &'static str {
         "SALE_NOT_STARTED" => "the product's sale has not started (`saleStartsAt`)",
         "SALE_ENDED" => "the product's sale has ended (`saleEndsAt`)",
         "RATE_LIMITED" => "over the member's order rate (`OMS_ORDER_RATE`)",
-        "NOT_ADMITTED" => "the waiting room is on and the member holds no admission; `position` in line when waiting",
+        "NOT_ADMITTED" => "the waiting room is on and the member holds no admission; `position`: the place in line, or, when not in it, the place entering now would give",
         "NOT_IN_WAITING_ROOM" => "the member is not in the waiting room (never entered, or the admission ended)",
         "WAITING_ROOM_OFF" => "the waiting room is off",
         "TRACE_NOT_FOUND" => "no trace with this id, or another member's",

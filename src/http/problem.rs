@@ -171,14 +171,22 @@ impl From<OmsError> for Problem {
             }
             OmsError::NotAdmitted {
                 position,
+                in_line,
                 retry_after,
             } => {
                 let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
-                let detail = match position {
-                    Some(p) => {
+                let detail = match (in_line, position) {
+                    (true, Some(p)) => {
                         format!("waiting in line at position {p}; ordering opens on admission")
                     }
-                    None => "enter the waiting room first (POST /api/v1/waiting-room)".to_owned(),
+                    (true, None) => "waiting in line; ordering opens on admission".to_owned(),
+                    (false, Some(p)) => format!(
+                        "enter the waiting room first (POST /api/v1/waiting-room): \
+                         you would be at position {p}"
+                    ),
+                    (false, None) => {
+                        "enter the waiting room first (POST /api/v1/waiting-room)".to_owned()
+                    }
                 };
                 let problem = Self::new(StatusCode::TOO_MANY_REQUESTS, "NOT_ADMITTED", detail)
                     .with_retry_after(secs);

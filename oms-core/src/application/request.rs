@@ -116,7 +116,7 @@ impl RequestOrderService {
         let Some(status) = room? else {
             return Ok(()); // no waiting room
         };
-        admission_answer(status)
+        self.admission_answer(status).await
     }
 
     /// Why the gate found the member not admitted, with their place.
@@ -126,13 +126,49 @@ impl RequestOrderService {
             None => Ok(None),
         };
         match status {
-            Ok(status) => admission_answer(status)
-                .err()
-                .unwrap_or(OmsError::NotAdmitted {
+            Ok(status) => self.admission_answer(status).await.err().unwrap_or(
+                // Admitted since the gate looked: ask again at once.
+                OmsError::NotAdmitted {
                     position: None,
+                    in_line: true,
                     retry_after: std::time::Duration::from_secs(1),
-                }),
+                },
+            ),
             Err(e) => e,
+        }
+    }
+
+    /// The answer to a member whose room status is `status`: `Ok` when
+    /// admitted. A member outside the line is told the place entering now
+    /// would give them.
+    async fn admission_answer(&self, status: Option<RoomStatus>) -> OmsResult<()> {
+        match status {
+            Some(RoomStatus::Admitted { .. }) => Ok(()),
+            Some(RoomStatus::Waiting {
+                position,
+                estimated_wait,
+            }) => Err(OmsError::NotAdmitted {
+                position: Some(position),
+                in_line: true,
+                retry_after: estimated_wait.max(std::time::Duration::from_secs(1)),
+            }),
+            None => {
+                let position = match &self.room {
+                    Some(room) => match room.occupancy().await {
+                        Ok(occupancy) => Some(occupancy.waiting.saturating_add(1)),
+                        Err(e) => {
+                            debug!(error = %e, "occupancy not readable; no position");
+                            None
+                        }
+                    },
+                    None => None,
+                };
+                Err(OmsError::NotAdmitted {
+                    position,
+                    in_line: false,
+                    retry_after: std::time::Duration::from_secs(1),
+                })
+            }
         }
     }
 
@@ -282,25 +318,6 @@ impl RequestOrderService {
                 warn!(%trace_id, error = %e, "could not release an idempotency key");
             }
         }
-    }
-}
-
-/// The answer to a member whose room status is `status`: `Ok` when
-/// admitted.
-fn admission_answer(status: Option<RoomStatus>) -> OmsResult<()> {
-    match status {
-        Some(RoomStatus::Admitted { .. }) => Ok(()),
-        Some(RoomStatus::Waiting {
-            position,
-            estimated_wait,
-        }) => Err(OmsError::NotAdmitted {
-            position: Some(position),
-            retry_after: estimated_wait.max(std::time::Duration::from_secs(1)),
-        }),
-        None => Err(OmsError::NotAdmitted {
-            position: None,
-            retry_after: std::time::Duration::from_secs(1),
-        }),
     }
 }
 
@@ -734,11 +751,20 @@ mod tests {
         let service =
             RequestOrderService::new(Arc::new(publisher), Arc::new(InMemoryTraceStore::new()))
                 .with_waiting_room(room.clone());
+        // One member in line; 7 has not entered: told the place entering
+        // would give, and that it is not theirs yet.
+        crate::port::outbound::WaitingRoom::enter(room.as_ref(), MemberId(8))
+            .await
+            .unwrap();
         assert!(matches!(
             service
                 .request_order(Caller::user(7), request(), None)
                 .await,
-            Err(OmsError::NotAdmitted { position: None, .. })
+            Err(OmsError::NotAdmitted {
+                position: Some(2),
+                in_line: false,
+                ..
+            })
         ));
         crate::port::outbound::WaitingRoom::enter(room.as_ref(), MemberId(7))
             .await
@@ -748,7 +774,8 @@ mod tests {
                 .request_order(Caller::user(7), request(), None)
                 .await,
             Err(OmsError::NotAdmitted {
-                position: Some(1),
+                position: Some(2),
+                in_line: true,
                 ..
             })
         ));

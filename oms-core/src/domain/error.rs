@@ -54,8 +54,12 @@ pub enum OmsError {
     /// The waiting room is on and the member holds no admission.
     #[error("not admitted yet")]
     NotAdmitted {
-        /// The member's place in the line (1 = next), when they are in it.
+        /// The member's place in the line (1 = next) when they are in it;
+        /// otherwise the place entering now would give them. `None` when
+        /// the room could not tell.
         position: Option<u64>,
+        /// Whether the member is in the line (else they must enter first).
+        in_line: bool,
         /// When to ask again.
         retry_after: std::time::Duration,
     },
