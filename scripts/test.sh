@@ -12,7 +12,12 @@ started=$(date +%s)
 # test and example binaries behind: the run removes those it did not build
 # (prune_stale, at its end), and a run that starts short of space starts from
 # an empty target/debug.
+# Builds are not incremental: a run rebuilds the workspace's crates from a
+# fresh checkout anyway, and incremental caches of every test binary, for
+# every feature set, took more room than the binaries.
+export CARGO_INCREMENTAL=0
 mkdir -p target
+rm -rf target/debug/incremental
 free_gb() { df -P -BG target | awk 'NR == 2 { sub("G", "", $4); print $4 }'; }
 if [ "$(free_gb)" -lt "${OMS_MIN_FREE_GB:-20}" ]; then
   echo "[target] $(free_gb) GB free: removing target/debug and target/publish/debug"
@@ -24,8 +29,12 @@ prune_stale() { # the hashed test and example binaries no build of this run made
     cargo test --workspace --all-features --no-run --message-format=json --quiet
     cargo build --workspace --examples --all-features --message-format=json --quiet
   } | grep -o '"executable":"[^"]*"' | cut -d'"' -f4 | xargs -r stat -c %i | sort -u)
-  find target/debug/deps target/debug/examples -maxdepth 1 -type f -perm -u+x \
-    -regex '.*-[0-9a-f]\{16\}' -printf '%i %p\n' 2>/dev/null |
+  if [ -z "$kept" ]; then
+    echo "[target] no binaries of this run listed; nothing removed"
+    return
+  fi
+  { find target/debug/deps target/debug/examples -maxdepth 1 -type f -perm -u+x \
+    -regex '.*-[0-9a-f]\{16\}' -printf '%i %p\n' 2>/dev/null || true; } |
     while read -r inode path; do
       grep -qx "$inode" <<<"$kept" || rm -f "$path"
     done
