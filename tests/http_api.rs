@@ -137,6 +137,23 @@ async fn products_crud_and_statuses() {
     )
     .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+    // The role is checked before the input: a member without it gets 403
+    // whatever the body, path or query.
+    for (method, path, body) in [
+        ("POST", "/api/v1/products", json!({"productId": "x"})),
+        ("PUT", "/api/v1/products/1", json!({"name": ""})),
+        (
+            "PUT",
+            "/api/v1/products/%FF",
+            json!({"name": "x", "price": 1}),
+        ),
+        ("GET", "/api/v1/admin/products/abc/stock", Value::Null),
+        ("GET", "/api/v1/admin/orders?limit=x", Value::Null),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (s, _, b) = call(app, method, path, Some(&user(5)), body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}: {b}");
+    }
     let (s, _, _) = call(app, "POST", "/api/v1/products", None, Some(body)).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     for bad in [

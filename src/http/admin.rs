@@ -12,7 +12,7 @@ use oms_core::domain::{
 use oms_core::port::inbound::AdminQuery;
 use serde::{Deserialize, Serialize};
 
-use super::{parse_product_id, ApiJson, Auth, Problem, Segment, SharedState};
+use super::{parse_product_id, AdminAuth, ApiJson, Problem, Segment, SharedState};
 
 /// The query of `GET /api/v1/admin/orders`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -107,10 +107,9 @@ fn next_uri(filter: &OrderFilter, limit: usize, cursor: OrderId) -> String {
 )]
 pub(super) async fn orders(
     State(state): State<SharedState>,
-    Auth(caller): Auth,
+    AdminAuth(caller): AdminAuth,
     query: Result<Query<AdminOrdersQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    caller.require_admin()?;
     let Query(query) = query.map_err(|e| Problem::validation(format!("bad query: {e}")))?;
     let product_id = match query.product_id {
         Some(0) => return Err(Problem::validation("`0` is not a product id")),
@@ -144,10 +143,9 @@ pub(super) async fn orders(
 )]
 pub(super) async fn stock(
     State(state): State<SharedState>,
-    Auth(caller): Auth,
+    AdminAuth(caller): AdminAuth,
     Segment(raw): Segment,
 ) -> Result<ApiJson<StockBody>, Problem> {
-    caller.require_admin()?;
     let product_id = parse_product_id(&raw)?;
     Ok(ApiJson(state.admin.stock(caller, product_id).await?.into()))
 }

@@ -232,3 +232,23 @@ where
         authenticator.authenticate(parts).await.map(Auth)
     }
 }
+
+/// The caller of an operator's route: [`Auth`], then 403 `FORBIDDEN`
+/// unless the caller is ADMIN — before the path, query or body is read, so
+/// a member without the role learns nothing from the answers to bad input.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAuth(pub Caller);
+
+impl<S> FromRequestParts<S> for AdminAuth
+where
+    Arc<dyn Authenticator>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let Auth(caller) = Auth::from_request_parts(parts, state).await?;
+        caller.require_admin()?;
+        Ok(Self(caller))
+    }
+}

@@ -41,7 +41,9 @@ pub use accounts::{
     ClientAddress, ClientIpSource, LoginBody, MemberBody, RefreshBody, SignupBody, TokenBody,
 };
 pub use admin::{AdminOrdersQuery, HeldBody, StockBody};
-pub use auth::{bearer_token, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth};
+pub use auth::{
+    bearer_token, AdminAuth, Auth, Authenticator, BearerAuthenticator, Claims, JwtAuth,
+};
 pub use json::ApiJson;
 use json::Segment;
 pub use observe::{metrics_page, REQUEST_ID};
@@ -351,7 +353,7 @@ fn parse_product_id(raw: &str) -> Result<ProductId, Problem> {
 )]
 async fn create_product(
     State(state): State<SharedState>,
-    Auth(caller): Auth,
+    AdminAuth(caller): AdminAuth,
     ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<(StatusCode, ApiJson<ProductBody>), Problem> {
     let draft = ProductDraft {
@@ -450,7 +452,7 @@ fn etag(version: i64) -> Option<HeaderValue> {
 )]
 async fn update_product(
     State(state): State<SharedState>,
-    Auth(caller): Auth,
+    AdminAuth(caller): AdminAuth,
     Segment(raw): Segment,
     headers: HeaderMap,
     ApiJson(body): ApiJson<ProductUpdateBody>,
