@@ -185,7 +185,14 @@ async fn a_placed_order_is_paid_once_and_refunded() {
             "pay-7",
             json!(-200),
             StatusCode::BAD_REQUEST,
-            "VALIDATION_FAILED",
+            "AMOUNT_MISMATCH",
+        ),
+        (
+            7,
+            "pay-7",
+            json!(0),
+            StatusCode::BAD_REQUEST,
+            "AMOUNT_MISMATCH",
         ),
         (
             7,

@@ -287,9 +287,9 @@ const ORDER_FIELDS: &[FieldExample] = &[
 
 /// The example field errors of `POST /api/v1/payments/confirm`.
 const CONFIRM_FIELDS: &[FieldExample] = &[(
-    "amount",
-    FieldErrorCode::OutOfRange,
-    "must be greater than 0",
+    "paymentKey",
+    FieldErrorCode::Malformed,
+    "must be 1 to 200 characters of A-Z a-z 0-9 - _ ~ .",
 )];
 
 problems! {

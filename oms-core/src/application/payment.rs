@@ -5,8 +5,8 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::domain::{
-    payment_key_error, Caller, FieldErrorCode, FieldErrors, LifecycleEvent, MemberId, OmsError,
-    OmsResult, Order, OrderId, OrderLine, OrderStatus,
+    payment_key_error, Caller, FieldErrors, LifecycleEvent, MemberId, OmsError, OmsResult, Order,
+    OrderId, OrderLine, OrderStatus,
 };
 use crate::port::inbound::PaymentUseCase;
 use crate::port::outbound::{
@@ -133,19 +133,13 @@ impl PaymentUseCase for PaymentService {
         payment_key: String,
         amount: i64,
     ) -> OmsResult<Order> {
-        let mut errors = FieldErrors::from_iter(payment_key_error(&payment_key));
-        if amount <= 0 {
-            errors.push(
-                "amount",
-                FieldErrorCode::OutOfRange,
-                "must be greater than 0",
-            );
-        }
-        errors.into_result()?;
+        FieldErrors::from_iter(payment_key_error(&payment_key)).into_result()?;
         let order = self.order_of(caller, order_id, true).await?;
         if order.status != OrderStatus::PendingPayment {
             return Self::already(order, &payment_key);
         }
+        // Every total is above 0, so an amount of 0 or less is a mismatch
+        // too, and never reaches the gateway.
         if amount != order.total_price {
             return Err(OmsError::AmountMismatch {
                 expected: order.total_price,
@@ -310,6 +304,15 @@ mod tests {
                 actual: 199
             })
         ));
+        // No total is 0 or less: such an amount is a mismatch too.
+        for amount in [0, -5] {
+            assert!(matches!(
+                payments
+                    .confirm(Caller::user(7), id, "pay-1".into(), amount)
+                    .await,
+                Err(OmsError::AmountMismatch { expected: 200, actual }) if actual == amount
+            ));
+        }
         assert!(matches!(
             payments
                 .confirm(Caller::user(8), id, "pay-1".into(), 200)
@@ -319,9 +322,7 @@ mod tests {
         for (key, amount, fields) in [
             ("", 200, &["paymentKey"][..]),
             ("bad key!", 200, &["paymentKey"]),
-            ("pay-1", 0, &["amount"]),
-            ("pay-1", -5, &["amount"]),
-            ("bad key!", -5, &["paymentKey", "amount"]),
+            ("bad key!", -5, &["paymentKey"]),
         ] {
             let r = payments
                 .confirm(Caller::user(7), id, key.into(), amount)
