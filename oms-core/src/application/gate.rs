@@ -65,8 +65,9 @@ impl GatePolicy {
         } else {
             f64::INFINITY
         };
+        // At least 1 a second; infinite (no pause) when catching up at once.
         let rate = following.max(f64::from(self.min_rate.max(1)));
-        if !rate.is_finite() || rate <= 0.0 {
+        if !rate.is_finite() {
             return Duration::ZERO;
         }
         Duration::try_from_secs_f64(settled as f64 / rate)

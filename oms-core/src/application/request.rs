@@ -262,8 +262,8 @@ impl RequestOrderService {
         Ok(OrderTrace::processing(trace_id, member_id))
     }
 
-    /// Frees `key` (if any) claimed for `trace_id`, which was refused
-    /// before it was queued, so that a retry tries again.
+    /// Frees `key` (if any) claimed for `trace_id`, which was refused or
+    /// not queued, so that a retry tries again.
     async fn release_claim(&self, member_id: MemberId, key: Option<&str>, trace_id: TraceId) {
         if let Some(key) = key {
             if let Err(e) = self.traces.release_key(member_id, key).await {
@@ -313,11 +313,7 @@ impl RequestOrderService {
         if let Err(e) = self.traces.remove(trace_id).await {
             warn!(%trace_id, error = %e, "could not remove the trace of an order that was not queued");
         }
-        if let Some(key) = key {
-            if let Err(e) = self.traces.release_key(member_id, key).await {
-                warn!(%trace_id, error = %e, "could not release an idempotency key");
-            }
-        }
+        self.release_claim(member_id, key, trace_id).await;
     }
 }
 
