@@ -71,8 +71,10 @@ async fn room_at(stack: &Stack, base: &str, member: u64, method: &str) -> (u16, 
 }
 
 /// `n` concurrent single-unit orders of `member`, spread over both
-/// replicas: the traces of the accepted ones and the count of 409
-/// `LIMIT_EXCEEDED`.
+/// replicas: the traces of the accepted ones, and the refused ones: 409
+/// `LIMIT_EXCEEDED`, or, with the waiting room on, 429 `NOT_ADMITTED` for
+/// those that arrive after an accepted order of the burst became final and
+/// ended the admission (docs/API.md, "Waiting room").
 async fn burst(
     stack: &Stack,
     bases: &[String; 2],
@@ -84,18 +86,22 @@ async fn burst(
         futures::future::join_all((0..n).map(|i| order_at(stack, &bases[i % 2], member, product)))
             .await;
     let mut traces = Vec::new();
-    let mut over = 0;
+    let mut refused = 0;
     for (status, body) in answers {
         match status {
             202 => traces.push((member, body["traceId"].as_str().unwrap().to_owned())),
             409 => {
                 assert_eq!(body["code"], "LIMIT_EXCEEDED", "{body}");
-                over += 1;
+                refused += 1;
+            }
+            429 => {
+                assert_eq!(body["code"], "NOT_ADMITTED", "{body}");
+                refused += 1;
             }
             other => panic!("{other}: {body}"),
         }
     }
-    (traces, over)
+    (traces, refused)
 }
 
 /// Units of `product` in the member's orders.
